@@ -1,0 +1,14 @@
+"""Class-activation maps: Grad-CAM, Grad-CAM++ and HDM-CAM behind one base class.
+
+>>> from hdm.cam import HDMCAM
+>>> cam = HDMCAM(model)                 # ResNet: layer1..layer4
+>>> maps = cam(x)                       # (B, H, W) float32 in [0, 1], top class
+>>> details = cam.explain(x, [281])     # per-layer maps, Hessian and band weights, subbands
+"""
+from .base import BaseCAM, CAMResult
+from .grad_cam import GradCAM
+from .grad_cam_plusplus import GradCAMPlusPlus
+from .hdm_cam import HDMCAM, HDMResult
+from .targets import ClassifierOutputTarget
+
+__all__ = ["BaseCAM", "CAMResult", "ClassifierOutputTarget", "GradCAM", "GradCAMPlusPlus", "HDMCAM", "HDMResult"]

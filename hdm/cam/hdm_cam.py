@@ -1,0 +1,261 @@
+"""HDM-CAM: Grad-CAM++ weighted by Hessian curvature and by Haar-wavelet subbands across layers.
+
+Kwon & Ro, "High-Precision Image Restoration via Hessian-based Grad-CAM++ and Wavelet-Fused
+Multiscale Activation Maps" (2025); equations (4)-(14). docs/hdm_cam.md maps every equation to the
+code below and records each decision the paper leaves open. In short, for each target layer ``l``
+with activation ``A`` ``(B, K, h, w)`` and gradient ``g = dS/dA`` of the class logit ``S``
+(explaining ``Y = exp(S)``, see :mod:`hdm.derivatives`):
+
+1. derivative maps ``|d^n Y/dA^n| / exp(S) = |g|^n``, n = 2, 3, 4              (stage 1)
+2. channel Hessian weight ``w^(2)_k``                                          (eqs. 4-7)
+3. band weights: a J-level Haar DWT of the 3rd/4th-order maps, band energies
+   ``gamma = lambda^(3) E(|g|^3)``, ``delta = lambda^(4) E(|g|^4)``, normalised over the four
+   bands of each level; ``beta = (W^(3) + W^(4)) / 2``                          (eqs. 8-10)
+4. per channel k and subband (j, b) of the DWT of ``A``:
+   ``w = beta_{j,b} * sum_{p in (j,b)} ReLU(G_p) * tr H_p`` with ``G = DWT(g)`` (the exact gradient
+   with respect to the wavelet coefficients, the DWT being orthonormal) and
+   ``tr H_p = w^(2)_k * G_p^2``                                                  (eq. 11, eq. 6)
+5. ``w / sum_{l,k,j,b} |w|``                                                     (eq. 12)
+6. multiplier ``alpha_j * w`` on each subband's coefficients of each channel    (eq. 13)
+7. ``M^(l) = IDWT(sum_k alpha_j w_{k,j,b} DWT(A_k)_{j,b})``, and
+   ``A_c = ReLU(sum_l upsample(M^(l)))``                                          (eq. 14)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from ..derivatives import derivative_map, hessian_weight
+from ..wavelets import BANDS, haar_dwt2, haar_wavedec2, haar_waverec2, max_level
+from .base import BaseCAM, CAMResult, normalize_maps, upsample_maps
+from .channel_cam import combine_layer_maps
+
+__all__ = ["HDMCAM", "HDMResult", "ALPHA_MODES", "scale_weights", "band_energy_weights", "default_target_layers"]
+
+#: Eq. (13)'s scale-weight modes, plus "equal" (all 1) for ablations.
+ALPHA_MODES = ("exp", "inverse", "learned", "equal")
+_BAND_INDEX = {name: i for i, name in enumerate(BANDS)}
+
+
+def default_target_layers(model: nn.Module) -> list[str]:
+    """``layer1..layer4`` for torchvision ResNets; other models must name their layers."""
+    names = ["layer1", "layer2", "layer3", "layer4"]
+    if all(isinstance(getattr(model, n, None), nn.Module) for n in names):
+        return names
+    raise ValueError(
+        f"{type(model).__name__} has no layer1..layer4 (a torchvision ResNet's stages): pass target_layers explicitly"
+    )
+
+
+def scale_weights(levels: int, mode: str | Sequence[float] = "exp", theta: torch.Tensor | None = None,
+                  *, dtype=torch.float64, device=None) -> torch.Tensor:
+    """Eq. (13)'s ``alpha_j`` for ``j = 1..levels`` -> ``(levels,)``.
+
+    ``"exp"``: ``exp(-j)`` (texture-rich data); ``"inverse"``: ``1/j`` (simple structure);
+    ``"learned"``: ``sigmoid(theta_j)``; ``"equal"``: 1; or an explicit sequence of ``>= levels`` values.
+    ``levels = 0`` (a map too small for a DWT) gives ``[1.]``.
+    """
+    if levels == 0:
+        return torch.ones(1, dtype=dtype, device=device)
+    j = torch.arange(1, levels + 1, dtype=dtype, device=device)
+    if isinstance(mode, str):
+        if mode == "exp":
+            return torch.exp(-j)
+        if mode == "inverse":
+            return 1.0 / j
+        if mode == "equal":
+            return torch.ones_like(j)
+        if mode == "learned":
+            if theta is None:
+                raise ValueError("alpha='learned' needs theta (one value per level)")
+            theta = torch.as_tensor(theta, dtype=dtype, device=device).flatten()
+            if theta.numel() < levels:
+                raise ValueError(f"alpha='learned' needs theta for {levels} levels, got {theta.numel()} values")
+            return torch.sigmoid(theta[:levels])
+        raise ValueError(f"alpha must be one of {ALPHA_MODES} or a sequence of numbers, got {mode!r}")
+    values = torch.as_tensor(mode, dtype=dtype, device=device).flatten()
+    if values.numel() < levels:
+        raise ValueError(f"alpha needs {levels} values (one per level), got {values.numel()}")
+    return values[:levels]
+
+
+def band_energy_weights(maps: torch.Tensor, levels: int, gain: torch.Tensor):
+    """Eqs. (9)-(10) for one derivative order.
+
+    For each level ``j`` the four bands of a one-level Haar DWT of ``LL_{j-1}`` (``LL_0 = maps``) get
+    ``gamma_{j,b} = gain_b * mean_p |coefficient_p|`` and ``W_{j,b} = gamma_{j,b} / sum_b gamma_{j,b}``.
+
+    Args: ``maps`` ``(B, K, h, w)`` non-negative derivative maps; ``gain`` ``(4,)`` = ``lambda_b``.
+    Returns: ``W`` ``(B, K, levels, 4)`` and the subbands ``[(LL_j, LH_j, HL_j, HH_j) for j = 1..levels]``.
+    """
+    weights, subbands = [], []
+    ll = maps
+    for _ in range(levels):
+        bands = haar_dwt2(ll)
+        ll = bands[0]
+        gamma = torch.stack([b.abs().mean(dim=(-2, -1)) for b in bands], dim=-1) * gain
+        weights.append(gamma / gamma.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(gamma.dtype).tiny))
+        subbands.append(bands)
+    if not weights:
+        return maps.new_zeros(maps.shape[:2] + (0, 4)), subbands
+    return torch.stack(weights, dim=-2), subbands
+
+
+@dataclass
+class HDMResult(CAMResult):
+    """:class:`CAMResult` plus what HDM-CAM computed on the way, per target layer name.
+
+    All derivative quantities are scale-free: multiply by ``exp(scores)`` for the derivatives of
+    ``Y = exp(S)`` themselves (the factor cancels in every normalised weight).
+
+    Attributes:
+        levels: DWT levels ``J`` used at the layer.
+        alpha: ``(J,)`` scale weights of eq. (13).
+        hessian_weights: ``(B, K)`` ``w^(2)`` (eq. 5, or eq. 7 with ``hessian="diag"``).
+        derivative_maps: ``{2|3|4: (B, K, h, w)}`` ``|d^n Y/dA^n| / exp(S)``.
+        derivative_subbands: ``{3|4: [(LL_j, LH_j, HL_j, HH_j) for j = 1..J]}``, each ``(B, K, h_j, w_j)``.
+        band_weights: ``{"W3"|"W4"|"beta": (B, K, J, 4)}`` over bands ``LL, LH, HL, HH`` (eqs. 9-10).
+        subband_weights: ``{(j, band): (B, K)}`` the final multipliers ``alpha_j w`` of eqs. (11)-(13)
+            on the subbands of the DWT partition of ``A`` (``LL`` only at level ``J``).
+    """
+
+    levels: dict = field(default_factory=dict)
+    alpha: dict = field(default_factory=dict)
+    hessian_weights: dict = field(default_factory=dict)
+    derivative_maps: dict = field(default_factory=dict)
+    derivative_subbands: dict = field(default_factory=dict)
+    band_weights: dict = field(default_factory=dict)
+    subband_weights: dict = field(default_factory=dict)
+
+
+def _np(t: torch.Tensor, factor=None):
+    """float32 numpy copy, optionally times a float64 ``factor`` (undoing the gradient scaling)."""
+    if factor is None:
+        return t.detach().float().cpu().numpy()
+    return (t.detach().double().cpu().numpy() * factor).astype("float32")
+
+
+class HDMCAM(BaseCAM):
+    """HDM-CAM.
+
+    Args:
+        model: classifier; its head after the target layers should be piecewise linear (ReLU
+            networks), for which the closed-form derivatives are exact (a warning says otherwise).
+        target_layers: modules or names; ``None`` = ``layer1..layer4`` of a torchvision ResNet.
+        alpha: eq. (13) mode - ``"exp"`` (default), ``"inverse"``, ``"learned"`` (with ``theta``),
+            ``"equal"``, or explicit per-level values.
+        theta: ``(J_max,)`` logits for ``alpha="learned"``.
+        levels: DWT levels per layer (capped at each map's :func:`~hdm.wavelets.max_level`).
+        hessian: ``"diag"`` (eq. 7, the paper's efficient form; default) or ``"eigen"`` (eqs. 4-5:
+            multi-scale smoothed 2x2 Hessians, about 2x the extra cost; see docs/hdm_cam.md).
+        sigmas: Gaussian scales of eq. (4), in feature-map pixels.
+        band_gain: ``lambda_b`` of eq. (9) for bands ``(LL, LH, HL, HH)``.
+        bands: ``"weighted"`` (eqs. 9-11, default) or ``"equal"`` (every subband of a channel gets
+            the channel's total eq. 11 weight: the method then reduces to a channel-weighted CAM).
+        layer_fusion: ``"sum"`` (eq. 14, default) or ``"mean"`` (mean of per-layer normalised maps,
+            as pytorch-grad-cam combines layers).
+    """
+
+    needs_piecewise_linear = True
+
+    def __init__(self, model: nn.Module, target_layers=None, *, alpha="exp", theta=None, levels: int = 2,
+                 hessian: str = "diag", sigmas: Sequence[float] = (0.5, 1.0, 2.0),
+                 band_gain: Sequence[float] = (1.0, 1.0, 1.0, 1.0), bands: str = "weighted",
+                 layer_fusion: str = "sum"):
+        if target_layers is None:
+            target_layers = default_target_layers(model)
+        super().__init__(model, target_layers)
+        if isinstance(alpha, str) and alpha not in ALPHA_MODES:
+            raise ValueError(f"alpha must be one of {ALPHA_MODES} or a sequence of numbers, got {alpha!r}")
+        if alpha == "learned" and theta is None:
+            raise ValueError("alpha='learned' needs theta (one value per level)")
+        if hessian not in ("eigen", "diag"):
+            raise ValueError(f"hessian must be 'eigen' or 'diag', got {hessian!r}")
+        if bands not in ("weighted", "equal"):
+            raise ValueError(f"bands must be 'weighted' or 'equal', got {bands!r}")
+        if layer_fusion not in ("sum", "mean"):
+            raise ValueError(f"layer_fusion must be 'sum' or 'mean', got {layer_fusion!r}")
+        if len(band_gain) != 4 or any(float(v) < 0 for v in band_gain):
+            raise ValueError(f"band_gain needs 4 non-negative values (LL, LH, HL, HH), got {band_gain!r}")
+        if int(levels) < 0:
+            raise ValueError(f"levels must be >= 0, got {levels}")
+        self.alpha, self.theta, self.levels = alpha, theta, int(levels)
+        self.hessian, self.sigmas, self.band_gain = hessian, tuple(float(s) for s in sigmas), tuple(float(v) for v in band_gain)
+        self.bands, self.layer_fusion = bands, layer_fusion
+
+    def compute(self, activations, gradients, scores, input_size, keep_maps) -> HDMResult:
+        device = activations[0].device
+        dtype = torch.float64 if activations[0].dtype == torch.float64 else torch.float32
+        gain = torch.tensor(self.band_gain, dtype=dtype, device=device)
+        result = HDMResult(cam=None, layer_maps={}, categories=[], scores=None, logits=None)
+
+        # Every weight below is homogeneous in g and normalised per image (eqs. 10, 12), so g is
+        # divided by one positive constant per image (its largest magnitude over all layers): that
+        # changes no map and keeps |g|^4 far from float32 underflow. Exposed maps are scaled back.
+        scale = torch.stack([g.abs().amax(dim=(1, 2, 3)) for g in gradients]).amax(dim=0).to(dtype)
+        scale = scale.clamp_min(torch.finfo(dtype).tiny)
+        scale64 = scale.double().cpu().numpy().reshape(-1, 1, 1, 1)
+
+        # Eqs. (4)-(11) per layer: raw weights of every (channel, subband).
+        per_layer = []
+        for name, a, g in zip(self.layer_names, activations, gradients):
+            a, g = a.to(dtype), g.to(dtype) / scale.view(-1, 1, 1, 1)
+            J = min(self.levels, max_level(*a.shape[-2:]))
+            d = {n: derivative_map(g, n) for n in (3, 4)}
+            w2 = hessian_weight(g, self.sigmas, self.hessian)  # (B, K)
+            W3, sub3 = band_energy_weights(d[3], J, gain)
+            W4, sub4 = band_energy_weights(d[4], J, gain)
+            beta = (W3 + W4) / 2
+            G = haar_wavedec2(g, J)
+            keys, raw = [], []
+            for j, band, coeff in G.bands():
+                keys.append((j, band))
+                positive = (coeff.clamp_min(0) * coeff * coeff).sum(dim=(-2, -1))  # sum_p ReLU(G_p) G_p^2
+                raw.append(w2 * positive)
+            raw = torch.stack(raw, dim=-1)  # (B, K, bands)
+            if self.bands == "equal":
+                raw = raw.sum(dim=-1, keepdim=True).expand_as(raw)
+            elif J > 0:
+                raw = raw * torch.stack([beta[..., j - 1, _BAND_INDEX[b]] for j, b in keys], dim=-1)
+            per_layer.append((name, a, J, keys, raw))
+            if keep_maps:
+                result.levels[name] = J
+                result.hessian_weights[name] = _np(w2, scale64[:, :, 0, 0] ** 2)
+                result.derivative_maps[name] = {n: _np(derivative_map(g, n), scale64**n) for n in (2, 3, 4)}
+                result.derivative_subbands[name] = {n: [tuple(_np(b, scale64**n) for b in s) for s in sub]
+                                                    for n, sub in ((3, sub3), (4, sub4))}
+                result.band_weights[name] = {"W3": _np(W3), "W4": _np(W4), "beta": _np(beta)}
+
+        # Eq. (12): one normalisation per image across layers, channels, scales and bands.
+        total = sum(raw.abs().sum(dim=(1, 2)) for *_, raw in per_layer)
+        total = total.clamp_min(torch.finfo(dtype).tiny).view(-1, 1, 1)
+
+        # Eqs. (13)-(14): weight each subband of each channel, reconstruct, sum the layers.
+        maps = []
+        for name, a, J, keys, raw in per_layer:
+            alpha = scale_weights(J, self.alpha, self.theta, dtype=dtype, device=device)
+            m = raw / total * torch.stack([alpha[max(j, 1) - 1] for j, _ in keys])  # (B, K, bands)
+            # sum_k m_kb DWT(A_k)_b = DWT(sum_k m_kb A_k)_b (the DWT is linear): one weighted channel
+            # sum per subband (a single batched product over A), then the DWT of those few maps.
+            mixed = torch.einsum("bkn,bkhw->bnhw", m, a)  # (B, bands, h, w)
+            pyramid = haar_wavedec2(mixed, J)
+            index = {key: i for i, key in enumerate(keys)}
+            fused = pyramid.map_bands(lambda j, b, coeff: coeff[:, index[(j, b)]])
+            M = haar_waverec2(fused)  # (B, h, w)
+            weights = {key: m[..., i] for i, key in enumerate(keys)}
+            maps.append(M)
+            result.layer_maps[name] = _np(M.clamp_min(0))
+            if keep_maps:
+                result.alpha[name] = _np(alpha)
+                result.subband_weights[name] = {key: _np(v) for key, v in weights.items()}
+
+        if self.layer_fusion == "sum":
+            cam = normalize_maps(sum(upsample_maps(M, input_size) for M in maps).clamp_min(0))
+        else:
+            cam = combine_layer_maps([M.clamp_min(0) for M in maps], input_size)
+        result.cam = _np(cam)
+        return result

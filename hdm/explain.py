@@ -1,0 +1,71 @@
+"""Explaining one photo with several CAM methods: what the CLI and the app show side by side."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .cam import GradCAM, GradCAMPlusPlus, HDMCAM
+from .images import load_rgb, overlay_heatmap, to_model_input
+from .models import Classifier
+
+__all__ = ["METHODS", "PhotoExplanation", "explain_photo", "top_k"]
+
+#: Display name -> constructor(model, layers, alpha).
+METHODS = {
+    "Grad-CAM": lambda model, layers, alpha: GradCAM(model, layers),
+    "Grad-CAM++": lambda model, layers, alpha: GradCAMPlusPlus(model, layers),
+    "HDM-CAM": lambda model, layers, alpha: HDMCAM(model, layers, alpha=alpha),
+}
+
+
+@dataclass
+class PhotoExplanation:
+    """Maps of one photo: per method the map ``(H, W)`` in [0, 1], its overlay and its time."""
+
+    rgb: np.ndarray
+    category: int
+    category_name: str
+    maps: dict[str, np.ndarray]
+    overlays: dict[str, np.ndarray]
+    seconds: dict[str, float]
+    layer_maps: dict[str, np.ndarray]  # HDM-CAM's per-layer maps, each normalised to [0, 1]
+
+
+def top_k(classifier: Classifier, x: torch.Tensor, k: int = 5) -> list[tuple[int, str, float]]:
+    """``[(index, name, probability)]`` of the ``k`` most probable classes of the one image in ``x``."""
+    with torch.no_grad():
+        probs = torch.softmax(classifier.model(x), dim=1)[0]
+    values, idx = probs.topk(min(k, probs.numel()))
+    return [(int(i), classifier.categories[int(i)], float(v)) for v, i in zip(values, idx)]
+
+
+def explain_photo(classifier: Classifier, image, *, methods=("Grad-CAM", "Grad-CAM++", "HDM-CAM"),
+                  category: int | None = None, layers=("layer1", "layer2", "layer3", "layer4"),
+                  alpha: str = "exp", size: int = 224) -> PhotoExplanation:
+    """Run each method on ``image`` (path, PIL or array) for ``category`` (``None``: the top class)."""
+    rgb = load_rgb(image)
+    x = to_model_input(rgb, size=size)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    if category is None:
+        category = top_k(classifier, x, 1)[0][0]
+    num = len(classifier.categories)
+    if not 0 <= int(category) < num:
+        raise ValueError(f"class index {category} is out of range: the model has {num} classes (0..{num - 1})")
+    maps, overlays, seconds, layer_maps = {}, {}, {}, {}
+    for name in methods:
+        cam = METHODS[name](classifier.model, list(layers), alpha)
+        start = time.perf_counter()
+        result = cam.explain(x, [int(category)], keep_maps=False)
+        seconds[name] = time.perf_counter() - start
+        maps[name] = result.cam[0]
+        overlays[name] = overlay_heatmap(rgb, result.cam[0])
+        if name == "HDM-CAM":
+            for layer, m in result.layer_maps.items():
+                m = m[0] - m[0].min()
+                layer_maps[layer] = m / (m.max() + 1e-7)
+    return PhotoExplanation(rgb, int(category), classifier.categories[int(category)], maps, overlays, seconds, layer_maps)

@@ -1,0 +1,108 @@
+"""Classifier loading: torchvision's ResNet-50 with ImageNet weights, a user's checkpoint, or a stand-in.
+
+Offline (no cache, no network) the ImageNet weights cannot be had; :func:`load_resnet50` then raises
+:class:`WeightsUnavailable` naming the file to place and where. Nothing here is needed by the tests.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision
+
+__all__ = ["Classifier", "WeightsUnavailable", "load_resnet50", "load_state_dict_file", "imagenet_weights_path"]
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights could not be loaded (offline and not cached); the message says what to do."""
+
+
+@dataclass
+class Classifier:
+    """A model ready for CAMs, with what a UI must say about it."""
+
+    model: nn.Module
+    name: str
+    source: str  # "imagenet (torchvision)", "file: ...", or "random stand-in"
+    categories: list[str]
+    note: str = ""  # shown to users, e.g. that a stand-in replaces the real weights
+
+
+def _imagenet_weights():
+    return torchvision.models.ResNet50_Weights.IMAGENET1K_V2
+
+
+def imagenet_weights_path() -> Path:
+    """Where torchvision caches the ResNet-50 ImageNet file (``$TORCH_HOME/hub/checkpoints/...``)."""
+    url = _imagenet_weights().url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or a torch file (``weights_only=True``), unwrapping the common
+    ``{"state_dict": ...}`` / ``{"model": ...}`` nesting and DataParallel ``module.`` prefixes."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "params_ema", "params"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v.float() for k, v in state.items()}
+
+
+def load_resnet50(weights: str = "imagenet", *, seed: int = 0, categories: list[str] | None = None) -> Classifier:
+    """ResNet-50 in eval mode.
+
+    Args:
+        weights: ``"imagenet"`` (torchvision IMAGENET1K_V2: from the torch hub cache, else downloaded),
+            ``"random"`` (seeded random weights - an explicit stand-in whose maps mean nothing), or a
+            path to a state-dict file (``.pth``/``.pt``/``.safetensors``; the class count is read
+            from ``fc.weight``).
+        seed: for ``"random"``.
+        categories: class names for a file's classes (default ``class 0..N-1``).
+    """
+    if weights == "imagenet":
+        meta = _imagenet_weights()
+        path = imagenet_weights_path()
+        try:
+            state = meta.get_state_dict(progress=False, check_hash=False)
+        except Exception as e:  # offline: URLError, socket errors, ...
+            raise WeightsUnavailable(
+                f"could not load torchvision's ResNet-50 ImageNet weights ({type(e).__name__}: {e}). "
+                f"Offline, place the file {path.name} (from {meta.url}) at {path}, or set TORCH_HOME to a "
+                "folder holding hub/checkpoints/ with it, or pass a weights file of your own."
+            ) from e
+        model = torchvision.models.resnet50()
+        model.load_state_dict(state)
+        return Classifier(model.eval(), "ResNet-50", "imagenet (torchvision IMAGENET1K_V2)", list(meta.meta["categories"]))
+    if weights == "random":
+        torch.manual_seed(seed)
+        model = torchvision.models.resnet50()
+        names = [f"class {i}" for i in range(1000)]
+        note = "untrained stand-in: ResNet-50 with random weights, so its maps and classes mean nothing"
+        return Classifier(model.eval(), "ResNet-50", "random stand-in", names, note)
+    state = load_state_dict_file(weights)
+    if "fc.weight" not in state:
+        raise ValueError(f"{weights} is not a ResNet-50 state dict (no fc.weight)")
+    num_classes = state["fc.weight"].shape[0]
+    model = torchvision.models.resnet50(num_classes=num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{weights} does not fit torchvision's ResNet-50: {e}") from e
+    names = categories or [f"class {i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} category names given for a model with {num_classes} classes")
+    return Classifier(model.eval(), "ResNet-50", f"file: {weights}", names)
