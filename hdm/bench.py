@@ -95,7 +95,7 @@ def sample_photos(size: int = 224) -> tuple[list[str], torch.Tensor]:
     """scikit-image's bundled photos (no download) as an ImageNet-normalised batch."""
     from skimage import data
 
-    names = ["astronaut", "coffee", "chelsea", "rocket", "motorcycle_left"]
+    names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry"]
     images = []
     for n in names:
         img = getattr(data, n)()

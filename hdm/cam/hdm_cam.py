@@ -39,6 +39,8 @@ __all__ = ["HDMCAM", "HDMResult", "ALPHA_MODES", "scale_weights", "band_energy_w
 #: Eq. (13)'s scale-weight modes, plus "equal" (all 1) for ablations.
 ALPHA_MODES = ("exp", "inverse", "learned", "equal")
 _BAND_INDEX = {name: i for i, name in enumerate(BANDS)}
+#: Channels are processed in chunks of about this many gradient elements (speed, not results).
+_CHUNK_ELEMENTS = 1 << 19
 
 
 def default_target_layers(model: nn.Module) -> list[str]:
@@ -187,6 +189,31 @@ class HDMCAM(BaseCAM):
         self.hessian, self.sigmas, self.band_gain = hessian, tuple(float(s) for s in sigmas), tuple(float(v) for v in band_gain)
         self.bands, self.layer_fusion = bands, layer_fusion
 
+    def _subband_weights(self, g: torch.Tensor, J: int, gain: torch.Tensor, keep_maps: bool) -> dict:
+        """Eqs. (4)-(11) for a chunk of channels of one layer; ``g`` ``(B, Kc, h, w)`` (scaled gradient).
+
+        Returns ``keys`` (the subbands ``(j, band)``) and ``raw`` ``(B, Kc, bands)`` weights, plus the
+        intermediate maps when ``keep_maps``."""
+        d3, d4 = derivative_map(g, 3), derivative_map(g, 4)
+        w2 = hessian_weight(g, self.sigmas, self.hessian)  # (B, Kc)
+        W3, sub3 = band_energy_weights(d3, J, gain)
+        W4, sub4 = band_energy_weights(d4, J, gain)
+        beta = (W3 + W4) / 2
+        keys, raw = [], []
+        for j, band, coeff in haar_wavedec2(g, J).bands():
+            keys.append((j, band))
+            positive = (coeff.clamp_min(0) * coeff * coeff).sum(dim=(-2, -1))  # sum_p ReLU(G_p) G_p^2
+            raw.append(w2 * positive)
+        raw = torch.stack(raw, dim=-1)
+        if self.bands == "equal":
+            raw = raw.sum(dim=-1, keepdim=True).expand_as(raw)
+        elif J > 0:
+            raw = raw * torch.stack([beta[..., j - 1, _BAND_INDEX[b]] for j, b in keys], dim=-1)
+        out = {"keys": keys, "raw": raw}
+        if keep_maps:
+            out.update(w2=w2, d2=derivative_map(g, 2), d3=d3, d4=d4, sub3=sub3, sub4=sub4, W3=W3, W4=W4, beta=beta)
+        return out
+
     def compute(self, activations, gradients, scores, input_size, keep_maps) -> HDMResult:
         device = activations[0].device
         dtype = torch.float64 if activations[0].dtype == torch.float64 else torch.float32
@@ -200,35 +227,27 @@ class HDMCAM(BaseCAM):
         scale = scale.clamp_min(torch.finfo(dtype).tiny)
         scale64 = scale.double().cpu().numpy().reshape(-1, 1, 1, 1)
 
-        # Eqs. (4)-(11) per layer: raw weights of every (channel, subband).
+        # Eqs. (4)-(11) per layer: raw weights of every (channel, subband). Every step is per channel,
+        # so channels go in chunks: the temporaries stay small (cache-resident, reused by the allocator).
         per_layer = []
         for name, a, g in zip(self.layer_names, activations, gradients):
-            a, g = a.to(dtype), g.to(dtype) / scale.view(-1, 1, 1, 1)
+            a = a.to(dtype)
             J = min(self.levels, max_level(*a.shape[-2:]))
-            d = {n: derivative_map(g, n) for n in (3, 4)}
-            w2 = hessian_weight(g, self.sigmas, self.hessian)  # (B, K)
-            W3, sub3 = band_energy_weights(d[3], J, gain)
-            W4, sub4 = band_energy_weights(d[4], J, gain)
-            beta = (W3 + W4) / 2
-            G = haar_wavedec2(g, J)
-            keys, raw = [], []
-            for j, band, coeff in G.bands():
-                keys.append((j, band))
-                positive = (coeff.clamp_min(0) * coeff * coeff).sum(dim=(-2, -1))  # sum_p ReLU(G_p) G_p^2
-                raw.append(w2 * positive)
-            raw = torch.stack(raw, dim=-1)  # (B, K, bands)
-            if self.bands == "equal":
-                raw = raw.sum(dim=-1, keepdim=True).expand_as(raw)
-            elif J > 0:
-                raw = raw * torch.stack([beta[..., j - 1, _BAND_INDEX[b]] for j, b in keys], dim=-1)
+            step = max(1, _CHUNK_ELEMENTS // max(1, g[:, :1].numel()))
+            parts = [self._subband_weights(c.to(dtype) / scale.view(-1, 1, 1, 1), J, gain, keep_maps)
+                     for c in g.split(step, dim=1)]
+            keys, raw = parts[0]["keys"], torch.cat([p["raw"] for p in parts], dim=1)  # (B, K, bands)
             per_layer.append((name, a, J, keys, raw))
             if keep_maps:
+                cat = lambda key: torch.cat([p[key] for p in parts], dim=1)  # noqa: E731
                 result.levels[name] = J
-                result.hessian_weights[name] = _np(w2, scale64[:, :, 0, 0] ** 2)
-                result.derivative_maps[name] = {n: _np(derivative_map(g, n), scale64**n) for n in (2, 3, 4)}
-                result.derivative_subbands[name] = {n: [tuple(_np(b, scale64**n) for b in s) for s in sub]
-                                                    for n, sub in ((3, sub3), (4, sub4))}
-                result.band_weights[name] = {"W3": _np(W3), "W4": _np(W4), "beta": _np(beta)}
+                result.hessian_weights[name] = _np(cat("w2"), scale64[:, :, 0, 0] ** 2)
+                result.derivative_maps[name] = {n: _np(cat(f"d{n}"), scale64**n) for n in (2, 3, 4)}
+                result.derivative_subbands[name] = {
+                    n: [tuple(_np(torch.cat([p[f"sub{n}"][j][b] for p in parts], dim=1), scale64**n) for b in range(4))
+                        for j in range(J)]
+                    for n in (3, 4)}
+                result.band_weights[name] = {key: _np(cat(key)) for key in ("W3", "W4", "beta")}
 
         # Eq. (12): one normalisation per image across layers, channels, scales and bands.
         total = sum(raw.abs().sum(dim=(1, 2)) for *_, raw in per_layer)

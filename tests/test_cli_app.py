@@ -1,0 +1,113 @@
+"""The command line, the model loader's offline behaviour, the app's callback, and repo promises."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+from hdm.__main__ import build_parser, main
+from hdm.models import WeightsUnavailable, load_resnet50, load_state_dict_file
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_subcommand_has_help(capsys):
+    parser = build_parser()
+    subcommands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse has no public accessor
+    assert {"cam", "bench-cam", "compare-cam"} <= set(subcommands)
+    for name in subcommands:
+        with pytest.raises(SystemExit) as e:
+            main([name, "--help"])
+        assert e.value.code == 0
+        assert "usage: python -m hdm " + name in capsys.readouterr().out
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "hdm", "--help"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "cam" in out.stdout and "bench-cam" in out.stdout
+
+
+def test_cam_command_writes_overlays(tmp_path, capsys):
+    image = tmp_path / "coffee.png"
+    Image.fromarray(data.coffee()[::4, ::4]).save(image)
+    assert main(["cam", str(image), "--weights", "random", "--size", "96", "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "untrained stand-in" in out
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["coffee_gradcam.png", "coffee_gradcampp.png", "coffee_hdmcam.png"]
+    overlay = np.asarray(Image.open(tmp_path / "out" / "coffee_hdmcam.png"))
+    assert overlay.shape == data.coffee()[::4, ::4].shape
+
+
+def test_cam_command_reports_bad_input(tmp_path, capsys):
+    bad = tmp_path / "not_an_image.png"
+    bad.write_text("hello")
+    assert main(["cam", str(bad), "--weights", "random"]) == 2
+    assert "not an image file" in capsys.readouterr().err
+    assert main(["cam", str(tmp_path / "missing.png"), "--weights", "random"]) == 2
+    assert "no image file" in capsys.readouterr().err
+
+
+def test_imagenet_weights_offline_error_names_the_file(monkeypatch, tmp_path):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.__class__, "get_state_dict", offline)
+    with pytest.raises(WeightsUnavailable, match=r"resnet50-11ad3fa6\.pth.*" + re.escape(str(tmp_path))):
+        load_resnet50("imagenet")
+
+
+def test_state_dict_files_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = load_resnet50("random").model
+    state = {k: v for k, v in model.state_dict().items()}
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "m.safetensors"))
+    torch.save({"state_dict": {"module." + k: v for k, v in state.items()}}, tmp_path / "m.pth")
+    for name in ("m.safetensors", "m.pth"):
+        loaded = load_resnet50(str(tmp_path / name))
+        assert loaded.source.startswith("file:") and len(loaded.categories) == 1000
+        assert torch.equal(loaded.model.fc.weight, model.fc.weight)
+    torch.save({"x": 1}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="state dict of tensors"):
+        load_state_dict_file(tmp_path / "bad.pth")
+
+
+def test_app_callback_and_errors():
+    gr = pytest.importorskip("gradio")
+    import app
+
+    demo = app.build_demo()
+    assert isinstance(demo, gr.Blocks)
+    assert "weights:" in app.weights_notice()
+    gallery, probs, layers, caption = app.run_cam(data.astronaut()[::4, ::4], "top", "exp")
+    assert [label.split(" - ")[0] for _, label in gallery] == ["Grad-CAM", "Grad-CAM++", "HDM-CAM"]
+    assert all(img.shape == (128, 128, 3) for img, _ in gallery)
+    assert len(probs) == 5 and len(layers) == 4 and caption.startswith("Explained class")
+    with pytest.raises(gr.Error, match="Upload an image"):
+        app.run_cam(None, "top", "exp")
+    with pytest.raises(gr.Error, match="out of range"):
+        app.run_cam(data.astronaut()[::4, ::4], "5000", "exp")
+    with pytest.raises(gr.Error, match="at least 8 px"):
+        app.run_cam(np.zeros((4, 4, 3), np.uint8), "top", "exp")
+
+
+def test_ci_runs_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
+    assert len(blocks) >= 2, "README must open with the two set-up commands"
+    app_cmd, test_cmd = blocks[0].strip(), blocks[1].strip()
+    assert "app.py" in app_cmd and "pytest" in test_cmd
+    assert test_cmd in (ROOT / ".ci" / "run").read_text()
