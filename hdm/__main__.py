@@ -6,17 +6,25 @@ import sys
 from pathlib import Path
 
 
-def _cmd_cam(args) -> int:
-    from .explain import METHODS, explain_photo, top_k
-    from .images import load_rgb, to_model_input
+def _classifier(weights: str):
+    """The ResNet-50 for ``--weights``, or ``None`` after printing why it could not be loaded."""
     from .models import WeightsUnavailable, load_resnet50
 
-    from PIL import Image
-
     try:
-        classifier = load_resnet50(args.weights)
+        return load_resnet50(weights)
     except (WeightsUnavailable, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def _cmd_cam(args) -> int:
+    from PIL import Image
+
+    from .explain import METHODS, explain_photo, top_k
+    from .images import load_rgb, to_model_input
+
+    classifier = _classifier(args.weights)
+    if classifier is None:
         return 2
     if classifier.note:
         print(f"note: {classifier.note}")
@@ -53,12 +61,9 @@ def _cmd_bench_cam(args) -> int:
 
 def _cmd_compare_cam(args) -> int:
     from . import bench
-    from .models import WeightsUnavailable, load_resnet50
 
-    try:
-        classifier = load_resnet50(args.weights)
-    except (WeightsUnavailable, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    classifier = _classifier(args.weights)
+    if classifier is None:
         return 2
     label = f"ResNet-50, {classifier.source}" + (f" ({classifier.note})" if classifier.note else "")
     text = bench.agreement_markdown(bench.hdm_vs_gradcampp(classifier.model), label)

@@ -102,7 +102,11 @@ def test_result_exposes_what_the_app_draws(resnet18):
         assert r.hessian_weights[name].shape == (2, K)
         assert set(r.derivative_maps[name]) == {2, 3, 4}
         assert r.derivative_maps[name][4].shape == (2, K, h, h)
+        assert set(r.derivative_subbands[name]) == {2, 3, 4}
         assert len(r.derivative_subbands[name][3]) == J and len(r.derivative_subbands[name][3][0]) == 4
+        # Level-1 LL of the 4th-order map is the Haar average of the map itself (scaled by 2).
+        d4, ll = r.derivative_maps[name][4], r.derivative_subbands[name][4][0][0]
+        np.testing.assert_allclose(ll[..., 0, 0], d4[..., :2, :2].sum(axis=(-2, -1)) / 2, rtol=1e-4)
         for key in ("W3", "W4", "beta"):
             w = r.band_weights[name][key]
             assert w.shape == (2, K, J, 4)

@@ -119,7 +119,8 @@ class HDMResult(CAMResult):
         alpha: ``(J,)`` scale weights of eq. (13).
         hessian_weights: ``(B, K)`` ``w^(2)`` (eq. 5, or eq. 7 with ``hessian="diag"``).
         derivative_maps: ``{2|3|4: (B, K, h, w)}`` ``|d^n Y/dA^n| / exp(S)``.
-        derivative_subbands: ``{3|4: [(LL_j, LH_j, HL_j, HH_j) for j = 1..J]}``, each ``(B, K, h_j, w_j)``.
+        derivative_subbands: ``{2|3|4: [(LL_j, LH_j, HL_j, HH_j) for j = 1..J]}``, each ``(B, K, h_j, w_j)``
+            (level ``j`` transforms ``LL_{j-1}``; the 3rd/4th-order ones feed eq. 9).
         band_weights: ``{"W3"|"W4"|"beta": (B, K, J, 4)}`` over bands ``LL, LH, HL, HH`` (eqs. 9-10).
         subband_weights: ``{(j, band): (B, K)}`` the final multipliers ``alpha_j w`` of eqs. (11)-(13)
             on the subbands of the DWT partition of ``A`` (``LL`` only at level ``J``).
@@ -211,7 +212,9 @@ class HDMCAM(BaseCAM):
             raw = raw * torch.stack([beta[..., j - 1, _BAND_INDEX[b]] for j, b in keys], dim=-1)
         out = {"keys": keys, "raw": raw}
         if keep_maps:
-            out.update(w2=w2, d2=derivative_map(g, 2), d3=d3, d4=d4, sub3=sub3, sub4=sub4, W3=W3, W4=W4, beta=beta)
+            d2 = derivative_map(g, 2)
+            sub2 = band_energy_weights(d2, J, gain)[1]
+            out.update(w2=w2, d2=d2, d3=d3, d4=d4, sub2=sub2, sub3=sub3, sub4=sub4, W3=W3, W4=W4, beta=beta)
         return out
 
     def compute(self, activations, gradients, scores, input_size, keep_maps) -> HDMResult:
@@ -246,7 +249,7 @@ class HDMCAM(BaseCAM):
                 result.derivative_subbands[name] = {
                     n: [tuple(_np(torch.cat([p[f"sub{n}"][j][b] for p in parts], dim=1), scale64**n) for b in range(4))
                         for j in range(J)]
-                    for n in (3, 4)}
+                    for n in (2, 3, 4)}
                 result.band_weights[name] = {key: _np(cat(key)) for key in ("W3", "W4", "beta")}
 
         # Eq. (12): one normalisation per image across layers, channels, scales and bands.
