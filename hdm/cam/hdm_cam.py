@@ -268,12 +268,11 @@ class HDMCAM(BaseCAM):
             index = {key: i for i, key in enumerate(keys)}
             fused = pyramid.map_bands(lambda j, b, coeff: coeff[:, index[(j, b)]])
             M = haar_waverec2(fused)  # (B, h, w)
-            weights = {key: m[..., i] for i, key in enumerate(keys)}
             maps.append(M)
             result.layer_maps[name] = _np(M.clamp_min(0))
             if keep_maps:
                 result.alpha[name] = _np(alpha)
-                result.subband_weights[name] = {key: _np(v) for key, v in weights.items()}
+                result.subband_weights[name] = {key: _np(m[..., i]) for key, i in index.items()}
 
         if self.layer_fusion == "sum":
             cam = normalize_maps(sum(upsample_maps(M, input_size) for M in maps).clamp_min(0))
