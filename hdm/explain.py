@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .cam import GradCAM, GradCAMPlusPlus, HDMCAM
+from .cam.base import normalize_maps
 from .images import load_rgb, overlay_heatmap, to_model_input
 from .models import Classifier
 
@@ -66,6 +67,5 @@ def explain_photo(classifier: Classifier, image, *, methods=("Grad-CAM", "Grad-C
         overlays[name] = overlay_heatmap(rgb, result.cam[0])
         if name == "HDM-CAM":
             for layer, m in result.layer_maps.items():
-                m = m[0] - m[0].min()
-                layer_maps[layer] = m / (m.max() + 1e-7)
+                layer_maps[layer] = normalize_maps(torch.from_numpy(m[:1]))[0].numpy()
     return PhotoExplanation(rgb, int(category), classifier.categories[int(category)], maps, overlays, seconds, layer_maps)

@@ -118,6 +118,17 @@ def test_result_exposes_what_the_app_draws(resnet18):
     assert np.all(total > 0)
 
 
+def test_channel_chunking_changes_nothing(resnet18, monkeypatch):
+    import hdm.cam.hdm_cam as module
+
+    x = torch.randn(2, 3, 64, 64)
+    cam = HDMCAM(resnet18, hessian="eigen")
+    whole = cam(x)
+    monkeypatch.setattr(module, "_CHUNK_ELEMENTS", 1000)  # 512 elements per channel: chunks of 1 channel
+    np.testing.assert_allclose(cam(x), whole, atol=1e-6)
+    np.testing.assert_allclose(cam.explain(x).cam, whole, atol=1e-6)
+
+
 def test_alpha_modes():
     torch.testing.assert_close(scale_weights(3, "exp"), torch.exp(-torch.arange(1.0, 4.0, dtype=torch.float64)))
     torch.testing.assert_close(scale_weights(3, "inverse"), 1 / torch.arange(1.0, 4.0, dtype=torch.float64))

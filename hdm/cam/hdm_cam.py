@@ -231,26 +231,25 @@ class HDMCAM(BaseCAM):
         scale64 = scale.double().cpu().numpy().reshape(-1, 1, 1, 1)
 
         # Eqs. (4)-(11) per layer: raw weights of every (channel, subband). Every step is per channel,
-        # so channels go in chunks: the temporaries stay small (cache-resident, reused by the allocator).
+        # so channels may go in chunks: the temporaries stay small (cache-resident, reused by the allocator).
         per_layer = []
         for name, a, g in zip(self.layer_names, activations, gradients):
             a = a.to(dtype)
             J = min(self.levels, max_level(*a.shape[-2:]))
-            step = max(1, _CHUNK_ELEMENTS // max(1, g[:, :1].numel()))
+            # Chunking is for speed only; with keep_maps the layer goes whole so its maps need no joining.
+            step = g.shape[1] if keep_maps else max(1, _CHUNK_ELEMENTS // max(1, g[:, :1].numel()))
             parts = [self._subband_weights(c.to(dtype) / scale.view(-1, 1, 1, 1), J, gain, keep_maps)
                      for c in g.split(step, dim=1)]
             keys, raw = parts[0]["keys"], torch.cat([p["raw"] for p in parts], dim=1)  # (B, K, bands)
             per_layer.append((name, a, J, keys, raw))
             if keep_maps:
-                cat = lambda key: torch.cat([p[key] for p in parts], dim=1)  # noqa: E731
+                kept = parts[0]
                 result.levels[name] = J
-                result.hessian_weights[name] = _np(cat("w2"), scale64[:, :, 0, 0] ** 2)
-                result.derivative_maps[name] = {n: _np(cat(f"d{n}"), scale64**n) for n in (2, 3, 4)}
+                result.hessian_weights[name] = _np(kept["w2"], scale64[:, :, 0, 0] ** 2)
+                result.derivative_maps[name] = {n: _np(kept[f"d{n}"], scale64**n) for n in (2, 3, 4)}
                 result.derivative_subbands[name] = {
-                    n: [tuple(_np(torch.cat([p[f"sub{n}"][j][b] for p in parts], dim=1), scale64**n) for b in range(4))
-                        for j in range(J)]
-                    for n in (2, 3, 4)}
-                result.band_weights[name] = {key: _np(cat(key)) for key in ("W3", "W4", "beta")}
+                    n: [tuple(_np(b, scale64**n) for b in level) for level in kept[f"sub{n}"]] for n in (2, 3, 4)}
+                result.band_weights[name] = {key: _np(kept[key]) for key in ("W3", "W4", "beta")}
 
         # Eq. (12): one normalisation per image across layers, channels, scales and bands.
         total = sum(raw.abs().sum(dim=(1, 2)) for *_, raw in per_layer)
