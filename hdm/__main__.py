@@ -73,6 +73,20 @@ def _cmd_compare_cam(args) -> int:
     return 0
 
 
+def _cmd_train_cam_model(args) -> int:
+    from .train_classifier import train
+
+    for folder in (args.backgrounds, args.val_backgrounds):
+        if folder and not Path(folder).is_dir():
+            print(f"error: background folder not found: {folder}", file=sys.stderr)
+            return 2
+    command = "python -m hdm " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
+    train(args.out, args.backgrounds, args.val_backgrounds, steps=args.steps, batch_size=args.batch, lr=args.lr,
+          seed=args.seed, size=args.size, eval_every=args.eval_every, val_n=args.val_n,
+          final_val_n=args.final_val_n, export=args.export, command=command)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hdm", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="<subcommand>")
@@ -104,6 +118,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default="random", help="'random' (default, works offline), 'imagenet' or a file")
     p.add_argument("--out", default=None, help="also write the table here (e.g. docs/results/hdm_vs_gradcampp.md)")
     p.set_defaults(func=_cmd_compare_cam)
+
+    p = sub.add_parser("train-cam-model", help="train the shapes ResNet-50 of the CAM benchmark (resumable)",
+                       description="Train a ResNet-50 from scratch on hdm.shapes images (resumes from OUT/last.pt).")
+    p.add_argument("--backgrounds", default=None, help="photo folder for training backgrounds (default: procedural)")
+    p.add_argument("--val-backgrounds", default=None, help="photo folder for the held-out split (default: procedural)")
+    p.add_argument("--steps", type=int, default=3500)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=128, help="image side in px")
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--val-n", type=int, default=512, help="held-out images for the periodic check")
+    p.add_argument("--final-val-n", type=int, default=2000, help="held-out images for the final accuracy")
+    p.add_argument("--out", default="runs/shapes_resnet50", help="checkpoint and log folder")
+    p.add_argument("--export", default=None, help="write fp16 safetensors here when done")
+    p.set_defaults(func=_cmd_train_cam_model)
     return parser
 
 
