@@ -87,6 +87,118 @@ def _cmd_train_cam_model(args) -> int:
     return 0
 
 
+def _shapes_classifier(weights: str):
+    """The classifier for ``--weights`` of the benchmark commands (``random``: an untrained 8-class
+    stand-in), or ``None`` after printing why not."""
+    from .models import Classifier, load_shapes_resnet50
+    from .shapes import CLASSES
+
+    if weights == "random":
+        import torch
+        import torchvision
+
+        torch.manual_seed(0)
+        model = torchvision.models.resnet50(num_classes=len(CLASSES)).eval()
+        return Classifier(model, "ResNet-50 (shapes)", "random stand-in", list(CLASSES),
+                          "untrained stand-in: random weights, so the figures mean nothing")
+    try:
+        return load_shapes_resnet50(weights)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def _bank(folder):
+    from .shapes import BackgroundBank
+
+    return BackgroundBank(folder) if folder else None
+
+
+def _cmd_fit_theta(args) -> int:
+    import json
+
+    import torch
+
+    from .cam.theta import fit_theta
+    from .models import shapes_theta_path
+    from .shapes import ShapesDataset
+
+    classifier = _shapes_classifier(args.weights)
+    if classifier is None:
+        return 2
+    try:
+        data = ShapesDataset(args.n, seed=args.seed, backgrounds=_bank(args.backgrounds), size=args.size)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    loader = torch.utils.data.DataLoader(data, batch_size=args.batch)
+    fit = fit_theta(classifier.model, ((x, y) for x, y, _ in loader), levels=args.levels, epochs=args.epochs, lr=args.lr)
+    record = {"theta": fit.theta, "alpha": fit.alpha, "objective": fit.objective, "levels": args.levels,
+              "calibration": {"n": args.n, "seed": args.seed, "backgrounds": args.backgrounds or "procedural",
+                              "size": args.size},
+              "epochs": args.epochs, "lr": args.lr, "command": "python -m hdm " + " ".join(sys.argv[1:])}
+    out = Path(args.out) if args.out else shapes_theta_path(args.weights)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    if not args.out and args.weights != "random":  # the shipped theta: refresh the model card
+        from .train_classifier import write_model_card
+
+        print(f"wrote {write_model_card(args.weights)}")
+    print(f"theta {fit.theta} -> alpha {fit.alpha}")
+    for mode, value in fit.objective.items():
+        print(f"  objective with alpha={mode}: {value:.4f}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_eval_cam(args) -> int:
+    import json
+
+    from . import bench, cam_benchmark
+    from .models import shapes_theta_path
+    from .shapes import ShapesDataset
+
+    classifier = _shapes_classifier(args.weights)
+    if classifier is None:
+        return 2
+    theta_file = Path(args.theta) if args.theta else (None if args.weights == "random" else shapes_theta_path(args.weights))
+    theta = json.loads(theta_file.read_text()) if theta_file and theta_file.is_file() else None
+    if args.theta and theta is None:
+        print(f"error: no theta file at {args.theta}", file=sys.stderr)
+        return 2
+    try:
+        bank = _bank(args.backgrounds)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    data = ShapesDataset(args.n, seed=args.seed, backgrounds=bank, size=args.size)
+    model = classifier.model
+    methods = cam_benchmark.default_methods(model, theta=theta["theta"] if theta else None, seed=args.seed)
+    result = cam_benchmark.evaluate(model, data, methods, batch_size=args.batch,
+                                    faithfulness=not args.no_faithfulness, steps=args.steps)
+    summary = cam_benchmark.summarize(result, n_boot=args.bootstrap)
+    ablations = None
+    if args.ablations:
+        adata = ShapesDataset(args.ablations, seed=args.seed, backgrounds=bank, size=args.size)
+        ares = cam_benchmark.evaluate(model, adata, cam_benchmark.ablation_methods(model), batch_size=args.batch,
+                                      faithfulness=False)
+        ablations = cam_benchmark.summarize(ares, reference="")
+        summary["ablations"] = ablations
+    data_line = (f"{args.n} hdm.shapes images, seed {args.seed}, {args.size} px, backgrounds "
+                 f"{args.backgrounds or 'procedural'}; model {classifier.source}"
+                 + (f" ({classifier.note})" if classifier.note else ""))
+    text = cam_benchmark.markdown(summary, bench._header("CAM benchmark: localisation and faithfulness on hdm.shapes", data_line),
+                                  ablations=ablations, theta=theta)
+    print(text)
+    if args.out:
+        print(f"wrote {bench.write(args.out, text)}")
+    if args.json:
+        summary["data"] = data_line
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hdm", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="<subcommand>")
@@ -125,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-backgrounds", default=None, help="photo folder for the held-out split (default: procedural)")
     p.add_argument("--steps", type=int, default=3500)
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lr", type=float, default=0.02)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=128, help="image side in px")
     p.add_argument("--eval-every", type=int, default=500)
@@ -134,6 +246,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/shapes_resnet50", help="checkpoint and log folder")
     p.add_argument("--export", default=None, help="write fp16 safetensors here when done")
     p.set_defaults(func=_cmd_train_cam_model)
+
+    shipped = "weights/shapes_resnet50.safetensors"
+    p = sub.add_parser("fit-theta", help="fit HDM-CAM's learned scale weights alpha_j = sigmoid(theta_j) (eq. 13)",
+                       description="Fit theta by minimising the classifier's loss on x * CAM over a calibration split.")
+    p.add_argument("--weights", default=shipped, help="shapes ResNet-50 safetensors (or 'random')")
+    p.add_argument("--backgrounds", default=None, help="photo folder for the calibration images (default: procedural)")
+    p.add_argument("--n", type=int, default=256, help="calibration images")
+    p.add_argument("--seed", type=int, default=3000, help="calibration split seed (differs from training and test)")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--levels", type=int, default=2, help="DWT levels J (theta has J values)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--out", default=None, help="theta JSON (default: beside the weights, <stem>.theta.json)")
+    p.set_defaults(func=_cmd_fit_theta)
+
+    p = sub.add_parser("eval-cam", help="CAM benchmark: localisation and faithfulness of every method on hdm.shapes",
+                       description="Render --n images, run every CAM method, score them against the true masks "
+                                   "and write a table (and JSON) with bootstrap CIs.")
+    p.add_argument("--weights", default=shipped, help="shapes ResNet-50 safetensors, or 'random' (untrained stand-in)")
+    p.add_argument("--theta", default=None, help="theta JSON for HDM-CAM (learned) (default: the one beside the weights)")
+    p.add_argument("--backgrounds", default=None, help="photo folder for backgrounds (default: procedural)")
+    p.add_argument("--n", type=int, default=300, help="images")
+    p.add_argument("--seed", type=int, default=2000, help="test split seed")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
+    p.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion and Average Drop")
+    p.add_argument("--ablations", type=int, default=0, help="also run HDM-CAM ablations on this many images")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/cam.md)")
+    p.add_argument("--json", default=None, help="also write the figures as JSON here")
+    p.set_defaults(func=_cmd_eval_cam)
     return parser
 
 

@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
-__all__ = ["Classifier", "WeightsUnavailable", "load_resnet50", "load_state_dict_file", "imagenet_weights_path"]
+__all__ = ["Classifier", "WeightsUnavailable", "load_resnet50", "load_state_dict_file", "imagenet_weights_path",
+           "load_shapes_resnet50", "shapes_theta_path", "SHAPES_WEIGHTS"]
 
 
 class WeightsUnavailable(RuntimeError):
@@ -106,3 +107,39 @@ def load_resnet50(weights: str = "imagenet", *, seed: int = 0, categories: list[
     if len(names) != num_classes:
         raise ValueError(f"{len(names)} category names given for a model with {num_classes} classes")
     return Classifier(model.eval(), "ResNet-50", f"file: {weights}", names)
+
+
+#: The shipped shapes ResNet-50 of the CAM benchmark (issue 3; see weights/shapes_resnet50.md).
+SHAPES_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "shapes_resnet50.safetensors"
+
+
+def shapes_theta_path(weights: str | Path = SHAPES_WEIGHTS) -> Path:
+    """The fitted HDM-CAM theta shipped beside a weights file (``<stem>.theta.json``)."""
+    weights = Path(weights)
+    return weights.with_name(weights.name.removesuffix(".safetensors") + ".theta.json")
+
+
+def load_shapes_resnet50(path: str | Path = SHAPES_WEIGHTS) -> Classifier:
+    """The shapes ResNet-50 (8 classes of :mod:`hdm.shapes`) from fp16 safetensors, in float32 eval mode.
+
+    The file's metadata names the classes and holds the training record (``Classifier.note``)."""
+    import json
+
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}: train one with `python -m hdm train-cam-model`")
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    classes = json.loads(meta.get("classes", "null")) or None
+    state = load_state_dict_file(path)
+    model = torchvision.models.resnet50(num_classes=state["fc.weight"].shape[0])
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+        raise ValueError(f"{path} does not fit torchvision's ResNet-50 (missing {missing}, unexpected {unexpected})")
+    record = json.loads(meta.get("record", "{}"))
+    note = (f"trained on hdm.shapes images; held-out accuracy {record['heldout_accuracy']:.4f}"
+            if "heldout_accuracy" in record else "")
+    names = classes or [f"class {i}" for i in range(model.fc.out_features)]
+    return Classifier(model.eval(), "ResNet-50 (shapes)", f"file: {path}", names, note)

@@ -39,12 +39,14 @@ _MIN_CONTRAST = 60.0  # mean RGB distance between a fill and the background unde
 @dataclass
 class Sample:
     """One rendered image. ``image`` ``(S, S, 3)`` uint8; ``mask`` ``(S, S)`` bool, the visible pixels
-    of the labelled class; ``boxes`` ``(n, 4)`` ``x0, y0, x1, y1`` (inclusive pixel bounds) of each instance."""
+    of the labelled class; ``boxes`` ``(n, 4)`` ``x0, y0, x1, y1`` (inclusive pixel bounds) of each
+    instance; ``background`` the same image without the labelled instances (background and distractors)."""
 
     image: np.ndarray
     label: int
     mask: np.ndarray
     boxes: np.ndarray
+    background: np.ndarray
 
     @property
     def name(self) -> str:
@@ -218,7 +220,8 @@ def render_sample(seed: int, index: int, backgrounds: BackgroundBank | None = No
     draw = ImageDraw.Draw(canvas)
     for _ in range(rng.integers(0, 4)):
         _distractor(rng, size, draw, tuple(int(c) for c in rng.integers(0, 256, 3)))
-    image = np.asarray(canvas, dtype=np.float64).copy()
+    background = np.asarray(canvas).copy()
+    image = background.astype(np.float64)
 
     mask = np.zeros((size, size), dtype=bool)
     boxes = []
@@ -234,7 +237,7 @@ def render_sample(seed: int, index: int, backgrounds: BackgroundBank | None = No
         mask |= inst
         ys, xs = np.nonzero(inst)
         boxes.append((xs.min(), ys.min(), xs.max(), ys.max()))
-    return Sample(image.round().astype(np.uint8), label, mask, np.array(boxes, dtype=np.int64))
+    return Sample(image.round().astype(np.uint8), label, mask, np.array(boxes, dtype=np.int64), background)
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .shapes import CLASSES, BackgroundBank, ShapesDataset
 
-__all__ = ["TrainConfig", "train", "accuracy", "export_weights"]
+__all__ = ["train", "accuracy", "export_weights", "write_model_card"]
 
 #: Seed offset of the held-out split (any split seed differs from the training seed by this).
 VAL_SEED_OFFSET = 1000
@@ -67,7 +67,7 @@ def export_weights(model, path, record: dict) -> Path:
     return path
 
 
-def train(out_dir, backgrounds, val_backgrounds, *, steps: int = 3500, batch_size: int = 32, lr: float = 0.05,
+def train(out_dir, backgrounds, val_backgrounds, *, steps: int = 3500, batch_size: int = 32, lr: float = 0.02,
           warmup: int = 200, weight_decay: float = 5e-5, seed: int = 0, size: int = 128, eval_every: int = 500,
           val_n: int = 512, final_val_n: int = 2000, ckpt_every: int = 100, export=None, command: str = "",
           progress: bool = True) -> dict:
@@ -140,4 +140,64 @@ def train(out_dir, backgrounds, val_backgrounds, *, steps: int = 3500, batch_siz
     print(f"held-out accuracy {acc:.4f} on {final_val_n} images", file=sys.stderr)
     if export:
         print(f"wrote {export_weights(model.to(memory_format=torch.contiguous_format), export, record)}", file=sys.stderr)
+        print(f"wrote {write_model_card(export)}", file=sys.stderr)
     return record
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_model_card(weights) -> Path:
+    """``<stem>.md`` beside ``weights``: data, recipe command, steps, metrics, theta and sha256 of each
+    file, all read from the files themselves (the training record lives in the safetensors metadata)."""
+    from safetensors import safe_open
+
+    weights = Path(weights)
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata() or {}
+    r = json.loads(meta.get("record", "{}"))
+    theta_path = weights.with_name(weights.name.removesuffix(".safetensors") + ".theta.json")
+    lines = [
+        f"# {weights.name}", "",
+        "A torchvision ResNet-50 (architecture unchanged, 8 outputs) trained from scratch to classify the",
+        "shapes of `hdm.shapes` (" + ", ".join(json.loads(meta.get("classes", "[]"))) + "): the model of the",
+        "CAM benchmark (`python -m hdm eval-cam`, results in `docs/results/cam.md`). It knows nothing else.", "",
+        "Load it with `hdm.models.load_shapes_resnet50()`. Inputs: RGB in [0, 1], ImageNet-normalised, "
+        f"{r.get('size', 128)} px. Stored as fp16 safetensors (loaded as float32).", "",
+        "## Data", "",
+        f"- training: fresh `hdm.shapes` images every step (split seed {r.get('seed')}, sample i = step x batch + k),"
+        f" backgrounds and textures cut from `{r.get('train_backgrounds')}`"
+        " (the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences)",
+        f"- held-out: split seed {r.get('heldout_seed')} rendered on `{r.get('heldout_backgrounds')}` (photos never seen in training)", "",
+        "## Recipe", "",
+        f"- command: `{r.get('command') or 'python -m hdm train-cam-model ...'}`",
+        f"- date: {r.get('date')}",
+        f"- {r.get('steps')} steps x batch {r.get('batch_size')} = {r.get('images_seen')} images; SGD Nesterov momentum 0.9, "
+        f"lr {r.get('lr')} (warm-up {r.get('warmup')} steps, cosine to 0), weight decay {r.get('weight_decay')} "
+        f"(not on biases and norms), label smoothing {r.get('label_smoothing')}, zero-init residual BN, channels-last, CPU", "",
+        "## Metrics", "",
+        f"- held-out top-1 accuracy: **{r.get('heldout_accuracy', float('nan')):.4f}** on {r.get('heldout_n')} images "
+        "(measured at the end of the training command)",
+    ]
+    if theta_path.is_file():
+        t = json.loads(theta_path.read_text())
+        lines += ["", "## HDM-CAM learned scale weights (eq. 13)", "",
+                  f"`{theta_path.name}`: theta = {[round(v, 4) for v in t['theta']]}, alpha = sigmoid(theta) = "
+                  f"{[round(v, 4) for v in t['alpha']]}, fitted by `{t.get('command')}` on {t['calibration']['n']} "
+                  f"calibration images (seed {t['calibration']['seed']}, backgrounds {t['calibration']['backgrounds']}), "
+                  "minimising the classifier's cross-entropy on x * CAM.", "",
+                  "| alpha mode | objective on the calibration split |", "|---|---|"]
+        lines += [f"| {k} | {v:.4f} |" for k, v in t["objective"].items()]
+    lines += ["", "## Files", "", "| file | sha256 |", "|---|---|", f"| {weights.name} | `{_sha256(weights)}` |"]
+    if theta_path.is_file():
+        lines.append(f"| {theta_path.name} | `{_sha256(theta_path)}` |")
+    card = weights.with_suffix(".md")
+    card.write_text("\n".join(lines) + "\n")
+    return card

@@ -1,4 +1,4 @@
-"""Grad-CAM and Grad-CAM++ agree with the pytorch-grad-cam package (1.5.x) on a ResNet-50."""
+"""Grad-CAM, Grad-CAM++ and LayerCAM agree with the pytorch-grad-cam package (1.5.x) on a ResNet-50."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,10 +8,10 @@ import torch
 pgc = pytest.importorskip("pytorch_grad_cam", reason="the grad-cam package (requirements-dev.txt) is the reference")
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget as RefTarget  # noqa: E402
 
-from hdm.cam import GradCAM, GradCAMPlusPlus  # noqa: E402
+from hdm.cam import GradCAM, GradCAMPlusPlus, LayerCAM  # noqa: E402
 
 LAYERS = ["layer1", "layer2", "layer3", "layer4"]
-PAIRS = [(GradCAM, pgc.GradCAM), (GradCAMPlusPlus, pgc.GradCAMPlusPlus)]
+PAIRS = [(GradCAM, pgc.GradCAM), (GradCAMPlusPlus, pgc.GradCAMPlusPlus), (LayerCAM, pgc.LayerCAM)]
 
 
 def _reference_per_layer(ref, x, categories):
@@ -20,12 +20,12 @@ def _reference_per_layer(ref, x, categories):
     final = ref(input_tensor=x, targets=targets)
     acts = [a.numpy() for a in ref.activations_and_grads.activations]
     grads = [g.numpy() for g in ref.activations_and_grads.gradients]
-    per_layer = [np.maximum(ref.get_cam_image(x, layer, targets, a, g), 0)
+    per_layer = [np.maximum(ref.get_cam_image(x, layer, targets, a, g, False), 0)
                  for layer, a, g in zip(ref.target_layers, acts, grads)]
     return per_layer, final
 
 
-@pytest.mark.parametrize("ours_cls,ref_cls", PAIRS, ids=["gradcam", "gradcam++"])
+@pytest.mark.parametrize("ours_cls,ref_cls", PAIRS, ids=["gradcam", "gradcam++", "layercam"])
 def test_per_layer_and_final_maps_match_reference(resnet50, photos, ours_cls, ref_cls):
     with torch.no_grad():  # high-scoring classes: for low ones ReLU leaves empty maps
         order = resnet50(photos).argsort(dim=1, descending=True)
@@ -49,7 +49,7 @@ def test_per_layer_and_final_maps_match_reference(resnet50, photos, ours_cls, re
     assert ours.cam.dtype == np.float32 and ours.cam.shape == (2, 224, 224)
 
 
-@pytest.mark.parametrize("ours_cls,ref_cls", PAIRS, ids=["gradcam", "gradcam++"])
+@pytest.mark.parametrize("ours_cls,ref_cls", PAIRS, ids=["gradcam", "gradcam++", "layercam"])
 def test_single_layer_top_class_matches_reference(resnet50, photos, ours_cls, ref_cls):
     ours = ours_cls(resnet50, ["layer4"])(photos)  # targets=None: the top class of each image
     ref = ref_cls(resnet50, [resnet50.layer4])(input_tensor=photos, targets=None)

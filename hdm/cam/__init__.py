@@ -1,4 +1,4 @@
-"""Class-activation maps: Grad-CAM, Grad-CAM++ and HDM-CAM behind one base class.
+"""Class-activation maps: Grad-CAM, Grad-CAM++, LayerCAM and HDM-CAM behind one base class.
 
 >>> from hdm.cam import HDMCAM
 >>> cam = HDMCAM(model)                 # ResNet: layer1..layer4
@@ -9,6 +9,7 @@ from .base import BaseCAM, CAMResult
 from .grad_cam import GradCAM
 from .grad_cam_plusplus import GradCAMPlusPlus
 from .hdm_cam import HDMCAM, HDMResult
+from .layer_cam import LayerCAM
 from .targets import ClassifierOutputTarget
 
-__all__ = ["BaseCAM", "CAMResult", "ClassifierOutputTarget", "GradCAM", "GradCAMPlusPlus", "HDMCAM", "HDMResult"]
+__all__ = ["BaseCAM", "CAMResult", "ClassifierOutputTarget", "GradCAM", "GradCAMPlusPlus", "HDMCAM", "HDMResult", "LayerCAM"]

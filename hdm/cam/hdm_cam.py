@@ -34,7 +34,7 @@ from ..wavelets import BANDS, haar_dwt2, haar_wavedec2, haar_waverec2, max_level
 from .base import BaseCAM, CAMResult, normalize_maps, upsample_maps
 from .channel_cam import combine_layer_maps
 
-__all__ = ["HDMCAM", "HDMResult", "ALPHA_MODES", "scale_weights", "band_energy_weights", "default_target_layers"]
+__all__ = ["HDMCAM", "HDMResult", "fuse_scale_maps", "ALPHA_MODES", "scale_weights", "band_energy_weights", "default_target_layers"]
 
 #: Eq. (13)'s scale-weight modes, plus "equal" (all 1) for ablations.
 ALPHA_MODES = ("exp", "inverse", "learned", "equal")
@@ -107,6 +107,19 @@ def band_energy_weights(maps: torch.Tensor, levels: int, gain: torch.Tensor):
     return torch.stack(weights, dim=-2), subbands
 
 
+def fuse_scale_maps(components: Sequence[torch.Tensor], alphas: Sequence[torch.Tensor], size: tuple[int, int],
+                    fusion: str = "sum") -> torch.Tensor:
+    """Eqs. (13)-(14) from per-scale maps: ``M^(l) = sum_j alpha_j C^(l)_j`` and the CAM ``(B, H, W)`` in [0, 1].
+
+    ``components[l]`` ``(B, J_l, h_l, w_l)`` (:attr:`HDMResult.scale_maps`), ``alphas[l]`` ``(>= J_l,)``.
+    ``fusion="sum"``: ``normalize(ReLU(sum_l upsample(M^(l))))`` (eq. 14); ``"mean"``: pytorch-grad-cam's
+    mean of per-layer normalised maps. Differentiable in ``alphas`` (used to fit theta)."""
+    maps = [torch.einsum("j,bjhw->bhw", alpha[:C.shape[1]].to(C.dtype), C) for C, alpha in zip(components, alphas)]
+    if fusion == "sum":
+        return normalize_maps(sum(upsample_maps(M, size) for M in maps).clamp_min(0))
+    return combine_layer_maps([M.clamp_min(0) for M in maps], size)
+
+
 @dataclass
 class HDMResult(CAMResult):
     """:class:`CAMResult` plus what HDM-CAM computed on the way, per target layer name.
@@ -124,6 +137,8 @@ class HDMResult(CAMResult):
         band_weights: ``{"W3"|"W4"|"beta": (B, K, J, 4)}`` over bands ``LL, LH, HL, HH`` (eqs. 9-10).
         subband_weights: ``{(j, band): (B, K)}`` the final multipliers ``alpha_j w`` of eqs. (11)-(13)
             on the subbands of the DWT partition of ``A`` (``LL`` only at level ``J``).
+        scale_maps: ``(B, max(J, 1), h, w)`` the per-scale maps ``C_j`` with ``M = sum_j alpha_j C_j``
+            (before the ReLU; :func:`fuse_scale_maps` turns them into the CAM for any alpha).
     """
 
     levels: dict = field(default_factory=dict)
@@ -133,6 +148,7 @@ class HDMResult(CAMResult):
     derivative_subbands: dict = field(default_factory=dict)
     band_weights: dict = field(default_factory=dict)
     subband_weights: dict = field(default_factory=dict)
+    scale_maps: dict = field(default_factory=dict)
 
 
 def _np(t: torch.Tensor, factor=None):
@@ -154,7 +170,8 @@ class HDMCAM(BaseCAM):
         theta: ``(J_max,)`` logits for ``alpha="learned"``.
         levels: DWT levels per layer (capped at each map's :func:`~hdm.wavelets.max_level`).
         hessian: ``"diag"`` (eq. 7, the paper's efficient form; default) or ``"eigen"`` (eqs. 4-5:
-            multi-scale smoothed 2x2 Hessians, about 2x the extra cost; see docs/hdm_cam.md).
+            multi-scale smoothed 2x2 Hessians, about 2x the extra cost; see docs/hdm_cam.md), or
+            ``"none"`` (``w^(2) = 1``: the wavelet term alone, an ablation).
         sigmas: Gaussian scales of eq. (4), in feature-map pixels.
         band_gain: ``lambda_b`` of eq. (9) for bands ``(LL, LH, HL, HH)``.
         bands: ``"weighted"`` (eqs. 9-11, default) or ``"equal"`` (every subband of a channel gets
@@ -176,8 +193,8 @@ class HDMCAM(BaseCAM):
             raise ValueError(f"alpha must be one of {ALPHA_MODES} or a sequence of numbers, got {alpha!r}")
         if alpha == "learned" and theta is None:
             raise ValueError("alpha='learned' needs theta (one value per level)")
-        if hessian not in ("eigen", "diag"):
-            raise ValueError(f"hessian must be 'eigen' or 'diag', got {hessian!r}")
+        if hessian not in ("eigen", "diag", "none"):
+            raise ValueError(f"hessian must be 'eigen', 'diag' or 'none', got {hessian!r}")
         if bands not in ("weighted", "equal"):
             raise ValueError(f"bands must be 'weighted' or 'equal', got {bands!r}")
         if layer_fusion not in ("sum", "mean"):
@@ -196,7 +213,10 @@ class HDMCAM(BaseCAM):
         Returns ``keys`` (the subbands ``(j, band)``) and ``raw`` ``(B, Kc, bands)`` weights, plus the
         intermediate maps when ``keep_maps``."""
         d3, d4 = derivative_map(g, 3), derivative_map(g, 4)
-        w2 = hessian_weight(g, self.sigmas, self.hessian)  # (B, Kc)
+        if self.hessian == "none":  # ablation: no curvature term
+            w2 = g.new_ones(g.shape[:2])
+        else:
+            w2 = hessian_weight(g, self.sigmas, self.hessian)  # (B, Kc)
         W3, sub3 = band_energy_weights(d3, J, gain)
         W4, sub4 = band_energy_weights(d4, J, gain)
         beta = (W3 + W4) / 2
@@ -216,6 +236,23 @@ class HDMCAM(BaseCAM):
             sub2 = band_energy_weights(d2, J, gain)[1]
             out.update(w2=w2, d2=d2, d3=d3, d4=d4, sub2=sub2, sub3=sub3, sub4=sub4, W3=W3, W4=W4, beta=beta)
         return out
+
+    @staticmethod
+    def _scale_components(m: torch.Tensor, keys, a: torch.Tensor, J: int) -> torch.Tensor:
+        """``C_j = IDWT(subbands of level j of sum_k m_kb DWT(A_k)_b)`` -> ``(B, max(J, 1), h, w)``.
+
+        ``m`` ``(B, K, bands)`` are eq. (12)'s normalised weights. ``sum_k m_kb DWT(A_k)_b =
+        DWT(sum_k m_kb A_k)_b`` (the DWT is linear): one weighted channel sum per subband (a single
+        batched product over A), then the DWT of those few maps."""
+        mixed = torch.einsum("bkn,bkhw->bnhw", m, a)  # (B, bands, h, w)
+        pyramid = haar_wavedec2(mixed, J)
+        index = {key: i for i, key in enumerate(keys)}
+        out = []
+        for level in range(1, max(J, 1) + 1):
+            fused = pyramid.map_bands(lambda j, b, coeff: coeff[:, index[(j, b)]] if max(j, 1) == level
+                                      else coeff.new_zeros(coeff[:, 0].shape))
+            out.append(haar_waverec2(fused))
+        return torch.stack(out, dim=1)
 
     def compute(self, activations, gradients, scores, input_size, keep_maps) -> HDMResult:
         device = activations[0].device
@@ -255,27 +292,23 @@ class HDMCAM(BaseCAM):
         total = sum(raw.abs().sum(dim=(1, 2)) for *_, raw in per_layer)
         total = total.clamp_min(torch.finfo(dtype).tiny).view(-1, 1, 1)
 
-        # Eqs. (13)-(14): weight each subband of each channel, reconstruct, sum the layers.
-        maps = []
+        # Eqs. (13)-(14): weight each subband of each channel, reconstruct, sum the layers. The
+        # reconstruction is linear, so it is kept per scale j (``C_j``, from the subbands of level j,
+        # LL_J counting as level J) and the layer map is M = sum_j alpha_j C_j: the same map, and the
+        # C_j let alpha be fitted without recomputing anything (hdm.cam.theta).
+        components, alphas = [], []
         for name, a, J, keys, raw in per_layer:
+            C = self._scale_components(raw / total, keys, a, J)  # (B, max(J, 1), h, w)
             alpha = scale_weights(J, self.alpha, self.theta, dtype=dtype, device=device)
-            m = raw / total * torch.stack([alpha[max(j, 1) - 1] for j, _ in keys])  # (B, K, bands)
-            # sum_k m_kb DWT(A_k)_b = DWT(sum_k m_kb A_k)_b (the DWT is linear): one weighted channel
-            # sum per subband (a single batched product over A), then the DWT of those few maps.
-            mixed = torch.einsum("bkn,bkhw->bnhw", m, a)  # (B, bands, h, w)
-            pyramid = haar_wavedec2(mixed, J)
-            index = {key: i for i, key in enumerate(keys)}
-            fused = pyramid.map_bands(lambda j, b, coeff: coeff[:, index[(j, b)]])
-            M = haar_waverec2(fused)  # (B, h, w)
-            maps.append(M)
+            components.append(C)
+            alphas.append(alpha)
+            M = torch.einsum("j,bjhw->bhw", alpha, C)
             result.layer_maps[name] = _np(M.clamp_min(0))
+            result.scale_maps[name] = _np(C)
             if keep_maps:
                 result.alpha[name] = _np(alpha)
-                result.subband_weights[name] = {key: _np(m[..., i]) for key, i in index.items()}
-
-        if self.layer_fusion == "sum":
-            cam = normalize_maps(sum(upsample_maps(M, input_size) for M in maps).clamp_min(0))
-        else:
-            cam = combine_layer_maps([M.clamp_min(0) for M in maps], input_size)
+                result.subband_weights[name] = {key: _np(raw[..., i] / total[:, :, 0] * alpha[max(key[0], 1) - 1])
+                                                for i, key in enumerate(keys)}
+        cam = fuse_scale_maps(components, alphas, input_size, self.layer_fusion)
         result.cam = _np(cam)
         return result

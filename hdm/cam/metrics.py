@@ -1,0 +1,157 @@
+"""How good is a saliency map? Localisation against a ground-truth mask, and faithfulness to the model.
+
+Localisation (pure functions of one map ``(H, W)`` float >= 0 and one mask ``(H, W)`` bool):
+:func:`pixel_auc`, :func:`energy_inside`, :func:`pointing_game`, :func:`threshold_iou`,
+:func:`box_accuracy`. A map that is constant (or all zero) carries no information and scores as such:
+AUC 0.5, energy share = mask fraction, IoU = IoU of the whole image.
+
+Faithfulness (need the model): :func:`deletion_insertion` (Petsiuk et al., RISE, BMVC 2018) and
+:func:`drop_and_increase` (Average Drop and Increase in Confidence, Chattopadhyay et al.,
+Grad-CAM++, WACV 2018, eqs. 20-21). Scores are softmax probabilities of the explained class.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+from scipy.stats import rankdata
+
+from ..derivatives import gaussian_blur2d
+
+__all__ = ["pixel_auc", "energy_inside", "pointing_game", "threshold_iou", "largest_component_box", "box_iou",
+           "box_accuracy", "deletion_insertion", "drop_and_increase", "IOU_THRESHOLDS", "BOX_THRESHOLD"]
+
+#: Fractions of the map's maximum at which it is binarised for IoU.
+IOU_THRESHOLDS = (0.15, 0.25, 0.5)
+#: Fraction of the maximum for the box (Grad-CAM's localisation protocol, Selvaraju et al. 2017).
+BOX_THRESHOLD = 0.15
+
+
+def _check(cam: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    cam, mask = np.asarray(cam, dtype=np.float64), np.asarray(mask, dtype=bool)
+    if cam.shape != mask.shape or cam.ndim != 2:
+        raise ValueError(f"cam and mask must be (H, W) of one shape, got {cam.shape} and {mask.shape}")
+    return cam, mask
+
+
+def pixel_auc(cam, mask) -> float:
+    """ROC-AUC of the map's values as a score for "pixel is in the mask" (ties count one half).
+
+    Mann-Whitney: ``(sum of ranks of mask pixels - n+ (n+ + 1) / 2) / (n+ n-)``. NaN if the mask is
+    empty or full."""
+    cam, mask = _check(cam, mask)
+    n_pos = int(mask.sum())
+    n_neg = mask.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(cam.ravel())
+    return float((ranks[mask.ravel()].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def energy_inside(cam, mask) -> float:
+    """Share of the map's energy inside the mask, ``sum_mask cam / sum cam`` (the energy-based pointing
+    game of Score-CAM); an all-zero map counts as constant (the mask's area fraction)."""
+    cam, mask = _check(cam, mask)
+    cam = np.clip(cam, 0, None)
+    total = cam.sum()
+    return float(mask.mean()) if total <= 0 else float(cam[mask].sum() / total)
+
+
+def pointing_game(cam, mask) -> float:
+    """1 if the map's maximum (the first in raster order when tied) lies in the mask, else 0."""
+    cam, mask = _check(cam, mask)
+    return float(mask.ravel()[int(np.argmax(cam))])
+
+
+def _binary(cam: np.ndarray, threshold: float) -> np.ndarray:
+    return cam >= threshold * cam.max()
+
+
+def threshold_iou(cam, mask, threshold: float) -> float:
+    """IoU between ``cam >= threshold * max(cam)`` and the mask."""
+    cam, mask = _check(cam, mask)
+    pred = _binary(cam, threshold)
+    union = (pred | mask).sum()
+    return float((pred & mask).sum() / union) if union else float("nan")
+
+
+def largest_component_box(binary: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(x0, y0, x1, y1)`` (inclusive) of the largest 8-connected component of a boolean map."""
+    labels, n = ndimage.label(binary, structure=np.ones((3, 3)))
+    if n == 0:
+        return None
+    sizes = np.bincount(labels.ravel())[1:]
+    ys, xs = np.nonzero(labels == 1 + int(np.argmax(sizes)))
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def box_iou(a, b) -> float:
+    """IoU of two inclusive pixel boxes ``(x0, y0, x1, y1)``."""
+    ix = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    iy = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    inter = max(ix, 0) * max(iy, 0)
+    area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+def box_accuracy(cam, boxes, threshold: float = BOX_THRESHOLD, min_iou: float = 0.5) -> float:
+    """1 if the box of the largest component of ``cam >= threshold * max`` has IoU >= ``min_iou``
+    with any ground-truth box ``(n, 4)``, else 0."""
+    cam = np.asarray(cam, dtype=np.float64)
+    box = largest_component_box(_binary(cam, threshold))
+    if box is None or len(boxes) == 0:
+        return 0.0
+    return float(max(box_iou(box, b) for b in np.asarray(boxes)) >= min_iou)
+
+
+def _class_probability(model, x: torch.Tensor, targets: torch.Tensor, batch_size: int) -> torch.Tensor:
+    out = []
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size])
+        out.append(F.softmax(logits.float(), dim=1).gather(1, targets[i:i + batch_size, None])[:, 0])
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def deletion_insertion(model, x: torch.Tensor, cams: torch.Tensor, targets, steps: int = 16,
+                       blur_sigma: float = 5.0, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Deletion and insertion AUCs (RISE) of maps ``cams`` ``(B, H, W)`` for inputs ``x`` ``(B, C, H, W)``.
+
+    Pixels are ranked by decreasing saliency (ties in raster order). Deletion replaces the top
+    ``k/steps`` share of pixels with 0 (the dataset mean, inputs being normalised); insertion starts
+    from the input blurred with a Gaussian of ``blur_sigma`` px and puts back the top share. The
+    curve of the class probability over ``k = 0..steps`` is integrated by the trapezoid rule on
+    [0, 1]. Lower deletion and higher insertion are better. Returns two ``(B,)`` arrays.
+    """
+    B, _, H, W = x.shape
+    targets = torch.as_tensor(targets, dtype=torch.long, device=x.device)
+    order = torch.argsort(-cams.reshape(B, -1).to(x.device), dim=1, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(H * W, device=x.device).expand(B, -1))  # rank of each pixel
+    blurred = gaussian_blur2d(x, blur_sigma)
+    fractions = torch.arange(steps + 1, device=x.device) / steps
+    keep = rank[:, None, :] < (fractions * H * W).round().long()[None, :, None]  # (B, steps+1, HW): top share
+    keep = keep.reshape(B, steps + 1, 1, H, W).to(x.dtype)
+    deleted = x[:, None] * (1 - keep)
+    inserted = blurred[:, None] * (1 - keep) + x[:, None] * keep
+    rep = targets.repeat_interleave(steps + 1)
+    p_del = _class_probability(model, deleted.flatten(0, 1), rep, batch_size).view(B, steps + 1)
+    p_ins = _class_probability(model, inserted.flatten(0, 1), rep, batch_size).view(B, steps + 1)
+    auc = lambda p: ((p[:, 1:] + p[:, :-1]) / 2).mean(dim=1)  # noqa: E731  trapezoid on [0, 1]
+    return auc(p_del).cpu().numpy(), auc(p_ins).cpu().numpy()
+
+
+@torch.no_grad()
+def drop_and_increase(model, x: torch.Tensor, cams: torch.Tensor, targets, batch_size: int = 64):
+    """Per-image terms of Average Drop and Increase in Confidence (Grad-CAM++ eqs. 20-21).
+
+    With ``Y`` the class probability on ``x`` and ``O`` on ``x * cam`` (the explanation map as a mask):
+    drop ``= 100 max(0, Y - O) / Y`` and increase ``= 100 [O > Y]``; their means over images are
+    Average Drop % (lower is better) and Increase in Confidence % (higher is better).
+    Returns two ``(B,)`` arrays."""
+    targets = torch.as_tensor(targets, dtype=torch.long, device=x.device)
+    y = _class_probability(model, x, targets, batch_size)
+    o = _class_probability(model, x * cams.to(x.device, x.dtype)[:, None], targets, batch_size)
+    drop = 100 * (y - o).clamp_min(0) / y.clamp_min(torch.finfo(y.dtype).tiny)
+    return drop.cpu().numpy(), (100.0 * (o > y)).cpu().numpy()

@@ -1,0 +1,81 @@
+"""The CAM benchmark end to end on a tiny random model, and its commands."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from hdm import cam_benchmark as cb
+from hdm.__main__ import main
+from hdm.shapes import ShapesDataset, to_tensor
+
+
+@pytest.fixture(scope="module")
+def tiny_resnet():
+    torch.manual_seed(0)
+    return torchvision.models.resnet50(num_classes=8).eval()
+
+
+def test_evaluate_runs_every_method_and_metric(tiny_resnet):
+    data = ShapesDataset(4, seed=0, size=32)
+    methods = cb.default_methods(tiny_resnet, theta=[0.0, 1.0])
+    assert {"Grad-CAM++ (layer4)", "LayerCAM (layers 1-4)", "HDM-CAM (exp)", "HDM-CAM (inverse)",
+            "HDM-CAM (learned)", "random", "Sobel"} <= set(methods)
+    result = cb.evaluate(tiny_resnet, data, methods, batch_size=3, steps=4, progress=False)
+    assert result.n == 4 and 0 <= result.accuracy <= 1
+    for name, values in result.values.items():
+        assert set(values) == {k for k, *_ in cb.METRICS}, name
+        for key, v in values.items():
+            assert v.shape == (4,), (name, key)
+        assert np.all((values["auc"] >= 0) & (values["auc"] <= 1))
+        assert result.seconds[name] > 0
+    summary = cb.summarize(result, n_boot=100)
+    assert set(summary["comparisons"]) <= set(cb.BASELINES) and "Grad-CAM++ (layer4)" in summary["comparisons"]
+    text = cb.markdown(summary, ["# title", ""])
+    assert text.count("\n| HDM-CAM (") == 4 and "Goal" in text
+
+
+def test_floors_behave_as_floors():
+    data = ShapesDataset(16, seed=1, size=64)
+    x = torch.stack([data[i][0] for i in range(16)])
+    masks = [data.sample(i).mask for i in range(16)]
+    rnd = cb.random_map(0)(x, None)
+    assert rnd.shape == (16, 64, 64)
+    from hdm.cam.metrics import pixel_auc
+    assert abs(np.mean([pixel_auc(c, m) for c, m in zip(rnd, masks)]) - 0.5) < 0.05
+    # Sobel: zero on flat regions, highest on edges, whatever the model
+    img = np.full((32, 32, 3), 90, dtype=np.uint8)
+    img[8:24, 8:24] = 230
+    sob = cb.sobel_map(to_tensor(img)[None])[0]
+    assert sob.min() >= 0 and sob.max() == pytest.approx(1, abs=1e-6)
+    assert sob[12:20, 12:20].max() == 0 and sob[:5].max() == 0
+    assert sob[8, 12:20].min() > 0.5 and sob[16, 7] > 0.5
+
+
+def test_eval_and_fit_theta_commands(tmp_path, capsys):
+    theta = tmp_path / "theta.json"
+    assert main(["fit-theta", "--weights", "random", "--n", "4", "--size", "32", "--batch", "2", "--epochs", "1",
+                 "--out", str(theta)]) == 0
+    fitted = json.loads(theta.read_text())
+    assert len(fitted["theta"]) == 2 and set(fitted["objective"]) == {"exp", "inverse", "equal", "learned"}
+    out, js = tmp_path / "cam.md", tmp_path / "cam.json"
+    assert main(["eval-cam", "--weights", "random", "--theta", str(theta), "--n", "4", "--size", "32", "--batch", "4",
+                 "--steps", "2", "--bootstrap", "50", "--ablations", "2", "--out", str(out), "--json", str(js)]) == 0
+    text = out.read_text()
+    assert "- command: `" in text and "- date: " in text and "random stand-in" in text
+    assert "HDM-CAM (learned)" in text and "Ablations" in text and "Learned scale weights" in text
+    summary = json.loads(js.read_text())
+    assert summary["methods"]["HDM-CAM (exp)"]["miou"] >= 0
+    assert "deletion" in summary["comparisons"]["Grad-CAM++ (layer4)"]
+
+
+def test_commands_fail_clearly(tmp_path, capsys):
+    assert main(["eval-cam", "--weights", str(tmp_path / "none.safetensors")]) == 2
+    assert "no weights file" in capsys.readouterr().err
+    assert main(["eval-cam", "--weights", "random", "--backgrounds", str(tmp_path / "nope")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["eval-cam", "--weights", "random", "--theta", str(tmp_path / "t.json")]) == 2
+    assert "no theta file" in capsys.readouterr().err
