@@ -202,12 +202,18 @@ def _distractor(rng: np.random.Generator, size: int, draw: ImageDraw.ImageDraw, 
 
 
 def render_sample(seed: int, index: int, backgrounds: BackgroundBank | None = None, size: int = 128,
-                  label: int | None = None) -> Sample:
+                  label: int | None = None, difficulty: float = 1.0) -> Sample:
     """Render sample ``index`` of the split ``seed`` (deterministic for ``(seed, index, backgrounds, size)``).
 
     ``label`` defaults to ``index % 8``. Distractors are drawn first and the labelled instances on
     top, so the mask is exactly the pixels painted with the class's fill.
+
+    ``difficulty`` in [0, 1] (1, the default, is the benchmark's distribution) is for curriculum
+    training: below 1 the smallest instance grows (diameter ``>= 10 + 25 (1 - d)`` % of the side),
+    at most ``round(3 d)`` distractors are drawn, and below 0.5 textures become solid fills.
     """
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
     if size < 16:
         raise ValueError(f"size must be >= 16 px, got {size}")
     label = index % len(CLASSES) if label is None else int(label)
@@ -218,7 +224,7 @@ def render_sample(seed: int, index: int, backgrounds: BackgroundBank | None = No
 
     canvas = Image.fromarray(image)
     draw = ImageDraw.Draw(canvas)
-    for _ in range(rng.integers(0, 4)):
+    for _ in range(min(int(rng.integers(0, 4)), round(3 * difficulty))):
         _distractor(rng, size, draw, tuple(int(c) for c in rng.integers(0, 256, 3)))
     background = np.asarray(canvas).copy()
     image = background.astype(np.float64)
@@ -227,13 +233,14 @@ def render_sample(seed: int, index: int, backgrounds: BackgroundBank | None = No
     boxes = []
     for _ in range(rng.integers(1, 3)):
         for _attempt in range(20):  # keep instances apart (so each has its own box)
-            inst = _shape_mask(CLASSES[label], rng, size)
+            inst = _shape_mask(CLASSES[label], rng, size, min_frac=0.10 + 0.25 * (1 - difficulty))
             if inst.any() and not (inst & mask).any():
                 break
         else:
             if mask.any():
                 break
-        _paint(image, inst, _fill(rng, FILLS[rng.integers(len(FILLS))], size, backgrounds))
+        kind = FILLS[rng.integers(len(FILLS))]
+        _paint(image, inst, _fill(rng, "solid" if kind == "texture" and difficulty < 0.5 else kind, size, backgrounds))
         mask |= inst
         ys, xs = np.nonzero(inst)
         boxes.append((xs.min(), ys.min(), xs.max(), ys.max()))
@@ -249,12 +256,15 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
 class ShapesDataset(torch.utils.data.Dataset):
     """``n`` samples of split ``seed``: items are ``(x (3, S, S) float32, label, mask (S, S) bool)``.
 
-    ``offset`` shifts the indices (so disjoint parts of one split can be taken)."""
+    ``offset`` shifts the indices (so disjoint parts of one split can be taken); ``difficulty`` is
+    :func:`render_sample`'s (a float, or a function of the index, for a curriculum)."""
 
-    def __init__(self, n: int, seed: int, backgrounds: BackgroundBank | None = None, size: int = 128, offset: int = 0):
+    def __init__(self, n: int, seed: int, backgrounds: BackgroundBank | None = None, size: int = 128, offset: int = 0,
+                 difficulty=1.0):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         self.n, self.seed, self.backgrounds, self.size, self.offset = int(n), int(seed), backgrounds, int(size), int(offset)
+        self.difficulty = difficulty
 
     def __len__(self) -> int:
         return self.n
@@ -262,7 +272,8 @@ class ShapesDataset(torch.utils.data.Dataset):
     def sample(self, i: int) -> Sample:
         if not 0 <= i < self.n:
             raise IndexError(i)
-        return render_sample(self.seed, self.offset + i, self.backgrounds, self.size)
+        d = self.difficulty(i) if callable(self.difficulty) else self.difficulty
+        return render_sample(self.seed, self.offset + i, self.backgrounds, self.size, difficulty=d)
 
     def __getitem__(self, i: int):
         s = self.sample(i)

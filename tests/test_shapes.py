@@ -95,3 +95,18 @@ def test_bad_arguments_fail_clearly():
         render_sample(0, 0, label=8)
     with pytest.raises(ValueError, match="n must"):
         ShapesDataset(0, seed=0)
+
+
+def test_difficulty_one_is_the_benchmark_and_lower_is_easier():
+    for i in range(8):
+        a, b = render_sample(4, i), render_sample(4, i, difficulty=1.0)
+        assert np.array_equal(a.image, b.image)
+    easy = [render_sample(4, i, size=64, difficulty=0.0) for i in range(16)]
+    hard = [render_sample(4, i, size=64) for i in range(16)]
+    # easy instances are large (diameter >= 35 % of the side, less the aspect squeeze)
+    assert min(max(x1 - x0, y1 - y0) + 1 for s in easy for x0, y0, x1, y1 in s.boxes) >= 0.35 * 64 / 1.16 - 2
+    assert np.mean([s.mask.mean() for s in easy]) > np.mean([s.mask.mean() for s in hard])
+    with pytest.raises(ValueError, match="difficulty"):
+        render_sample(0, 0, difficulty=1.5)
+    ds = ShapesDataset(4, seed=4, size=64, difficulty=lambda i: 0.0)
+    assert np.array_equal(ds.sample(2).image, easy[2].image)

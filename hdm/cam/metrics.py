@@ -108,7 +108,7 @@ def box_accuracy(cam, boxes, threshold: float = BOX_THRESHOLD, min_iou: float = 
 def _class_probability(model, x: torch.Tensor, targets: torch.Tensor, batch_size: int) -> torch.Tensor:
     out = []
     for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size])
+        logits = model(x[i:i + batch_size].contiguous(memory_format=torch.channels_last))
         out.append(F.softmax(logits.float(), dim=1).gather(1, targets[i:i + batch_size, None])[:, 0])
     return torch.cat(out)
 
