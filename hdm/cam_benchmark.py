@@ -69,14 +69,19 @@ def _ours(cam) -> Method:
 
 
 def _package_gradcampp(model) -> Method | None:
-    """pytorch-grad-cam's GradCAMPlusPlus over layers 1-4 (its mean of per-layer maps), if installed."""
+    """pytorch-grad-cam's GradCAMPlusPlus over layers 1-4 (its mean of per-layer maps), if installed.
+
+    Its hooks live only during each call, so they never slow down or leak into other methods."""
     try:
         import pytorch_grad_cam as pgc
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
     except ImportError:
         return None
-    ref = pgc.GradCAMPlusPlus(model, [getattr(model, n) for n in LAYERS])
-    return lambda x, targets: ref(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in targets])
+
+    def fn(x, targets):
+        with pgc.GradCAMPlusPlus(model, [getattr(model, n) for n in LAYERS]) as ref:
+            return ref(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in targets])
+    return fn
 
 
 def default_methods(model, theta=None, seed: int = 0) -> dict[str, Method]:
@@ -142,6 +147,9 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
     model.eval()
     # the many forward passes of deletion/insertion run on a channels-last copy (faster on CPU)
     scorer = copy.deepcopy(model).to(memory_format=torch.channels_last) if faithfulness else None
+    for m in scorer.modules() if scorer is not None else ():  # a copy carries no one's hooks
+        m._forward_hooks.clear()  # noqa: SLF001
+        m._forward_pre_hooks.clear()  # noqa: SLF001
     keys = [k for k, *_ in METRICS if faithfulness or k not in FAITHFULNESS]
     values = {name: {k: [] for k in keys} for name in methods}
     seconds = {name: 0.0 for name in methods}

@@ -77,8 +77,11 @@ def export_weights(model, path, record: dict) -> Path:
 def train(out_dir, backgrounds, val_backgrounds, *, steps: int = 3500, batch_size: int = 32, lr: float = 1e-3,
           optimizer: str = "adamw", warmup: int = 200, weight_decay: float | None = None, seed: int = 0, size: int = 128, eval_every: int = 500,
           val_n: int = 512, final_val_n: int = 2000, ckpt_every: int = 100, export=None, command: str = "",
-          curriculum_steps: int = 0, warm_steps: int = 0, warm_size: int = 64, progress: bool = True) -> dict:
+          curriculum_steps: int = 0, warm_steps: int = 0, warm_size: int = 64, stop_at: int | None = None,
+          progress: bool = True) -> dict | None:
     """Train (or resume from ``<out_dir>/last.pt``) and return the final record.
+
+    ``stop_at``: checkpoint and return ``None`` after this step (resume later with the same ``steps``).
 
     ``backgrounds``/``val_backgrounds``: photo folders (or ``None`` for procedural backgrounds).
     """
@@ -96,12 +99,16 @@ def train(out_dir, backgrounds, val_backgrounds, *, steps: int = 3500, batch_siz
     opt = (torch.optim.AdamW(groups, lr=lr) if optimizer == "adamw"
            else torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True))
     start, ckpt = 0, out / "last.pt"
+    segments = []  # (start step, total steps of its schedule): a resume with other --steps restarts the cosine
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
+        segments = [list(map(int, s)) for s in state.get("segments", [[0, start]])]
         print(f"resuming from {ckpt} at step {start}", file=sys.stderr)
+    if not segments or segments[-1][1] != steps:
+        segments.append([start, steps])
 
     bank = BackgroundBank(backgrounds) if backgrounds else None
     val_bank = BackgroundBank(val_backgrounds) if val_backgrounds else None
@@ -115,12 +122,18 @@ def train(out_dir, backgrounds, val_backgrounds, *, steps: int = 3500, batch_siz
 
     def save(step):
         tmp = out / "last.pt.tmp"
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, tmp)
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                    "segments": torch.tensor(segments)}, tmp)
         tmp.replace(ckpt)
 
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", disable=not progress)
     t0, seen = time.time(), 0
     for step in bar:
+        if stop_at is not None and step >= stop_at:
+            save(step)
+            bar.close()
+            print(f"stopped at step {step} (checkpoint {ckpt}); run again to resume", file=sys.stderr)
+            return None
         model.train()
         for group in opt.param_groups:
             group["lr"] = lr_at(step, steps, lr, warmup)
@@ -151,7 +164,7 @@ def train(out_dir, backgrounds, val_backgrounds, *, steps: int = 3500, batch_siz
         "command": command, "date": time.strftime("%Y-%m-%d"), "steps": steps, "batch_size": batch_size,
         "images_seen": steps * batch_size, "optimizer": optimizer, "lr": lr, "warmup": warmup, "weight_decay": weight_decay,
         "label_smoothing": 0.1, "seed": seed, "size": size,
-        "curriculum_steps": curriculum_steps, "warm_steps": warm_steps, "warm_size": warm_size,
+        "schedule_segments": segments, "curriculum_steps": curriculum_steps, "warm_steps": warm_steps, "warm_size": warm_size,
         "train_backgrounds": str(backgrounds) if backgrounds else "procedural",
         "heldout_backgrounds": str(val_backgrounds) if val_backgrounds else "procedural",
         "heldout_seed": seed + VAL_SEED_OFFSET, "heldout_n": final_val_n, "heldout_accuracy": acc,
@@ -202,6 +215,8 @@ def write_model_card(weights) -> Path:
         f"- {r.get('steps')} steps x batch {r.get('batch_size')} = {r.get('images_seen')} images; "
         f"{'AdamW' if r.get('optimizer') == 'adamw' else 'SGD Nesterov momentum 0.9'}, lr {r.get('lr')} (warm-up {r.get('warmup')} steps, cosine to 0), weight decay {r.get('weight_decay')} "
         f"(not on biases and norms), label smoothing {r.get('label_smoothing')}, zero-init residual BN, channels-last, CPU",
+        *([f"- resumed with longer schedules (warm restarts of the cosine): segments [start step, schedule length] = "
+           f"{r['schedule_segments']}"] if len(r.get("schedule_segments", [])) > 1 else []),
         f"- curriculum: difficulty 0 -> 1 over the first {r.get('curriculum_steps')} steps; the first {r.get('warm_steps')} "
         f"steps at {r.get('warm_size')} px, the rest at {r.get('size')} px (see `hdm/train_classifier.py`)", "",
         "## Metrics", "",

@@ -79,3 +79,23 @@ def test_commands_fail_clearly(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["eval-cam", "--weights", "random", "--theta", str(tmp_path / "t.json")]) == 2
     assert "no theta file" in capsys.readouterr().err
+
+
+def test_exported_weights_load_back_with_their_card(tmp_path, tiny_resnet):
+    import hashlib
+
+    from hdm.models import load_shapes_resnet50, shapes_theta_path
+    from hdm.shapes import CLASSES
+    from hdm.train_classifier import export_weights, write_model_card
+
+    path = export_weights(tiny_resnet, tmp_path / "m.safetensors", {"heldout_accuracy": 0.5, "steps": 3})
+    loaded = load_shapes_resnet50(path)
+    assert loaded.categories == list(CLASSES) and "0.5000" in loaded.note
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():  # fp16 storage: close to the float32 model, not equal
+        torch.testing.assert_close(loaded.model(x), tiny_resnet(x), atol=0.05, rtol=0.05)
+    shapes_theta_path(path).write_text(json.dumps({"theta": [0.1, 0.2], "alpha": [0.52, 0.55], "objective": {"exp": 1.0},
+                                                   "calibration": {"n": 4, "seed": 3000, "backgrounds": "procedural"}}))
+    card = write_model_card(path).read_text()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() in card
+    assert "0.5000" in card and "theta = [0.1, 0.2]" in card
