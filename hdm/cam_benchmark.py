@@ -121,6 +121,10 @@ def ablation_methods(model) -> dict[str, Method]:
         "J=1": {"levels": 1},
         "J=3": {"levels": 3},
         "layer fusion mean": {"layer_fusion": "mean"},
+        "bands equal + layer fusion mean": {"bands": "equal", "layer_fusion": "mean"},
+        "bands modulate": {"bands": "modulate"},
+        "bands modulate + layer fusion mean": {"bands": "modulate", "layer_fusion": "mean"},
+        "bands modulate, detail gain 4 (lambda = 1, 4, 4, 4)": {"bands": "modulate", "band_gain": (1.0, 4.0, 4.0, 4.0)},
     }
     out = {}
     for name, kw in variants.items():

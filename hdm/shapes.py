@@ -57,16 +57,20 @@ class BackgroundBank:
     """Photos from a folder, decoded once and shrunk so their short side is ``short_side`` px.
 
     ``crop(rng, size)`` cuts a random square (a random 35-100 % of the short side) resized to ``size``.
+    With ``augment=True`` (for training only; the benchmark's splits use none) crops also span
+    15-35 % of the side, colours are jittered (channel order, per-channel gain 0.6-1.4, contrast
+    0.6-1.4), and a quarter of the crops are procedural noise instead: a few photos then stand for
+    many, which keeps a classifier from learning its training photos.
     """
 
-    def __init__(self, folder, short_side: int = 384):
+    def __init__(self, folder, short_side: int = 384, augment: bool = False):
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"background folder not found: {folder}")
         paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
         if not paths:
             raise ValueError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
-        self.folder, self.paths, self.photos = folder, paths, []
+        self.folder, self.paths, self.photos, self.augment = folder, paths, [], bool(augment)
         for p in paths:
             with Image.open(p) as im:
                 im = im.convert("RGB")
@@ -80,13 +84,20 @@ class BackgroundBank:
         return len(self.photos)
 
     def crop(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        if self.augment and rng.random() < 0.25:
+            return _procedural(rng, size)
         photo = self.photos[rng.integers(len(self.photos))]
         h, w = photo.shape[:2]
-        side = max(8, int(min(h, w) * rng.uniform(0.35, 1.0)))
+        side = max(8, int(min(h, w) * rng.uniform(0.15 if self.augment else 0.35, 1.0)))
         y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
         patch = Image.fromarray(photo[y:y + side, x:x + side]).resize((size, size), Image.BILINEAR)
         out = np.asarray(patch)
-        return out[:, ::-1].copy() if rng.random() < 0.5 else out.copy()
+        out = out[:, ::-1].copy() if rng.random() < 0.5 else out.copy()
+        if self.augment:
+            f = out[..., rng.permutation(3)].astype(np.float64) * rng.uniform(0.6, 1.4, 3)
+            mean = f.mean(axis=(0, 1))
+            out = ((f - mean) * rng.uniform(0.6, 1.4) + mean).clip(0, 255).astype(np.uint8)
+        return out
 
 
 def _procedural(rng: np.random.Generator, size: int) -> np.ndarray:

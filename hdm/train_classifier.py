@@ -78,10 +78,13 @@ def train(out_dir, backgrounds, val_backgrounds, *, steps: int = 3500, batch_siz
           optimizer: str = "adamw", warmup: int = 200, weight_decay: float | None = None, seed: int = 0, size: int = 128, eval_every: int = 500,
           val_n: int = 512, final_val_n: int = 2000, ckpt_every: int = 100, export=None, command: str = "",
           curriculum_steps: int = 0, warm_steps: int = 0, warm_size: int = 64, stop_at: int | None = None,
+          augment: bool = False,
           progress: bool = True) -> dict | None:
     """Train (or resume from ``<out_dir>/last.pt``) and return the final record.
 
     ``stop_at``: checkpoint and return ``None`` after this step (resume later with the same ``steps``).
+    ``augment``: training backgrounds and textures from :class:`~hdm.shapes.BackgroundBank` with
+    ``augment=True``.
 
     ``backgrounds``/``val_backgrounds``: photo folders (or ``None`` for procedural backgrounds).
     """
@@ -99,18 +102,19 @@ def train(out_dir, backgrounds, val_backgrounds, *, steps: int = 3500, batch_siz
     opt = (torch.optim.AdamW(groups, lr=lr) if optimizer == "adamw"
            else torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True))
     start, ckpt = 0, out / "last.pt"
-    segments = []  # (start step, total steps of its schedule): a resume with other --steps restarts the cosine
+    # (start step, total steps of its schedule, augment): a resume with other --steps restarts the cosine
+    segments = []
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
-        segments = [list(map(int, s)) for s in state.get("segments", [[0, start]])]
+        segments = [[int(v) for v in s] + [0] * (3 - len(s)) for s in state.get("segments", [[0, start, 0]])]
         print(f"resuming from {ckpt} at step {start}", file=sys.stderr)
-    if not segments or segments[-1][1] != steps:
-        segments.append([start, steps])
+    if not segments or segments[-1][1:] != [steps, int(augment)]:
+        segments.append([start, steps, int(augment)])
 
-    bank = BackgroundBank(backgrounds) if backgrounds else None
+    bank = BackgroundBank(backgrounds, augment=augment) if backgrounds else None
     val_bank = BackgroundBank(val_backgrounds) if val_backgrounds else None
     ramp = max(1, curriculum_steps * batch_size)
     difficulty = (lambda i: min(1.0, i / ramp)) if curriculum_steps > 0 else 1.0
@@ -215,8 +219,10 @@ def write_model_card(weights) -> Path:
         f"- {r.get('steps')} steps x batch {r.get('batch_size')} = {r.get('images_seen')} images; "
         f"{'AdamW' if r.get('optimizer') == 'adamw' else 'SGD Nesterov momentum 0.9'}, lr {r.get('lr')} (warm-up {r.get('warmup')} steps, cosine to 0), weight decay {r.get('weight_decay')} "
         f"(not on biases and norms), label smoothing {r.get('label_smoothing')}, zero-init residual BN, channels-last, CPU",
-        *([f"- resumed with longer schedules (warm restarts of the cosine): segments [start step, schedule length] = "
-           f"{r['schedule_segments']}"] if len(r.get("schedule_segments", [])) > 1 else []),
+        *([f"- trained in segments [start step, cosine schedule length, background augmentation 0/1] = "
+           f"{r['schedule_segments']}: a segment with a longer schedule is a warm restart of the cosine from the "
+           "checkpoint; augmentation = `BackgroundBank(augment=True)` for training backgrounds and textures"]
+          if len(r.get("schedule_segments", [])) > 1 else []),
         f"- curriculum: difficulty 0 -> 1 over the first {r.get('curriculum_steps')} steps; the first {r.get('warm_steps')} "
         f"steps at {r.get('warm_size')} px, the rest at {r.get('size')} px (see `hdm/train_classifier.py`)", "",
         "## Metrics", "",

@@ -257,3 +257,24 @@ def test_bad_options():
         GradCAM(model, [3])
     with pytest.raises(ValueError, match="not a submodule"):
         GradCAM(model, [torch.nn.Conv2d(1, 1, 1)])
+
+
+def test_modulated_bands_are_channel_weight_times_beta(small_cnn):
+    torch.manual_seed(5)
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    layers = ["stem", "block"]
+    eq = HDMCAM(small_cnn, layers, bands="equal", alpha="equal").explain(x, [0, 2])
+    mod = HDMCAM(small_cnn, layers, bands="modulate", alpha="equal").explain(x, [0, 2])
+    ratios = []
+    for name in layers:
+        beta = mod.band_weights[name]["beta"]  # (B, K, J, 4)
+        for (j, band), m in mod.subband_weights[name].items():
+            b = beta[:, :, max(j, 1) - 1, ["LL", "LH", "HL", "HH"].index(band)]
+            e = eq.subband_weights[name][(j, band)]
+            ok = e != 0
+            ratios.append(np.where(ok, m / np.where(ok, e * 4 * b, 1), np.nan))
+    ratios = np.concatenate([r.reshape(2, -1) for r in ratios], axis=1)
+    # one constant per image (the two modes' eq. 12 totals differ): m = c * 4 beta * (equal-mode weight)
+    np.testing.assert_allclose(ratios / np.nanmean(ratios, axis=1, keepdims=True), 1.0, rtol=1e-4)
+    with pytest.raises(ValueError, match="modulate"):
+        HDMCAM(small_cnn, layers, bands="nope")

@@ -110,3 +110,13 @@ def test_difficulty_one_is_the_benchmark_and_lower_is_easier():
         render_sample(0, 0, difficulty=1.5)
     ds = ShapesDataset(4, seed=4, size=64, difficulty=lambda i: 0.0)
     assert np.array_equal(ds.sample(2).image, easy[2].image)
+
+
+def test_augmented_bank_varies_colours_and_sometimes_uses_noise(bank):
+    aug = BackgroundBank(bank.folder, short_side=160, augment=True)
+    rng_a, rng_b = np.random.default_rng(0), np.random.default_rng(0)
+    plain = [bank.crop(rng_a, 32) for _ in range(40)]
+    jittered = [aug.crop(rng_b, 32) for _ in range(40)]
+    assert all(c.shape == (32, 32, 3) and c.dtype == np.uint8 for c in jittered)
+    assert not any(np.array_equal(p, j) for p, j in zip(plain, jittered))
+    assert not bank.augment and aug.augment

@@ -20,7 +20,7 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
     for k in a["model"]:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
     assert straight["heldout_accuracy"] == resumed["heldout_accuracy"]
-    assert straight["schedule_segments"] == resumed["schedule_segments"] == [[0, 4]]
+    assert straight["schedule_segments"] == resumed["schedule_segments"] == [[0, 4, 0]]
     log = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log] == [1, 2, 3, 4] and "val_acc" in log[1]
     assert (tmp_path / "b.md").is_file()  # the model card comes with the export

@@ -174,8 +174,11 @@ class HDMCAM(BaseCAM):
             ``"none"`` (``w^(2) = 1``: the wavelet term alone, an ablation).
         sigmas: Gaussian scales of eq. (4), in feature-map pixels.
         band_gain: ``lambda_b`` of eq. (9) for bands ``(LL, LH, HL, HH)``.
-        bands: ``"weighted"`` (eqs. 9-11, default) or ``"equal"`` (every subband of a channel gets
-            the channel's total eq. 11 weight: the method then reduces to a channel-weighted CAM).
+        bands: ``"weighted"`` (eqs. 9-11, default), ``"equal"`` (every subband of a channel gets
+            the channel's total eq. 11 weight: the method then reduces to a channel-weighted CAM), or
+            ``"modulate"`` (the channel's total eq. 11 weight times ``4 beta_{j,b}``: eqs. 9-10 set
+            the bands' relative emphasis, the gradient's own subband energies do not; see
+            docs/cam_benchmark.md for why).
         layer_fusion: ``"sum"`` (eq. 14, default) or ``"mean"`` (mean of per-layer normalised maps,
             as pytorch-grad-cam combines layers).
     """
@@ -195,8 +198,8 @@ class HDMCAM(BaseCAM):
             raise ValueError("alpha='learned' needs theta (one value per level)")
         if hessian not in ("eigen", "diag", "none"):
             raise ValueError(f"hessian must be 'eigen', 'diag' or 'none', got {hessian!r}")
-        if bands not in ("weighted", "equal"):
-            raise ValueError(f"bands must be 'weighted' or 'equal', got {bands!r}")
+        if bands not in ("weighted", "equal", "modulate"):
+            raise ValueError(f"bands must be 'weighted', 'equal' or 'modulate', got {bands!r}")
         if layer_fusion not in ("sum", "mean"):
             raise ValueError(f"layer_fusion must be 'sum' or 'mean', got {layer_fusion!r}")
         if len(band_gain) != 4 or any(float(v) < 0 for v in band_gain):
@@ -228,6 +231,8 @@ class HDMCAM(BaseCAM):
         raw = torch.stack(raw, dim=-1)
         if self.bands == "equal":
             raw = raw.sum(dim=-1, keepdim=True).expand_as(raw)
+        elif self.bands == "modulate" and J > 0:  # channel total x 4 beta (beta uniform -> "equal")
+            raw = raw.sum(dim=-1, keepdim=True) * 4 * torch.stack([beta[..., j - 1, _BAND_INDEX[b]] for j, b in keys], dim=-1)
         elif J > 0:
             raw = raw * torch.stack([beta[..., j - 1, _BAND_INDEX[b]] for j, b in keys], dim=-1)
         out = {"keys": keys, "raw": raw}
