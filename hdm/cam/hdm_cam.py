@@ -114,7 +114,16 @@ def fuse_scale_maps(components: Sequence[torch.Tensor], alphas: Sequence[torch.T
     ``components[l]`` ``(B, J_l, h_l, w_l)`` (:attr:`HDMResult.scale_maps`), ``alphas[l]`` ``(>= J_l,)``.
     ``fusion="sum"``: ``normalize(ReLU(sum_l upsample(M^(l))))`` (eq. 14); ``"mean"``: pytorch-grad-cam's
     mean of per-layer normalised maps. Differentiable in ``alphas`` (used to fit theta)."""
-    maps = [torch.einsum("j,bjhw->bhw", alpha[:C.shape[1]].to(C.dtype), C) for C, alpha in zip(components, alphas)]
+    return _fuse_layer_maps([_mix_scales(C, alpha) for C, alpha in zip(components, alphas)], size, fusion)
+
+
+def _mix_scales(C: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """``M = sum_j alpha_j C_j``: ``(B, J, h, w)``, ``(>= J,)`` -> ``(B, h, w)``."""
+    return torch.einsum("j,bjhw->bhw", alpha[:C.shape[1]].to(C.dtype), C)
+
+
+def _fuse_layer_maps(maps: list[torch.Tensor], size: tuple[int, int], fusion: str) -> torch.Tensor:
+    """Eq. (14) (``"sum"``) or pytorch-grad-cam's mean (``"mean"``) of layer maps ``(B, h_l, w_l)``."""
     if fusion == "sum":
         return normalize_maps(sum(upsample_maps(M, size) for M in maps).clamp_min(0))
     return combine_layer_maps([M.clamp_min(0) for M in maps], size)
@@ -231,10 +240,12 @@ class HDMCAM(BaseCAM):
         raw = torch.stack(raw, dim=-1)
         if self.bands == "equal":
             raw = raw.sum(dim=-1, keepdim=True).expand_as(raw)
-        elif self.bands == "modulate" and J > 0:  # channel total x 4 beta (beta uniform -> "equal")
-            raw = raw.sum(dim=-1, keepdim=True) * 4 * torch.stack([beta[..., j - 1, _BAND_INDEX[b]] for j, b in keys], dim=-1)
         elif J > 0:
-            raw = raw * torch.stack([beta[..., j - 1, _BAND_INDEX[b]] for j, b in keys], dim=-1)
+            band_beta = torch.stack([beta[..., j - 1, _BAND_INDEX[b]] for j, b in keys], dim=-1)
+            if self.bands == "modulate":  # channel total x 4 beta (beta uniform -> "equal")
+                raw = raw.sum(dim=-1, keepdim=True) * 4 * band_beta
+            else:
+                raw = raw * band_beta
         out = {"keys": keys, "raw": raw}
         if keep_maps:
             d2 = derivative_map(g, 2)
@@ -301,19 +312,18 @@ class HDMCAM(BaseCAM):
         # reconstruction is linear, so it is kept per scale j (``C_j``, from the subbands of level j,
         # LL_J counting as level J) and the layer map is M = sum_j alpha_j C_j: the same map, and the
         # C_j let alpha be fitted without recomputing anything (hdm.cam.theta).
-        components, alphas = [], []
+        maps = []
         for name, a, J, keys, raw in per_layer:
             C = self._scale_components(raw / total, keys, a, J)  # (B, max(J, 1), h, w)
             alpha = scale_weights(J, self.alpha, self.theta, dtype=dtype, device=device)
-            components.append(C)
-            alphas.append(alpha)
-            M = torch.einsum("j,bjhw->bhw", alpha, C)
+            M = _mix_scales(C, alpha)
+            maps.append(M)
             result.layer_maps[name] = _np(M.clamp_min(0))
             result.scale_maps[name] = _np(C)
             if keep_maps:
                 result.alpha[name] = _np(alpha)
                 result.subband_weights[name] = {key: _np(raw[..., i] / total[:, :, 0] * alpha[max(key[0], 1) - 1])
                                                 for i, key in enumerate(keys)}
-        cam = fuse_scale_maps(components, alphas, input_size, self.layer_fusion)
+        cam = _fuse_layer_maps(maps, input_size, self.layer_fusion)
         result.cam = _np(cam)
         return result
