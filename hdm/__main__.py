@@ -84,7 +84,7 @@ def _cmd_train_cam_model(args) -> int:
     train(args.out, args.backgrounds, args.val_backgrounds, steps=args.steps, batch_size=args.batch, lr=args.lr,
           optimizer=args.optimizer, weight_decay=args.weight_decay, curriculum_steps=args.curriculum_steps,
           warm_steps=args.warm_steps, warm_size=args.warm_size, stop_at=args.stop_at, augment=args.augment,
-          seed=args.seed, size=args.size, eval_every=args.eval_every, val_n=args.val_n,
+          bf16=args.bf16, ema_decay=args.ema, seed=args.seed, size=args.size, eval_every=args.eval_every, val_n=args.val_n,
           final_val_n=args.final_val_n, export=args.export, command=command)
     return 0
 
@@ -250,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stop-at", type=int, default=None, help="checkpoint and stop after this step (resume later)")
     p.add_argument("--augment", action="store_true",
                    help="augment training backgrounds/textures (wider crops, colour jitter, some procedural)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep an EMA of the weights (e.g. 0.999); checks and export use it (default: off)")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--val-n", type=int, default=512, help="held-out images for the periodic check")
     p.add_argument("--final-val-n", type=int, default=2000, help="held-out images for the final accuracy")
