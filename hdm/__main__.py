@@ -183,7 +183,7 @@ def _cmd_eval_cam(args) -> int:
         adata = ShapesDataset(args.ablations, seed=args.seed, backgrounds=bank, size=args.size)
         ares = cam_benchmark.evaluate(model, adata, cam_benchmark.ablation_methods(model), batch_size=args.batch,
                                       faithfulness=False)
-        ablations = cam_benchmark.summarize(ares, reference="")
+        ablations = cam_benchmark.summarize(ares, references=())
         summary["ablations"] = ablations
     data_line = (f"{args.n} hdm.shapes images, seed {args.seed}, {args.size} px, backgrounds "
                  f"{args.backgrounds or 'procedural'}; model {classifier.source}"

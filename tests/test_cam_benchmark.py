@@ -23,7 +23,7 @@ def test_evaluate_runs_every_method_and_metric(tiny_resnet):
     data = ShapesDataset(4, seed=0, size=32)
     methods = cb.default_methods(tiny_resnet, theta=[0.0, 1.0])
     assert {"Grad-CAM++ (layer4)", "LayerCAM (layers 1-4)", "HDM-CAM (exp)", "HDM-CAM (inverse)",
-            "HDM-CAM (learned)", "random", "Sobel"} <= set(methods)
+            "HDM-CAM (learned)", "HDM-CAM tuned", "random", "Sobel"} <= set(methods)
     result = cb.evaluate(tiny_resnet, data, methods, batch_size=3, steps=4, progress=False)
     assert result.n == 4 and 0 <= result.accuracy <= 1
     for name, values in result.values.items():
@@ -33,9 +33,17 @@ def test_evaluate_runs_every_method_and_metric(tiny_resnet):
         assert np.all((values["auc"] >= 0) & (values["auc"] <= 1))
         assert result.seconds[name] > 0
     summary = cb.summarize(result, n_boot=100)
-    assert set(summary["comparisons"]) <= set(cb.BASELINES) and "Grad-CAM++ (layer4)" in summary["comparisons"]
+    assert set(summary["comparisons"]) == set(cb.REFERENCES)
+    for ref, comps in summary["comparisons"].items():
+        assert set(comps) <= set(cb.BASELINES) | set(cb.REFERENCES) and "Grad-CAM++ (layer4)" in comps
+        assert ref not in comps
+    # the tuned HDM-CAM is compared with the paper's, and the bootstrap is of the paired differences
+    c = summary["comparisons"]["HDM-CAM tuned"]["HDM-CAM (exp)"]["miou"]
+    diff = result.values["HDM-CAM tuned"]["miou"] - result.values["HDM-CAM (exp)"]["miou"]
+    assert c["diff"] == pytest.approx(diff.mean()) and c["diff_lo"] <= c["diff"] <= c["diff_hi"]
     text = cb.markdown(summary, ["# title", ""])
-    assert text.count("\n| HDM-CAM (") == 4 and "Goal" in text
+    # method table: 4 alpha modes + tuned; goal table: 2 rows each; the tuned one's CI table: 1 row for the paper's
+    assert text.count("\n| HDM-CAM (") == 4 + 2 + 1 and text.count("\n| HDM-CAM tuned |") == 1 + 2 and "Goal" in text
 
 
 def test_floors_behave_as_floors():
@@ -69,7 +77,7 @@ def test_eval_and_fit_theta_commands(tmp_path, capsys):
     assert "HDM-CAM (learned)" in text and "Ablations" in text and "Learned scale weights" in text
     summary = json.loads(js.read_text())
     assert summary["methods"]["HDM-CAM (exp)"]["miou"] >= 0
-    assert "deletion" in summary["comparisons"]["Grad-CAM++ (layer4)"]
+    assert "deletion" in summary["comparisons"]["HDM-CAM (exp)"]["Grad-CAM++ (layer4)"]
 
 
 def test_commands_fail_clearly(tmp_path, capsys):

@@ -34,11 +34,15 @@ from ..wavelets import BANDS, haar_dwt2, haar_wavedec2, haar_waverec2, max_level
 from .base import BaseCAM, CAMResult, normalize_maps, upsample_maps
 from .channel_cam import combine_layer_maps
 
-__all__ = ["HDMCAM", "HDMResult", "fuse_scale_maps", "ALPHA_MODES", "scale_weights", "band_energy_weights", "default_target_layers"]
+__all__ = ["HDMCAM", "HDMResult", "TUNED", "fuse_scale_maps", "ALPHA_MODES", "scale_weights", "band_energy_weights", "default_target_layers"]
 
 #: Eq. (13)'s scale-weight modes, plus "equal" (all 1) for ablations.
 ALPHA_MODES = ("exp", "inverse", "learned", "equal")
 _BAND_INDEX = {name: i for i, name in enumerate(BANDS)}
+#: HDMCAM keyword arguments (and ``target_layers``) that localised best among the ablations on the CAM
+#: benchmark's validation split (``docs/results/cam_validation.md``; the choice and how each setting
+#: departs from the paper: docs/cam_benchmark.md). ``HDMCAM()``'s own defaults are the paper's method.
+TUNED = {"bands": "modulate", "layer_fusion": "mean"}
 #: Channels are processed in chunks of about this many gradient elements (speed, not results).
 _CHUNK_ELEMENTS = 1 << 19
 
