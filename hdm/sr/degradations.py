@@ -1,0 +1,92 @@
+"""HR -> LR pairs for training and evaluating x``s`` super-resolution (bicubic degradation).
+
+``bicubic_downsample`` is the standard "bicubic x4" of SR benchmarks: the cubic convolution kernel
+with ``a = -0.5`` (Keys), stretched by the scale factor when shrinking (antialiasing), pixel centres
+aligned (``align_corners=False``). MATLAB's ``imresize`` does the same, except at the image border:
+MATLAB extends the image symmetrically, while torch (``F.interpolate(..., antialias=True)``, ported
+from Pillow) renormalises the kernel weights that fall inside the image. The two therefore agree
+exactly away from a ``2 * scale``-pixel border and differ slightly on it; the border crop of SR
+metrics (``crop = scale``) removes most of that difference. The tests check agreement with Pillow's
+``Image.resize(..., BICUBIC)``, an independent implementation of the same kernel and border rule.
+
+The paired transforms (:func:`random_crop_pair`, :func:`augment_pair`) act on ``(C, H, W)`` tensors
+and take a ``numpy.random.Generator``, so a data pipeline is reproducible from its seed.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["bicubic_downsample", "bicubic_upsample", "mod_crop", "random_crop_pair", "augment_pair"]
+
+
+def bicubic_downsample(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """``(..., C, H, W)`` float in [0, 1] -> ``(..., C, H // scale, W // scale)`` by antialiased bicubic,
+    clamped to [0, 1] (the cubic kernel overshoots near edges). ``H`` and ``W`` must be multiples of
+    ``scale`` (see :func:`mod_crop`)."""
+    if scale < 1 or int(scale) != scale:
+        raise ValueError(f"scale must be a positive integer, got {scale}")
+    H, W = hr.shape[-2:]
+    if H % scale or W % scale:
+        raise ValueError(f"image size {H}x{W} is not a multiple of the scale {scale}: mod_crop it first")
+    lead = hr.shape[:-3]
+    x = hr.reshape(-1, *hr.shape[-3:])
+    lr = F.interpolate(x, size=(H // scale, W // scale), mode="bicubic", align_corners=False, antialias=True)
+    return lr.clamp(0, 1).reshape(*lead, *lr.shape[-3:])
+
+
+def bicubic_upsample(lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """The bicubic baseline of SR tables: ``(..., C, h, w)`` -> ``(..., C, scale h, scale w)``, clamped.
+
+    ``antialias=True`` also when enlarging: torch's plain bicubic uses ``a = -0.75`` (as OpenCV); its
+    antialiased path uses ``a = -0.5`` (as Pillow and MATLAB)."""
+    lead = lr.shape[:-3]
+    x = lr.reshape(-1, *lr.shape[-3:])
+    up = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False, antialias=True)
+    return up.clamp(0, 1).reshape(*lead, *up.shape[-3:])
+
+
+def mod_crop(image: np.ndarray | torch.Tensor, scale: int):
+    """Crop the bottom/right so that height and width are multiples of ``scale``.
+
+    numpy images are ``(H, W[, C])``; tensors ``(..., H, W)``."""
+    if isinstance(image, torch.Tensor):
+        H, W = image.shape[-2:]
+        return image[..., : H - H % scale, : W - W % scale]
+    H, W = image.shape[:2]
+    return image[: H - H % scale, : W - W % scale]
+
+
+def random_crop_pair(lr: torch.Tensor, hr: torch.Tensor, hr_size: int, scale: int,
+                     rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Aligned random crops: ``hr`` ``(C, s h, s w)`` -> ``hr_size`` px, ``lr`` ``(C, h, w)`` -> ``hr_size / s``.
+
+    The LR crop starts at a whole LR pixel, so the pair stays pixel-aligned."""
+    if hr_size % scale:
+        raise ValueError(f"hr_size {hr_size} must be a multiple of the scale {scale}")
+    if hr.shape[-2] != lr.shape[-2] * scale or hr.shape[-1] != lr.shape[-1] * scale:
+        raise ValueError(f"HR {tuple(hr.shape)} is not {scale}x LR {tuple(lr.shape)}")
+    ls = hr_size // scale
+    h, w = lr.shape[-2:]
+    if h < ls or w < ls:
+        raise ValueError(f"LR image {h}x{w} is smaller than the {ls}-px crop")
+    top, left = int(rng.integers(0, h - ls + 1)), int(rng.integers(0, w - ls + 1))
+    return (lr[..., top:top + ls, left:left + ls],
+            hr[..., top * scale:(top + ls) * scale, left * scale:(left + ls) * scale])
+
+
+def augment_pair(lr: torch.Tensor, hr: torch.Tensor, rng: np.random.Generator):
+    """The same random horizontal flip, vertical flip and transpose (so, any of the 8 dihedral
+    transforms, each with probability 1/8) on both images ``(C, H, W)``."""
+    hflip, vflip, transpose = (bool(v) for v in rng.integers(0, 2, 3))
+
+    def apply(x):
+        if hflip:
+            x = x.flip(-1)
+        if vflip:
+            x = x.flip(-2)
+        if transpose:
+            x = x.transpose(-2, -1)
+        return x.contiguous()
+    return apply(lr), apply(hr)
