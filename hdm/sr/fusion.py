@@ -1,0 +1,120 @@
+"""Face/general SR fusion (spec part C): a general generator for the picture, a face specialist for
+the faces, blended through the padded, Gaussian-smoothed face mask of :mod:`hdm.sr.face_mask`.
+
+1. the general generator upscales the whole image (tile by tile when asked);
+2. faces are detected on the input (:class:`~hdm.sr.faces.FaceDetector`);
+3. the face generator runs only on a crop around each face: the region where the face's mask is
+   non-zero, plus ``context`` input pixels so that the crop's border does not reach the mask;
+4. ``fused = M_face * face + (1 - M_face) * general`` (eqs. 1 and 3).
+
+Outside every face's mask support the fused image *is* the general output (the mask is exactly 0
+there). With no face found, the result is the general output and :attr:`FusionResult.message` says so.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .face_mask import blend, face_mask, mask_support
+from .tiling import tiled_forward
+
+__all__ = ["FusionResult", "FaceFusionSR", "to_tensor", "to_image"]
+
+
+def to_tensor(image: np.ndarray, device=None) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 (or float in [0, 1]) -> ``(1, 3, H, W)`` float32 in [0, 1]."""
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    x = x.float() / 255.0 if image.dtype == np.uint8 else x.float()
+    return x.to(device) if device is not None else x
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    """``(1, 3, H, W)`` -> ``(H, W, 3)`` float32 numpy, clipped to [0, 1]."""
+    return x[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
+
+
+@dataclass
+class FusionResult:
+    """What the fusion computed, for the app's side-by-side view. Images ``(sH, sW, 3)`` float32 in [0, 1].
+
+    ``face`` is the general output with the face generator's crops pasted in (so it shows where and
+    what the face model produced); ``mask`` is ``M_face`` ``(sH, sW)``; ``boxes`` ``(n, 5)`` are the
+    faces found on the input (``x0, y0, x1, y1, probability``, input pixels)."""
+
+    general: np.ndarray
+    face: np.ndarray
+    mask: np.ndarray
+    fused: np.ndarray
+    boxes: np.ndarray
+    message: str
+
+    @property
+    def faces_found(self) -> int:
+        return len(self.boxes)
+
+
+class FaceFusionSR:
+    """The fusion pipeline around two x``scale`` generators (``nn.Module``: ``(B, 3, h, w)`` in [0, 1]
+    -> ``(B, 3, scale h, scale w)``).
+
+    Args:
+        detector: callable ``(H, W, 3) uint8 -> (n, >= 4)`` boxes (default: a :class:`FaceDetector`).
+        tile, tile_pad: tiled inference (:func:`hdm.sr.tiling.tiled_forward`); ``tile=None`` = whole image.
+        pad, sigma_div: the mask's padding and Gaussian width (:func:`hdm.sr.face_mask.face_mask`).
+        context: extra input pixels around each face crop given to the face generator.
+    """
+
+    def __init__(self, general: nn.Module, face: nn.Module, detector=None, scale: int = 4, tile: int | None = None,
+                 tile_pad: int = 16, pad: float = 0.2, sigma_div: float = 10.0, context: int = 16, device=None):
+        self.general, self.face = general.eval(), face.eval()
+        if detector is None:
+            from .faces import FaceDetector
+
+            detector = FaceDetector(device=device or "cpu")
+        self.detector, self.scale, self.tile, self.tile_pad = detector, int(scale), tile, int(tile_pad)
+        self.pad, self.sigma_div, self.context = float(pad), float(sigma_div), int(context)
+        self.device = torch.device(device) if device is not None else next(general.parameters()).device
+
+    def _run(self, model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
+        return tiled_forward(model, lr, self.scale, self.tile, self.tile_pad)
+
+    def upscale_general(self, image: np.ndarray) -> np.ndarray:
+        """The general generator alone: ``(H, W, 3)`` -> ``(sH, sW, 3)`` float32 in [0, 1]."""
+        return to_image(self._run(self.general, to_tensor(image, self.device)))
+
+    def face_region(self, box, size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """Input-pixel crop ``(x0, y0, x1, y1)`` (inside the image) on which the face generator runs for a
+        face ``box`` (input pixels): the mask's support at output resolution, plus ``context``."""
+        s = self.scale
+        sx0, sy0, sx1, sy1 = mask_support([v * s for v in box[:4]], self.pad)
+        H, W = size
+        return (max(0, math.floor(sx0 / s) - self.context), max(0, math.floor(sy0 / s) - self.context),
+                min(W, math.ceil(sx1 / s) + self.context), min(H, math.ceil(sy1 / s) + self.context))
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray) -> FusionResult:
+        """``image`` ``(H, W, 3)`` uint8 RGB."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        H, W = image.shape[:2]
+        s = self.scale
+        lr = to_tensor(image, self.device)
+        general = to_image(self._run(self.general, lr))
+        boxes = np.asarray(self.detector(image), dtype=np.float64).reshape(-1, 5)
+        if len(boxes) == 0:
+            zeros = np.zeros(general.shape[:2], dtype=np.float32)
+            return FusionResult(general, general.copy(), zeros, general.copy(), boxes,
+                                "no face found: the result is the general model's output")
+        face = general.copy()
+        for box in boxes:
+            x0, y0, x1, y1 = self.face_region(box, (H, W))
+            crop = to_image(self._run(self.face, lr[..., y0:y1, x0:x1]))
+            face[y0 * s:y1 * s, x0 * s:x1 * s] = crop
+        mask = face_mask(general.shape[:2], boxes[:, :4] * s, self.pad, self.sigma_div)
+        fused = blend(face, general, mask)
+        n = len(boxes)
+        return FusionResult(general, face, mask, fused, boxes, f"{n} face{'s' if n > 1 else ''} found and fused")

@@ -1,0 +1,104 @@
+"""Tiled inference, face detection and the fusion pipeline (eqs. 1-3) on small, checkable generators."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hdm.sr.face_mask import face_mask
+from hdm.sr.fusion import FaceFusionSR, to_image, to_tensor
+from hdm.sr.tiling import tile_grid, tiled_forward
+
+
+class NearestUp(nn.Module):
+    """A pointwise "generator": nearest x4 upsampling plus a constant (so crops give the same pixels)."""
+
+    def __init__(self, offset: float = 0.0):
+        super().__init__()
+        self.offset = nn.Parameter(torch.tensor(offset))
+        self.inputs = []
+
+    def forward(self, x):
+        self.inputs.append(tuple(x.shape[-2:]))
+        return F.interpolate(x, scale_factor=4, mode="nearest") + self.offset
+
+
+class ConvUp(nn.Module):
+    """Three 3x3 convs (receptive field radius 3 LR px) then pixel shuffle x4."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(8, 48, 3, padding=1), nn.PixelShuffle(4))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def test_tiled_equals_untiled_when_pad_covers_the_receptive_field():
+    torch.manual_seed(1)
+    model, lr = ConvUp(), torch.rand(1, 3, 37, 29)
+    with torch.no_grad():
+        whole = model(lr)
+    tiled = tiled_forward(model, lr, 4, tile=10, pad=3)
+    assert tiled.shape == whole.shape == (1, 3, 148, 116)
+    assert (tiled - whole).abs().max() < 1e-4
+    # too little context shows at the seams: the check above can fail
+    assert (tiled_forward(model, lr, 4, tile=10, pad=1) - whole).abs().max() > 1e-3
+    assert tile_grid(25, 10) == [(0, 10), (10, 20), (20, 25)]
+    torch.testing.assert_close(tiled_forward(model, lr, 4, tile=None), whole)
+
+
+def boxes_at(*boxes):
+    return lambda image: np.array([list(b) + [0.99] for b in boxes], dtype=np.float64).reshape(-1, 5)
+
+
+def test_fusion_blends_face_crops_through_the_mask():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 200, (40, 48, 3), dtype=np.uint8)
+    general, face = NearestUp(0.0), NearestUp(0.1)
+    box = (10.0, 8.0, 22.0, 22.0)
+    pipe = FaceFusionSR(general, face, detector=boxes_at(box), context=4)
+    r = pipe(image)
+    assert r.faces_found == 1 and "1 face found" in r.message
+    up = to_image(F.interpolate(to_tensor(image), scale_factor=4, mode="nearest"))
+    np.testing.assert_allclose(r.general, up, atol=1e-6)
+    mask = face_mask((160, 192), [[v * 4 for v in box]])
+    np.testing.assert_allclose(r.mask, mask)
+    # the face model is pointwise here, so the fused image is eq. 1 with the face model on every pixel
+    face_everywhere = np.clip(up + 0.1, 0, 1)
+    np.testing.assert_allclose(r.fused, mask[..., None] * face_everywhere + (1 - mask[..., None]) * up, atol=1e-6)
+    # outside the mask's support the fused image is the general output, exactly
+    assert np.array_equal(r.fused[mask == 0], r.general[mask == 0])
+    # the face generator ran on a crop only
+    (h, w), = face.inputs
+    assert h * w < 40 * 48
+    x0, y0, x1, y1 = pipe.face_region(box, (40, 48))
+    assert (y1 - y0, x1 - x0) == (h, w)
+
+
+def test_fusion_without_faces_returns_the_general_output():
+    image = np.full((20, 24, 3), 100, dtype=np.uint8)
+    r = FaceFusionSR(NearestUp(0.0), NearestUp(0.5), detector=boxes_at())(image)
+    assert r.faces_found == 0 and "no face found" in r.message
+    assert np.array_equal(r.fused, r.general) and r.mask.max() == 0
+    with pytest.raises(ValueError, match="uint8"):
+        FaceFusionSR(NearestUp(), NearestUp(), detector=boxes_at())(image.astype(np.float32))
+
+
+def test_mtcnn_finds_the_astronaut():
+    from skimage import data
+
+    from hdm.sr.faces import FaceDetector, square_crop_box
+
+    image = data.astronaut()
+    found = FaceDetector()(image)
+    assert len(found) == 1 and found[0, 4] > 0.99
+    x0, y0, x1, y1 = found[0, :4]
+    assert 150 < x0 < x1 < 300 and 30 < y0 < y1 < 200  # her face, not the flag or the helmet
+    cx0, cy0, cx1, cy1 = square_crop_box(found[0], image.shape[:2], margin=0.3)
+    assert cx1 - cx0 == cy1 - cy0 and cx0 <= x0 and cx1 >= x1 and cy0 <= y0 and cy1 >= y1
+    assert FaceDetector()(np.full((64, 64, 3), 128, np.uint8)).shape == (0, 5)
