@@ -292,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/cam.md)")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     p.set_defaults(func=_cmd_eval_cam)
+
+    from .sr.cli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,79 @@
+"""The SR subcommands of ``python -m hdm``: ``train-sr`` (and, registered here too, the others of
+part C as they land). Each only parses arguments and calls the library."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_train_sr(args) -> int:
+    from .train import SRTrainConfig, train
+
+    fields = {f.name for f in dataclasses.fields(SRTrainConfig)}
+    values = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            print(f"error: no config file at {path}", file=sys.stderr)
+            return 2
+        values = json.loads(path.read_text())
+        unknown = set(values) - fields
+        if unknown:
+            print(f"error: unknown config keys {sorted(unknown)} in {path}", file=sys.stderr)
+            return 2
+    values.update({k: v for k, v in vars(args).items() if k in fields and v is not None})
+    if "hr" not in values:
+        print("error: give --hr FOLDER (or 'hr' in --config)", file=sys.stderr)
+        return 2
+    values["command"] = "python -m hdm " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
+    try:
+        cfg = SRTrainConfig(**values)
+        train(cfg)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Register the SR subcommands on ``sub`` (an argparse subparsers object)."""
+    p = sub.add_parser(
+        "train-sr", help="train an RRDBNet SR generator (general or face model; resumable; torchrun for DDP)",
+        description="Train an RRDBNet x4 generator on HR photos (or faces found in them). Flags override --config. "
+                    "Multi-process: torchrun --nproc_per_node N -m hdm train-sr ...")
+    # defaults live in SRTrainConfig; None here means "not given"
+    p.add_argument("--config", help="JSON file of SRTrainConfig fields")
+    p.add_argument("--hr", help="folder of HR photos (general) or of photos with faces (face)")
+    p.add_argument("--out", help="checkpoint and log folder (default runs/sr_general)")
+    p.add_argument("--kind", choices=["general", "face"], help="default general")
+    p.add_argument("--preset", choices=["compact", "esrgan"], help="generator size (default compact)")
+    p.add_argument("--scale", type=int, choices=[1, 2, 4], help="default 4")
+    p.add_argument("--hr-size", dest="hr_size", type=int, help="HR patch side (default 120)")
+    p.add_argument("--batch", type=int, help="global batch (default 16)")
+    p.add_argument("--steps", type=int, help="default 5000")
+    p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4; cosine decay)")
+    p.add_argument("--warmup", type=int, help="default 100 steps")
+    p.add_argument("--ema", type=float, help="EMA decay of the exported weights (default 0.999)")
+    p.add_argument("--seed", type=int, help="default 0")
+    p.add_argument("--hr-downscale", dest="hr_downscale", type=float, help="shrink photos by this first (default 1)")
+    p.add_argument("--faces-aligned", dest="faces_aligned", action="store_true", default=None,
+                   help="the folder holds aligned face images (FFHQ), not photos to detect faces in")
+    p.add_argument("--init", help="generator weights to start from (the face model: the general model)")
+    p.add_argument("--pixel-weight", dest="pixel_weight", type=float, help="L1 weight (default 1)")
+    p.add_argument("--perceptual-weight", dest="perceptual_weight", type=float, help="VGG19 conv5_4 (ESRGAN: 1)")
+    p.add_argument("--gan-weight", dest="gan_weight", type=float, help="RaGAN with the U-Net discriminator (ESRGAN: 0.005)")
+    p.add_argument("--identity-weight", dest="identity_weight", type=float, help="face-identity loss (paper: 10)")
+    p.add_argument("--identity-n", dest="identity_n", type=int, help="the n of 1 - cos^n (default 6)")
+    p.add_argument("--vgg", help="perceptual VGG19 weights: imagenet, random or a file")
+    p.add_argument("--face-embedder", dest="face_embedder", help="vggface2, casia-webface, random or a file")
+    p.add_argument("--missing", choices=["error", "standin", "drop"],
+                   help="when a pretrained network cannot be loaded (default error)")
+    p.add_argument("--val", help="folder of HR photos for the periodic PSNR check")
+    p.add_argument("--val-every", dest="val_every", type=int)
+    p.add_argument("--ckpt-every", dest="ckpt_every", type=int)
+    p.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast")
+    p.add_argument("--device", help="cpu (default) or cuda")
+    p.add_argument("--export", help="write the EMA generator here (safetensors) when done")
+    p.set_defaults(func=_cmd_train_sr)

@@ -1,0 +1,137 @@
+"""Paired SR training data made on the fly from folders of HR photos (BasicSR's paired-image idea,
+with the LR side computed instead of read).
+
+* :class:`HRFolder` decodes every photo once (optionally shrunk by ``hr_downscale``, antialiased
+  bicubic: soft or compressed photos make better HR targets at half size) and keeps them in memory.
+  A DIV2K layout (``DIV2K_train_HR/*.png``) or any folder of photos works.
+* :class:`FaceFolder` finds faces with MTCNN once per photo and keeps square crops around them (with
+  ``margin``). A folder of aligned face images (FFHQ's layout) is used as it is with ``aligned=True``.
+* :class:`PairedPatches` is the torch ``Dataset``: item ``i`` is an ``(lr, hr)`` pair cut from a
+  random photo (or face) by ``numpy.random.default_rng([seed, i])``: a random HR crop (for faces, first
+  resized to a random side in ``resize_range``, the paper's random downsampling of face images), a
+  random dihedral transform, and ``lr = bicubic_downsample(hr, scale)``. Items depend only on
+  ``(seed, i)``, so a training run that draws items ``step * batch ..`` resumes exactly, and ranks of a
+  distributed run can split a batch between them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .degradations import augment_pair, bicubic_downsample
+
+__all__ = ["PHOTO_SUFFIXES", "list_photos", "HRFolder", "FaceFolder", "PairedPatches"]
+
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def list_photos(folder) -> list[Path]:
+    """Photos directly in ``folder`` (sorted by name); clear errors for a missing or empty folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    if not paths:
+        raise ValueError(f"no images ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
+    return paths
+
+
+def _load(path: Path) -> torch.Tensor:
+    """``(3, H, W)`` float32 in [0, 1], EXIF orientation applied."""
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255.0
+
+
+def _shrink(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """Resize ``(3, H, W)`` by ``1 / factor`` (antialiased bicubic), clamped to [0, 1]."""
+    if factor == 1:
+        return x
+    h, w = round(x.shape[-2] / factor), round(x.shape[-1] / factor)
+    return F.interpolate(x[None], size=(h, w), mode="bicubic", align_corners=False, antialias=True)[0].clamp(0, 1)
+
+
+class HRFolder:
+    """HR photos of a folder in memory: ``images`` list of ``(3, H, W)`` float32 tensors in [0, 1]."""
+
+    def __init__(self, folder, hr_downscale: float = 1.0, min_side: int = 0, progress: bool = True):
+        if hr_downscale < 1:
+            raise ValueError(f"hr_downscale must be >= 1, got {hr_downscale}")
+        self.folder, self.images, self.names = Path(folder), [], []
+        for p in tqdm(list_photos(folder), desc=f"loading {Path(folder).name}", disable=not progress):
+            x = _shrink(_load(p), hr_downscale)
+            if min(x.shape[-2:]) >= min_side:
+                self.images.append(x)
+                self.names.append(p.name)
+        if not self.images:
+            raise ValueError(f"no image in {folder} has a side of at least {min_side} px (after /{hr_downscale})")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+class FaceFolder(HRFolder):
+    """Square face crops (``margin`` around each MTCNN box, sides of at least ``min_side`` px) from a
+    folder of photos; ``aligned=True`` takes every image as one face (FFHQ's layout)."""
+
+    def __init__(self, folder, min_side: int = 96, margin: float = 0.3, aligned: bool = False, min_prob: float = 0.95,
+                 progress: bool = True):
+        from .faces import FaceDetector, square_crop_box
+
+        self.folder, self.images, self.names = Path(folder), [], []
+        detector = None if aligned else FaceDetector(min_prob=min_prob)
+        for p in tqdm(list_photos(folder), desc=f"faces in {Path(folder).name}", disable=not progress):
+            x = _load(p)
+            if aligned:
+                crops = [x]
+            else:
+                rgb = (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                crops = []
+                for box in detector(rgb):
+                    x0, y0, x1, y1 = square_crop_box(box, rgb.shape[:2], margin)
+                    crops.append(x[:, y0:y1, x0:x1])
+            for k, c in enumerate(crops):
+                if min(c.shape[-2:]) >= min_side:
+                    self.images.append(c.contiguous())
+                    self.names.append(f"{p.name}#{k}")
+        if not self.images:
+            raise ValueError(f"no face of at least {min_side} px found in {folder}")
+
+
+class PairedPatches(torch.utils.data.Dataset):
+    """``(lr, hr)`` training pairs: ``hr`` ``(3, hr_size, hr_size)``, ``lr`` ``(3, hr_size/scale, ...)``, in [0, 1].
+
+    ``resize_range=(a, b)``: before cropping, shrink the photo so its short side is a random integer in
+    ``[a, b]`` (never enlarging it; needs ``a >= hr_size``); ``None`` crops the photo as it is."""
+
+    def __init__(self, source: HRFolder, hr_size: int = 120, scale: int = 4, seed: int = 0, length: int = 10 ** 9,
+                 resize_range: tuple[int, int] | None = None):
+        if hr_size % scale:
+            raise ValueError(f"hr_size {hr_size} must be a multiple of the scale {scale}")
+        if resize_range is not None and resize_range[0] < hr_size:
+            raise ValueError(f"resize_range {resize_range} must start at hr_size ({hr_size}) or above")
+        small = [n for n, x in zip(source.names, source.images) if min(x.shape[-2:]) < hr_size]
+        if small:
+            raise ValueError(f"images smaller than the {hr_size}-px crop: {small[:3]}")
+        self.source, self.hr_size, self.scale, self.seed, self.length = source, hr_size, scale, seed, length
+        self.resize_range = resize_range
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, int(i)])
+        x = self.source.images[int(rng.integers(len(self.source)))]
+        if self.resize_range is not None:
+            side = min(int(rng.integers(self.resize_range[0], self.resize_range[1] + 1)), min(x.shape[-2:]))
+            x = _shrink(x, min(x.shape[-2:]) / side)  # only ever shrinks
+        s = self.hr_size
+        top, left = int(rng.integers(0, x.shape[-2] - s + 1)), int(rng.integers(0, x.shape[-1] - s + 1))
+        hr = x[:, top:top + s, left:left + s]
+        return augment_pair(bicubic_downsample(hr, self.scale), hr, rng)

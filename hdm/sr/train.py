@@ -1,0 +1,357 @@
+"""Train an RRDBNet generator: the general model on HR photos, or the face model on face crops.
+
+One loop covers ESRGAN's two stages and the fusion paper's face model (spec part C, eq. 4):
+
+``L = w_pix L1 + w_percep L_percep + w_gan L_G^Ra + w_face (1 - cos^n)``
+
+- PSNR-oriented stage (ESRGAN's first): ``w_pix = 1`` and the rest 0 (the default);
+- GAN stage: ESRGAN's weights ``w_pix = 0.01, w_percep = 1, w_gan = 0.005`` with the U-Net
+  discriminator (:mod:`hdm.sr.discriminator`);
+- face model: start from the general model (``init``), train on :class:`~hdm.sr.data.FaceFolder`
+  crops with ``w_face = 10, n = 6``.
+
+Pretrained networks that cannot be loaded (VGG19 for the perceptual term, VGGFace2 InceptionResnetV1
+for the identity term: both offline here) are handled by ``missing``: ``"error"`` stops,
+``"standin"`` uses the seeded random network (named), ``"drop"`` removes the term. Either way the
+run prints it loudly and the record (and so the model card) says which was used.
+
+Seeded and resumable: step ``s`` uses items ``s * batch ..`` of :class:`~hdm.sr.data.PairedPatches`,
+``<out>/last.pt`` holds generator, EMA, discriminator, optimisers and step. Under ``torchrun`` the run
+is data-parallel (DistributedDataParallel; gloo on CPU, NCCL on GPU): each of the ``W`` processes takes
+``batch / W`` items of every step, gradients are averaged, rank 0 writes checkpoints and logs.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .data import FaceFolder, HRFolder, PairedPatches
+from .degradations import bicubic_upsample
+from .rrdbnet import PRESETS, RRDBNet, load_rrdbnet
+
+__all__ = ["SRTrainConfig", "train", "export_generator", "psnr_tensor", "replicas_identical"]
+
+
+@dataclass
+class SRTrainConfig:
+    """Everything a run depends on (saved in the checkpoint, the record and the exported weights)."""
+
+    hr: str                              # folder of HR photos (general) or photos with faces (face)
+    out: str = "runs/sr_general"
+    kind: str = "general"                # "general" | "face"
+    preset: str = "compact"              # hdm.sr.rrdbnet.PRESETS
+    scale: int = 4
+    hr_size: int = 120                   # HR patch side (the paper: 120)
+    batch: int = 16                      # global batch (the paper: 16; faces: 8)
+    steps: int = 5000
+    lr: float = 2e-4                     # Adam, betas (0.9, 0.99), as BasicSR's ESRGAN
+    warmup: int = 100
+    ema: float = 0.999
+    seed: int = 0
+    hr_downscale: float = 1.0            # shrink photos by this before use as HR
+    face_resize: tuple[int, int] = (120, 148)  # faces: random short side before the crop (paper: 80..148)
+    faces_aligned: bool = False          # a folder of aligned faces (FFHQ) instead of photos
+    init: str | None = None              # generator weights to start from (the face model: the general one)
+    pixel_weight: float = 1.0
+    perceptual_weight: float = 0.0
+    gan_weight: float = 0.0
+    identity_weight: float = 0.0
+    identity_n: int = 6
+    vgg: str = "imagenet"                # "imagenet" | "random" | file
+    face_embedder: str = "vggface2"      # "vggface2" | "casia-webface" | "random" | file
+    missing: str = "error"               # pretrained net unavailable: "error" | "standin" | "drop"
+    val: str | None = None               # folder of HR photos for the periodic PSNR check
+    val_n: int = 8
+    val_every: int = 250
+    ckpt_every: int = 100
+    bf16: bool = False
+    device: str = "cpu"
+    export: str | None = None
+    command: str = ""
+    notes: list = field(default_factory=list)  # filled in: stand-ins and dropped terms
+
+
+def psnr_tensor(sr: torch.Tensor, hr: torch.Tensor, crop: int = 0) -> torch.Tensor:
+    """Per-image RGB PSNR (dB) of ``(B, 3, H, W)`` tensors in [0, 1] (a training monitor; the
+    reported figures use :func:`hdm.sr.metrics.psnr_ssim_y`)."""
+    if crop:
+        sr, hr = sr[..., crop:-crop, crop:-crop], hr[..., crop:-crop, crop:-crop]
+    mse = ((sr.clamp(0, 1) - hr) ** 2).flatten(1).mean(1).clamp_min(1e-12)
+    return 10 * torch.log10(1 / mse)
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); joins the process group when started by torchrun with more than one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get("HDM_DDP_BACKEND") != "gloo"
+                                else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _loud(message: str, rank: int) -> None:
+    if rank == 0:
+        bar = "!" * 78
+        print(f"\n{bar}\n{message}\n{bar}\n", file=sys.stderr)
+
+
+def _optional_loss(cfg: SRTrainConfig, name: str, build, rank: int):
+    """Build a loss that needs pretrained weights, applying ``cfg.missing`` when they cannot be had."""
+    from ..models import WeightsUnavailable
+
+    try:
+        return build(None)
+    except WeightsUnavailable as e:
+        if cfg.missing == "error":
+            raise
+        if cfg.missing == "drop":
+            cfg.notes.append(f"{name} term dropped: {str(e).split('.')[0]}")
+            _loud(f"WARNING: the {name} term is DROPPED from this run: its pretrained network is unavailable.\n{e}", rank)
+            return None
+        cfg.notes.append(f"{name} term uses a random-weight stand-in network (pretrained weights unavailable)")
+        _loud(f"WARNING: the {name} term uses a RANDOM-WEIGHT STAND-IN: its pretrained network is unavailable.\n{e}",
+              rank)
+        return build("random")
+
+
+def _build_losses(cfg: SRTrainConfig, rank: int, device) -> dict:
+    from ..losses import FaceIdentityLoss, PerceptualLoss, load_face_embedder
+
+    losses = {}
+    if cfg.perceptual_weight > 0:
+        loss = _optional_loss(cfg, "perceptual", lambda w: PerceptualLoss({"conv5_4": 1.0}, weights=w or cfg.vgg), rank)
+        if loss is not None:
+            losses["perceptual"] = loss.to(device)
+            cfg.notes.append(f"perceptual VGG19: {loss.source}")
+    if cfg.identity_weight > 0:
+        def build(w):
+            embedder, source = load_face_embedder(w or cfg.face_embedder)
+            return FaceIdentityLoss(embedder, n=cfg.identity_n, source=source)
+        loss = _optional_loss(cfg, "face-identity", build, rank)
+        if loss is not None:
+            losses["identity"] = loss.to(device)
+            cfg.notes.append(f"face-identity embedder: {loss.source}")
+    return losses
+
+
+def _lr_at(step: int, cfg: SRTrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 0 at ``cfg.steps``."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
+
+
+def _validation(cfg: SRTrainConfig):
+    """Fixed HR crops (192 px, or the largest fitting) of the first ``val_n`` photos of ``cfg.val``."""
+    from .degradations import bicubic_downsample, mod_crop
+
+    folder = HRFolder(cfg.val, hr_downscale=1.0, progress=False)
+    pairs = []
+    for x in folder.images[: cfg.val_n]:
+        side = min(192, *x.shape[-2:]) // cfg.scale * cfg.scale
+        top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
+        hr = mod_crop(x[:, top:top + side, left:left + side], cfg.scale)
+        pairs.append((bicubic_downsample(hr, cfg.scale), hr))
+    return pairs
+
+
+@torch.no_grad()
+def _validate(model: nn.Module, pairs, cfg: SRTrainConfig, device) -> tuple[float, float]:
+    model.eval()
+    ours, bic = [], []
+    for lr, hr in pairs:
+        sr = model(lr[None].to(device)).float().cpu()
+        ours.append(psnr_tensor(sr, hr[None], cfg.scale).item())
+        bic.append(psnr_tensor(bicubic_upsample(lr[None], cfg.scale), hr[None], cfg.scale).item())
+    return float(np.mean(ours)), float(np.mean(bic))
+
+
+def replicas_identical(model: nn.Module) -> bool:
+    """In a distributed run: do all processes hold exactly the same parameters? (A float64 checksum
+    with position-dependent weights, gathered from every rank.) ``True`` outside one."""
+    if not dist.is_initialized():
+        return True
+    flat = torch.cat([p.detach().flatten().double().cpu() for p in model.parameters()])
+    check = torch.stack([flat.sum(), (flat * torch.linspace(1, 2, flat.numel(), dtype=torch.float64)).sum()])
+    gathered = [torch.zeros_like(check) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, check)  # gloo gathers CPU tensors
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+def _ema_update(ema: dict, model: nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+            else:
+                ema[k].copy_(v)
+
+
+def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
+    """Run (or resume) training; returns the record and the EMA generator (eval mode, on the CPU)."""
+    if cfg.kind not in ("general", "face"):
+        raise ValueError(f"kind must be 'general' or 'face', got {cfg.kind!r}")
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {cfg.preset!r}")
+    if cfg.missing not in ("error", "standin", "drop"):
+        raise ValueError(f"missing must be 'error', 'standin' or 'drop', got {cfg.missing!r}")
+    rank, world = _distributed()
+    if cfg.batch % world:
+        raise ValueError(f"the batch ({cfg.batch}) must split evenly over {world} processes")
+    device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    out = Path(cfg.out)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+
+    if cfg.kind == "face":
+        source = FaceFolder(cfg.hr, min_side=cfg.hr_size, aligned=cfg.faces_aligned, progress=progress and rank == 0)
+        data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed, resize_range=tuple(cfg.face_resize))
+    else:
+        source = HRFolder(cfg.hr, hr_downscale=cfg.hr_downscale, min_side=cfg.hr_size, progress=progress and rank == 0)
+        data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed)
+
+    generator = (load_rrdbnet(cfg.init) if cfg.init else RRDBNet(scale=cfg.scale, **PRESETS[cfg.preset])).to(device)
+    if generator.scale != cfg.scale:
+        raise ValueError(f"--init is a x{generator.scale} model, the run is x{cfg.scale}")
+    generator.train()
+    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    disc = opt_d = None
+    if cfg.gan_weight > 0:
+        from .discriminator import UNetDiscriminatorSN
+
+        disc = UNetDiscriminatorSN().to(device).train()
+        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+    ema = {k: v.detach().clone() for k, v in generator.state_dict().items()}
+    step, ckpt, seconds_before = 0, out / "last.pt", 0.0
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        generator.load_state_dict(state["generator"])
+        opt_g.load_state_dict(state["opt_g"])
+        ema = {k: v.to(device) for k, v in state["ema"].items()}
+        if disc is not None and "disc" in state:
+            disc.load_state_dict(state["disc"])
+            opt_d.load_state_dict(state["opt_d"])
+        step = int(state["step"])
+        seconds_before = float(state.get("seconds", 0.0))
+        if rank == 0:
+            print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
+    cfg.notes = []
+    losses = _build_losses(cfg, rank, device)
+    g_model = nn.parallel.DistributedDataParallel(generator) if world > 1 else generator
+    d_model = nn.parallel.DistributedDataParallel(disc) if (world > 1 and disc is not None) else disc
+    val_pairs = _validation(cfg) if (cfg.val and rank == 0) else None
+    per_rank = cfg.batch // world
+    log = open(out / "log.jsonl", "a") if rank == 0 else None
+    config_json = json.dumps(asdict(cfg))
+
+    def save(at: int):
+        if rank != 0:
+            return
+        state = {"generator": generator.state_dict(), "opt_g": opt_g.state_dict(), "ema": ema, "step": at,
+                 "config": config_json, "seconds": seconds_before + time.time() - t0}
+        if disc is not None:
+            state.update(disc=disc.state_dict(), opt_d=opt_d.state_dict())
+        torch.save(state, out / "last.pt.tmp")
+        (out / "last.pt.tmp").replace(ckpt)
+
+    bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"train-sr {cfg.kind}",
+               disable=not (progress and rank == 0))
+    t0, started = time.time(), step
+    for step in bar:
+        for group in opt_g.param_groups + (opt_d.param_groups if opt_d is not None else []):
+            group["lr"] = _lr_at(step, cfg)
+        first = step * cfg.batch + rank * per_rank
+        items = [data[i] for i in range(first, first + per_rank)]
+        lr_img = torch.stack([a for a, _ in items]).to(device)
+        hr_img = torch.stack([b for _, b in items]).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            sr = g_model(lr_img).float()
+        parts = {"pixel": cfg.pixel_weight * F.l1_loss(sr, hr_img)}
+        if "perceptual" in losses:
+            parts["perceptual"] = cfg.perceptual_weight * losses["perceptual"](sr, hr_img)
+        if "identity" in losses:
+            parts["identity"] = cfg.identity_weight * losses["identity"](sr.clamp(0, 1), hr_img)
+        if d_model is not None:
+            from ..losses import ragan_discriminator_loss, ragan_generator_loss
+
+            for p in disc.parameters():
+                p.requires_grad_(False)
+            real_logits = d_model(hr_img).detach()
+            parts["gan"] = cfg.gan_weight * ragan_generator_loss(real_logits, d_model(sr))
+        loss = sum(parts.values())
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {step + 1}; the checkpoint {ckpt} is from before it")
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        if d_model is not None:
+            for p in disc.parameters():
+                p.requires_grad_(True)
+            d_loss = ragan_discriminator_loss(d_model(hr_img), d_model(sr.detach()))
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            parts["d"] = d_loss
+        _ema_update(ema, generator, cfg.ema)
+        entry = {"step": step + 1, "lr": opt_g.param_groups[0]["lr"], **{k: round(v.item(), 5) for k, v in parts.items()}}
+        if rank == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}", s_step=f"{(time.time() - t0) / (step + 1 - started):.2f}")
+            if val_pairs and ((step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps):
+                averaged = RRDBNet(scale=cfg.scale, **_arch(generator)).to(device)
+                averaged.load_state_dict(ema)
+                entry["val_psnr"], entry["val_psnr_bicubic"] = _validate(averaged, val_pairs, cfg, device)
+                bar.write(f"step {step + 1}: val PSNR {entry['val_psnr']:.2f} dB (bicubic {entry['val_psnr_bicubic']:.2f})")
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
+            save(step + 1)
+    bar.close()
+    identical = replicas_identical(generator)
+    if not identical:
+        raise RuntimeError("the processes' generator parameters differ: the distributed run is broken")
+
+    final = RRDBNet(scale=cfg.scale, **_arch(generator))
+    final.load_state_dict({k: v.cpu() for k, v in ema.items()})
+    final.eval()
+    record = {"config": json.loads(config_json), "notes": cfg.notes, "steps": cfg.steps, "world_size": world,
+              "replicas_identical": identical, "date": time.strftime("%Y-%m-%d"),
+              "train_seconds": round(seconds_before + time.time() - t0, 1), "device": str(device),
+              "images": len(source), "command": cfg.command}
+    if rank == 0:
+        (out / "record.json").write_text(json.dumps(record, indent=2))
+        if cfg.export:
+            print(f"wrote {export_generator(final, cfg.export, record)}", file=sys.stderr)
+    if world > 1:
+        dist.barrier()
+    return record, final
+
+
+def _arch(model: RRDBNet) -> dict:
+    c = dict(model.config)
+    c.pop("scale", None)
+    return c
+
+
+def export_generator(model: RRDBNet, path, record: dict) -> Path:
+    """float32 safetensors of the generator; metadata: ``config`` (the architecture) and ``record``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"arch": "RRDBNet", "config": json.dumps(model.config),
+                                          "record": json.dumps(record)})
+    return path

@@ -1,0 +1,135 @@
+"""The SR trainer: resumes exactly, exports loadable weights, handles missing pretrained networks as
+told, and stays in sync under torchrun with two gloo processes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from hdm.sr.data import FaceFolder, HRFolder, PairedPatches
+from hdm.sr.rrdbnet import load_rrdbnet
+from hdm.sr.train import SRTrainConfig, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def hr_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hr")
+    for name, img in (("astronaut", skdata.astronaut()), ("coffee", skdata.coffee()), ("chelsea", skdata.chelsea())):
+        Image.fromarray(img[:96, :128]).save(folder / f"{name}.png")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def tiny(hr_folder, out, **kw):
+    base = dict(hr=str(hr_folder), out=str(out), hr_size=32, batch=2, steps=4, warmup=1, ckpt_every=2, ema=0.5,
+                val=str(hr_folder), val_n=2, val_every=2)
+    return SRTrainConfig(**{**base, **kw})
+
+
+def test_pairs_are_deterministic_aligned_and_augmented(hr_folder):
+    data = PairedPatches(HRFolder(hr_folder, progress=False), hr_size=32, scale=4, seed=5)
+    lr, hr = data[3]
+    assert lr.shape == (3, 8, 8) and hr.shape == (3, 32, 32) and 0 <= hr.min() and hr.max() <= 1
+    torch.testing.assert_close(data[3][1], hr)
+    assert not torch.equal(data[4][1], hr)
+    from hdm.sr.degradations import bicubic_downsample
+
+    torch.testing.assert_close(bicubic_downsample(hr, 4), lr)
+    with pytest.raises(ValueError, match="smaller than"):
+        PairedPatches(HRFolder(hr_folder, progress=False), hr_size=100)
+    with pytest.raises(FileNotFoundError):
+        HRFolder(hr_folder / "nope")
+
+
+def test_resumed_run_equals_uninterrupted_and_exports(hr_folder, tmp_path):
+    record, model = train(tiny(hr_folder, tmp_path / "a", export=str(tmp_path / "a.safetensors")), progress=False)
+    train(tiny(hr_folder, tmp_path / "b", steps=2), progress=False)
+    _, resumed = train(tiny(hr_folder, tmp_path / "b"), progress=False)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    for k in a["generator"]:
+        torch.testing.assert_close(a["generator"][k], b["generator"][k], rtol=0, atol=0, msg=k)
+    for k in a["ema"]:
+        torch.testing.assert_close(a["ema"][k], b["ema"][k], rtol=0, atol=0, msg=k)
+    # the export is the EMA generator and loads back through the checkpoint loader
+    loaded = load_rrdbnet(tmp_path / "a.safetensors")
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [1, 2, 3, 4] and "val_psnr" in log[1] and log[0]["pixel"] > 0
+    assert record["train_seconds"] > 0 and record["replicas_identical"]
+
+
+def test_missing_pretrained_networks_are_named_or_dropped(hr_folder, tmp_path, monkeypatch):
+    def offline(url, dst, progress=False):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    from hdm.models import WeightsUnavailable
+
+    cfg = dict(steps=1, identity_weight=10.0, val=None)
+    with pytest.raises(WeightsUnavailable):
+        train(tiny(hr_folder, tmp_path / "e", **cfg), progress=False)
+    record, _ = train(tiny(hr_folder, tmp_path / "s", missing="standin", **cfg), progress=False)
+    assert any("random-weight stand-in" in n for n in record["notes"])
+    assert any("random stand-in (untrained InceptionResnetV1" in n for n in record["notes"])
+    record, _ = train(tiny(hr_folder, tmp_path / "d", missing="drop", **cfg), progress=False)
+    assert any("face-identity term dropped" in n for n in record["notes"])
+    log = json.loads((tmp_path / "d" / "log.jsonl").read_text().splitlines()[0])
+    assert "identity" not in log
+
+
+def test_gan_stage_trains_the_discriminator(hr_folder, tmp_path):
+    record, _ = train(tiny(hr_folder, tmp_path / "g", steps=2, gan_weight=0.005, perceptual_weight=1.0,
+                           vgg="random", val=None), progress=False)
+    state = torch.load(tmp_path / "g" / "last.pt", weights_only=True)
+    assert "disc" in state and "opt_d" in state
+    log = [json.loads(line) for line in (tmp_path / "g" / "log.jsonl").read_text().splitlines()]
+    assert all({"pixel", "perceptual", "gan", "d"} <= set(e) for e in log)
+    assert any("random stand-in (untrained VGG19" in n for n in record["notes"])
+
+
+def test_face_crops_from_a_photo(tmp_path):
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    Image.fromarray(skdata.astronaut()).save(folder / "astronaut.png")
+    faces = FaceFolder(folder, min_side=96, progress=False)
+    assert len(faces) == 1 and faces.images[0].shape[0] == 3
+    h, w = faces.images[0].shape[-2:]
+    assert h == w and 96 <= h <= 200
+    pairs = PairedPatches(faces, hr_size=96, resize_range=(96, 120))
+    assert pairs[0][1].shape == (3, 96, 96)
+
+
+def test_torchrun_two_gloo_processes_stay_identical(hr_folder, tmp_path):
+    """2 processes x 1 image = 1 process x 2 images, up to float summation order."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HDM_DDP_BACKEND": "gloo", "PYTHONPATH": str(ROOT)}
+    args = ["--hr", str(hr_folder), "--hr-size", "32", "--batch", "2", "--steps", "3", "--warmup", "1",
+            "--ema", "0.5", "--ckpt-every", "3"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
+           "-m", "hdm", "train-sr", "--out", str(tmp_path / "ddp"), *args]
+    run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert run.returncode == 0, run.stderr[-3000:]
+    record = json.loads((tmp_path / "ddp" / "record.json").read_text())
+    assert record["world_size"] == 2 and record["replicas_identical"]
+    single = subprocess.run([sys.executable, "-m", "hdm", "train-sr", "--out", str(tmp_path / "one"), *args],
+                            env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)["generator"]
+    b = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["generator"]
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, worst
+    assert np.isfinite(worst)
