@@ -97,14 +97,15 @@ class FaceFusionSR:
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> FusionResult:
-        """``image`` ``(H, W, 3)`` uint8 RGB."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+        """``image`` ``(H, W, 3)`` RGB, uint8 or float in [0, 1] (faces are detected on its uint8 version)."""
+        if image.ndim != 3 or image.shape[2] != 3 or not (image.dtype == np.uint8 or np.issubdtype(image.dtype, np.floating)):
+            raise ValueError(f"expected an (H, W, 3) RGB image (uint8 or float), got {image.shape} {image.dtype}")
         H, W = image.shape[:2]
         s = self.scale
         lr = to_tensor(image, self.device)
         general = to_image(self._run(self.general, lr))
-        boxes = np.asarray(self.detector(image), dtype=np.float64).reshape(-1, 5)
+        as_uint8 = image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+        boxes = np.asarray(self.detector(as_uint8), dtype=np.float64).reshape(-1, 5)
         if len(boxes) == 0:
             zeros = np.zeros(general.shape[:2], dtype=np.float32)
             return FusionResult(general, general.copy(), zeros, general.copy(), boxes,

@@ -1,0 +1,151 @@
+"""Reading and writing images for upscaling, without losing what the user gave.
+
+:func:`read_image` accepts grey, grey+alpha, palette (with or without transparency), RGB, RGBA,
+CMYK, 16-bit (grey and RGB/RGBA PNG or TIFF) and EXIF-rotated files, and returns the colour as
+float32 RGB in [0, 1] plus the alpha channel (if any) separately, so that the alpha can be upscaled on
+its own and written back. 16-bit files keep their precision (Pillow would cut 16-bit RGB to 8
+bits; OpenCV reads them). :func:`write_image` writes PNG (8 or 16 bits, RGB or RGBA) or any format
+Pillow writes, through a temporary file, so a finished output is never left half-written.
+
+Every problem is an :class:`ImageError` (a ``ValueError``) with a message a user can act on: missing
+file, not an image, corrupt data, too small, or more pixels than ``max_pixels``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ImageError", "SRImage", "read_image", "write_image", "MAX_PIXELS", "MIN_SIDE"]
+
+#: Default largest input (pixels) accepted: about a 4096 x 4096 photo, 16x that after x4.
+MAX_PIXELS = 4096 * 4096
+#: Smallest side accepted (MTCNN and the generators need a few pixels to work on).
+MIN_SIDE = 8
+
+
+class ImageError(ValueError):
+    """An input or output image problem, with a message meant for the user."""
+
+
+@dataclass
+class SRImage:
+    """``rgb`` ``(H, W, 3)`` float32 in [0, 1]; ``alpha`` ``(H, W)`` float32 in [0, 1] or ``None``;
+    ``bits`` 8 or 16 (of the file); ``mode`` the file's Pillow mode, for messages."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    bits: int
+    mode: str
+
+    @property
+    def uint8(self) -> np.ndarray:
+        """The colour as ``(H, W, 3)`` uint8 (for face detection and previews)."""
+        return (self.rgb * 255.0).round().clip(0, 255).astype(np.uint8)
+
+
+def _sixteen_bit(path: Path) -> np.ndarray | None:
+    """A 16-bit colour PNG/TIFF read at full precision (RGB or RGBA order, uint16), else ``None``."""
+    import cv2
+
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None or data.dtype != np.uint16 or data.ndim != 3:
+        return None
+    return data[..., [2, 1, 0, 3]] if data.shape[2] == 4 else data[..., ::-1]
+
+
+def read_image(path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> SRImage:
+    """Read ``path`` (see the module docstring). Raises :class:`ImageError`."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    Image.MAX_IMAGE_PIXELS = None  # our own limit below, with a clear message
+    try:
+        with Image.open(path) as im:
+            size, mode = im.size, im.mode
+            if size[0] * size[1] > max_pixels:
+                raise ImageError(f"{path.name}: {size[0]}x{size[1]} px is more than the limit of {max_pixels} pixels "
+                                 "(raise it with --max-pixels, or use a smaller image)")
+            if min(size) < min_side:
+                raise ImageError(f"{path.name}: {size[0]}x{size[1]} px is too small (at least {min_side} px per side)")
+            rawmode = im.tile[0][3] if im.tile and len(im.tile[0]) > 3 else ""
+            orientation = im.getexif().get(0x0112, 1)
+            im = ImageOps.exif_transpose(im)
+            im.load()
+    except ImageError:
+        raise
+    except UnidentifiedImageError as e:
+        raise ImageError(f"{path.name}: not an image file that can be read") from e
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
+        raise ImageError(f"{path.name}: the image data is corrupt or truncated ({e})") from e
+
+    alpha = None
+    rawmode = str(rawmode)
+    if "16" in rawmode and mode in ("RGB", "RGBA"):  # Pillow reads these at 8 bits: read at 16
+        full = _sixteen_bit(path)
+        if full is None:
+            raise ImageError(f"{path.name}: a 16-bit colour image that could not be read at full precision")
+        full = _apply_orientation(full, orientation)  # OpenCV ignores EXIF orientation: do as Pillow did
+        data = full.astype(np.float32) / 65535.0
+        rgb, alpha, bits = data[..., :3], (data[..., 3] if data.shape[2] == 4 else None), 16
+    elif mode in ("I;16", "I;16B", "I;16L", "I"):
+        grey = np.asarray(im, dtype=np.float64)
+        peak = 65535.0 if mode.startswith("I;16") or grey.max() > 255 else 255.0
+        rgb, bits = np.repeat((grey / peak).clip(0, 1)[..., None], 3, axis=2).astype(np.float32), 16 if peak > 255 else 8
+    elif mode == "F":
+        grey = np.asarray(im, dtype=np.float32)
+        rgb, bits = np.repeat(grey.clip(0, 1)[..., None], 3, axis=2), 16
+    else:
+        has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info)
+        converted = im.convert("RGBA" if has_alpha else "RGB")
+        data = np.asarray(converted, dtype=np.float32) / 255.0
+        rgb, alpha, bits = data[..., :3], (data[..., 3] if has_alpha else None), 8
+    return SRImage(np.ascontiguousarray(rgb, dtype=np.float32),
+                   None if alpha is None else np.ascontiguousarray(alpha, dtype=np.float32), bits, mode)
+
+
+def _apply_orientation(data: np.ndarray, orientation: int) -> np.ndarray:
+    """EXIF orientation (1-8) applied to an ``(H, W, C)`` array, as ``ImageOps.exif_transpose`` does."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: a.transpose(1, 0, 2)[:, ::-1],
+           7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1], 8: lambda a: a.transpose(1, 0, 2)[::-1]}
+    return np.ascontiguousarray(ops.get(orientation, lambda a: a)(data))
+
+
+def write_image(path, rgb: np.ndarray, alpha: np.ndarray | None = None, bits: int = 8) -> Path:
+    """Write ``rgb`` ``(H, W, 3)`` float in [0, 1] (and ``alpha`` ``(H, W)``) to ``path``.
+
+    16 bits only for ``.png``/``.tif(f)`` (written by OpenCV); other formats get 8 bits. The file
+    appears complete or not at all (written to a temporary name, then renamed)."""
+    from PIL import Image
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    data = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
+    data = np.clip(data, 0, 1)
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if bits == 16 and suffix in (".png", ".tif", ".tiff"):
+            import cv2
+
+            out = (data * 65535.0).round().astype(np.uint16)
+            out = out[..., [2, 1, 0, 3]] if out.shape[2] == 4 else out[..., ::-1]
+            if not cv2.imwrite(str(tmp), np.ascontiguousarray(out)):
+                raise ImageError(f"could not write {path}")
+        else:
+            img = Image.fromarray((data * 255.0).round().astype(np.uint8))
+            if img.mode == "RGBA" and suffix in (".jpg", ".jpeg"):
+                raise ImageError(f"{path.name}: JPEG cannot keep the alpha channel; write a .png")
+            img.save(tmp, format=Image.registered_extensions().get(suffix))
+        os.replace(tmp, path)
+    except (OSError, KeyError, ValueError) as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, ImageError):
+            raise
+        raise ImageError(f"could not write {path}: {e}") from e
+    return path

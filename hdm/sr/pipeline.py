@@ -1,0 +1,92 @@
+"""Upscaling an image with the general model, the face model, or their fusion: what ``python -m hdm
+upscale`` and the app call.
+
+The shipped generators live in ``weights/`` (``sr_general_x4.safetensors``, ``sr_face_x4.safetensors``,
+each with a model card); any RRDBNet checkpoint that :func:`hdm.sr.rrdbnet.load_rrdbnet` reads
+(Real-ESRGAN, ESRGAN) can replace them. An alpha channel is upscaled on its own (bicubic) and kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .degradations import bicubic_upsample
+from .fusion import FaceFusionSR, FusionResult, to_image, to_tensor
+from .io import SRImage
+from .rrdbnet import RRDBNet, load_rrdbnet
+from .tiling import tiled_forward
+
+__all__ = ["SR_WEIGHTS", "MODES", "load_generator", "Upscaler", "UpscaleResult"]
+
+_WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "weights"
+#: The shipped x4 generators (see their model cards beside them).
+SR_WEIGHTS = {"general": _WEIGHTS_DIR / "sr_general_x4.safetensors", "face": _WEIGHTS_DIR / "sr_face_x4.safetensors"}
+MODES = ("general", "face", "fusion")
+
+
+def load_generator(weights: str | Path, device="cpu") -> RRDBNet:
+    """``"general"`` / ``"face"`` (the shipped files) or a checkpoint path -> RRDBNet in eval mode."""
+    path = SR_WEIGHTS.get(str(weights), Path(weights))
+    if not Path(path).is_file():
+        hint = (f"the shipped {weights} model is not there: train it with `python -m hdm train-sr` (see docs/sr.md)"
+                if str(weights) in SR_WEIGHTS else "give an RRDBNet checkpoint (hdm, Real-ESRGAN or ESRGAN)")
+        raise FileNotFoundError(f"no generator weights at {path}: {hint}")
+    return load_rrdbnet(path).to(device).eval()
+
+
+@dataclass
+class UpscaleResult:
+    """``rgb`` ``(sH, sW, 3)`` float32 in [0, 1]; ``alpha`` upscaled or ``None``; ``fusion`` the
+    intermediate images of a fusion run (else ``None``); ``message`` what happened (e.g. no face)."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    fusion: FusionResult | None
+    message: str
+
+
+class Upscaler:
+    """``Upscaler(mode)(image) -> UpscaleResult``.
+
+    Args:
+        mode: ``"general"``, ``"face"`` (the face model on the whole image) or ``"fusion"``.
+        general, face: weights (``"general"``/``"face"`` = shipped, or a path) or an ``nn.Module``.
+        tile, tile_pad: tiled inference (LR pixels); ``tile=None`` runs whole images.
+        detector: face detector for fusion (default MTCNN).
+    """
+
+    def __init__(self, mode: str = "fusion", general="general", face="face", tile: int | None = None,
+                 tile_pad: int = 16, device="cpu", detector=None):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.mode, self.tile, self.tile_pad, self.device = mode, tile, int(tile_pad), torch.device(device)
+
+        def get(w):
+            return w.to(self.device).eval() if isinstance(w, torch.nn.Module) else load_generator(w, self.device)
+        self.general = get(general) if mode in ("general", "fusion") else None
+        self.face = get(face) if mode in ("face", "fusion") else None
+        model = self.general or self.face
+        self.scale = model.scale
+        if self.general is not None and self.face is not None and self.face.scale != self.scale:
+            raise ValueError(f"the general model is x{self.scale} and the face model x{self.face.scale}")
+        self.fusion = (FaceFusionSR(self.general, self.face, detector=detector, scale=self.scale, tile=tile,
+                                    tile_pad=tile_pad, device=self.device) if mode == "fusion" else None)
+
+    @torch.no_grad()
+    def __call__(self, image: SRImage | np.ndarray) -> UpscaleResult:
+        if isinstance(image, np.ndarray):
+            rgb = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
+            image = SRImage(rgb, None, 8, "RGB")
+        alpha = None
+        if image.alpha is not None:
+            a = torch.from_numpy(image.alpha)[None, None]
+            alpha = bicubic_upsample(a, self.scale)[0, 0].numpy()
+        if self.mode == "fusion":
+            result = self.fusion(image.rgb)
+            return UpscaleResult(result.fused, alpha, result, result.message)
+        model = self.general if self.mode == "general" else self.face
+        sr = tiled_forward(model, to_tensor(image.rgb, self.device), self.scale, self.tile, self.tile_pad)
+        return UpscaleResult(to_image(sr), alpha, None, f"{self.mode} model")

@@ -1,0 +1,146 @@
+"""Reading every kind of image the upscaler accepts, clear errors for the rest, and the upscale command."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from hdm.__main__ import main
+from hdm.sr.io import ImageError, _apply_orientation, read_image, write_image
+from hdm.sr.rrdbnet import RRDBNet
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return skdata.astronaut()[::4, ::4]  # 128 x 128 uint8 RGB
+
+
+def test_every_mode_reads_as_float_rgb_with_alpha_kept(tmp_path, photo):
+    import cv2
+
+    rgba = np.dstack([photo, np.linspace(0, 255, 128 * 128).reshape(128, 128).astype(np.uint8)])
+    cases = {
+        "grey.png": Image.fromarray(photo[..., 0]),
+        "grey_alpha.png": Image.fromarray(rgba).convert("LA"),
+        "palette.png": Image.fromarray(photo).convert("P"),
+        "rgba.png": Image.fromarray(rgba),
+        "cmyk.jpg": Image.fromarray(photo).convert("CMYK"),
+    }
+    trans = Image.fromarray(photo).convert("P")
+    trans.info["transparency"] = 0
+    for name, im in cases.items():
+        im.save(tmp_path / name)
+    trans.save(tmp_path / "palette_transparent.png", transparency=0)
+    for name in [*cases, "palette_transparent.png"]:
+        img = read_image(tmp_path / name)
+        assert img.rgb.shape == (128, 128, 3) and img.rgb.dtype == np.float32, name
+        assert 0 <= img.rgb.min() and img.rgb.max() <= 1, name
+        assert (img.alpha is not None) == (name in ("grey_alpha.png", "rgba.png", "palette_transparent.png")), name
+    np.testing.assert_allclose(read_image(tmp_path / "rgba.png").alpha, rgba[..., 3] / 255.0, atol=1e-7)
+    np.testing.assert_allclose(read_image(tmp_path / "rgba.png").rgb, photo / 255.0, atol=1e-7)
+    # 16 bits stay 16 bits: grey (Pillow) and RGB (OpenCV), exactly
+    deep = (np.random.default_rng(0).integers(0, 65536, (40, 50, 3))).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "rgb16.png"), deep[..., ::-1])
+    img = read_image(tmp_path / "rgb16.png")
+    assert img.bits == 16 and np.array_equal((img.rgb * 65535).round().astype(np.uint16), deep)
+    cv2.imwrite(str(tmp_path / "grey16.png"), deep[..., 0])
+    img = read_image(tmp_path / "grey16.png")
+    assert img.bits == 16 and np.array_equal((img.rgb[..., 1] * 65535).round().astype(np.uint16), deep[..., 0])
+
+
+def test_exif_rotation_is_applied(tmp_path, photo):
+    im = Image.fromarray(photo[:, :96])  # 96 wide, 128 tall
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 clockwise to view
+    im.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    img = read_image(tmp_path / "rotated.jpg")
+    assert img.rgb.shape == (96, 128, 3)
+    # our array version of each orientation equals Pillow's exif_transpose
+    from PIL import ImageOps
+
+    small = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    for orientation in range(1, 9):
+        im = Image.fromarray(small)
+        exif = im.getexif()
+        exif[0x0112] = orientation
+        im.info["exif"] = exif.tobytes()
+        ref = np.asarray(ImageOps.exif_transpose(im))
+        assert np.array_equal(_apply_orientation(small, orientation), ref), orientation
+
+
+def test_bad_inputs_give_clear_errors(tmp_path, photo):
+    (tmp_path / "notes.txt").write_text("hello")
+    Image.fromarray(photo).save(tmp_path / "ok.png")
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(data[: len(data) // 2])
+    Image.fromarray(photo[:5, :5]).save(tmp_path / "tiny.png")
+    for name, message in (("notes.txt", "not an image"), ("truncated.png", "corrupt or truncated"),
+                          ("tiny.png", "too small"), ("missing.png", "no such file")):
+        with pytest.raises(ImageError, match=message):
+            read_image(tmp_path / name)
+    with pytest.raises(ImageError, match="more than the limit"):
+        read_image(tmp_path / "ok.png", max_pixels=1000)
+
+
+def test_writing_keeps_16_bits_and_alpha(tmp_path):
+    rng = np.random.default_rng(1)
+    rgb, alpha = rng.random((20, 30, 3)).astype(np.float32), rng.random((20, 30)).astype(np.float32)
+    write_image(tmp_path / "a.png", rgb, alpha, bits=16)
+    back = read_image(tmp_path / "a.png")
+    assert back.bits == 16 and back.alpha is not None
+    np.testing.assert_allclose(back.rgb, rgb, atol=1 / 65535)
+    np.testing.assert_allclose(back.alpha, alpha, atol=1 / 65535)
+    with pytest.raises(ImageError, match="alpha"):
+        write_image(tmp_path / "a.jpg", rgb, alpha)
+    assert not list(tmp_path.glob(".*partial*"))  # no half-written file left behind
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    from hdm.sr.train import export_generator
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("w")
+    general = export_generator(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4), folder / "g.safetensors", {})
+    face = export_generator(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4), folder / "f.safetensors", {})
+    return str(general), str(face)
+
+
+def test_upscale_a_folder_reports_bad_files_and_keeps_finished_outputs(tmp_path, photo, tiny_weights, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(photo[:32, :40]).save(src / "a.png")
+    Image.fromarray(np.dstack([photo[:24, :24], np.full((24, 24), 128, np.uint8)])).save(src / "b_rgba.png")
+    (src / "c.txt").write_text("not an image")
+    general, face = tiny_weights
+    args = ["upscale", str(src), str(out), "--model", "general", "--general-weights", general]
+    assert main(args) == 1  # one file failed, the others were done
+    captured = capsys.readouterr()
+    assert "c.txt" in captured.err and "2 upscaled, 1 failed" in captured.out
+    a = read_image(out / "a.png")
+    assert a.rgb.shape == (128, 160, 3) and a.alpha is None
+    b = read_image(out / "b_rgba.png")
+    assert b.rgb.shape == (96, 96, 3) and b.alpha is not None and abs(b.alpha.mean() - 128 / 255) < 0.01
+    before = (out / "a.png").stat().st_mtime_ns
+    assert main(args) == 1  # the rerun keeps finished outputs
+    assert "0 upscaled, 1 failed, 2 already done" in capsys.readouterr().out
+    assert (out / "a.png").stat().st_mtime_ns == before
+    # a single file, and clear errors
+    assert main(["upscale", str(src / "a.png"), str(tmp_path / "one.png"), "--model", "face", "--face-weights", face]) == 0
+    assert main(["upscale", str(src / "c.txt"), str(tmp_path / "x.png"), "--model", "face", "--face-weights", face]) == 2
+    assert main(["upscale", str(src / "a.png"), str(tmp_path / "y.png"), "--model", "general",
+                 "--general-weights", str(tmp_path / "none.safetensors")]) == 2
+    assert "no generator weights" in capsys.readouterr().err
+
+
+def test_upscale_fusion_saves_the_intermediate_images(tmp_path, tiny_weights):
+    general, face = tiny_weights
+    Image.fromarray(skdata.astronaut()[:256:2, 128:384:2]).save(tmp_path / "astronaut.png")  # her face, 128 px
+    assert main(["upscale", str(tmp_path / "astronaut.png"), str(tmp_path / "out.png"), "--general-weights", general,
+                 "--face-weights", face, "--intermediates"]) == 0
+    for name in ("out.png", "out.general.png", "out.face.png", "out.mask.png"):
+        assert read_image(tmp_path / name).rgb.shape == (512, 512, 3), name
+    mask = read_image(tmp_path / "out.mask.png").rgb[..., 0]
+    assert mask.max() > 0.99 and mask.min() == 0  # a face was found and blended in
