@@ -144,3 +144,35 @@ def test_upscale_fusion_saves_the_intermediate_images(tmp_path, tiny_weights):
         assert read_image(tmp_path / name).rgb.shape == (512, 512, 3), name
     mask = read_image(tmp_path / "out.mask.png").rgb[..., 0]
     assert mask.max() > 0.99 and mask.min() == 0  # a face was found and blended in
+
+
+def test_eval_sr_writes_the_table(tmp_path, tiny_weights):
+    import json
+
+    from hdm.sr.metrics import region_psnr_ssim_y, psnr_ssim_y
+
+    natural, faces = tmp_path / "natural", tmp_path / "faces"
+    natural.mkdir()
+    faces.mkdir()
+    Image.fromarray(skdata.coffee()[:130, :98]).save(natural / "coffee.png")  # cropped to 128 x 96 for x4
+    Image.fromarray(skdata.chelsea()[:96, :96]).save(natural / "chelsea.png")
+    Image.fromarray(skdata.astronaut()[:256, 128:384]).save(faces / "astronaut.png")  # LR 64 px: face ~25 px
+    general, face = tiny_weights
+    out, js = tmp_path / "sr.md", tmp_path / "sr.json"
+    assert main(["eval-sr", "--natural", str(natural), "--faces", str(faces), "--general-weights", general,
+                 "--face-weights", face, "--bootstrap", "50", "--out", str(out), "--json", str(js)]) == 0
+    text = out.read_text()
+    assert "- command: `" in text and "| fusion |" in text and "## Goals" in text
+    result = json.loads(js.read_text())
+    coffee = next(r for r in result["images"]["natural"] if r["name"] == "coffee.png")
+    assert coffee["size"] == [128, 96] and coffee["faces"] == 0
+    astronaut = result["images"]["faces"][0]
+    assert astronaut["faces"] == 1
+    # fusion equals general outside the faces' masks; bicubic is a real baseline (finite, below 100 dB)
+    v = astronaut["values"]
+    assert 10 < v["bicubic"]["psnr"] < 100 and 0 < v["bicubic"]["ssim"] < 1
+    assert result["summary"]["natural"]["methods"]["general"]["face_psnr"] is not None
+    # region metrics: the whole-image region gives the whole-image PSNR
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 256, (40, 40, 3), dtype=np.uint8), rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    assert region_psnr_ssim_y(a, b, np.ones((40, 40), bool))[0] == pytest.approx(psnr_ssim_y(a, b)[0])

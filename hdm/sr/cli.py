@@ -91,6 +91,41 @@ def _cmd_upscale(args) -> int:
     return 0 if not failed else (1 if done or skipped else 2)
 
 
+def _cmd_eval_sr(args) -> int:
+    from .. import bench
+    from .evaluate import evaluate_folder, markdown, summarize
+    from .faces import FaceDetector
+    from .pipeline import load_generator
+
+    folders = {name: folder for name, folder in (("natural", args.natural), ("faces", args.faces)) if folder}
+    if not folders:
+        print("error: give --natural DIR and/or --faces DIR (folders of HR images)", file=sys.stderr)
+        return 2
+    try:
+        general = load_generator(args.general_weights, args.device)
+        face = load_generator(args.face_weights, args.device)
+        detector = FaceDetector(device=args.device)
+        records = {name: evaluate_folder(folder, general, face, detector, scale=general.scale, tile=args.tile,
+                                         limit=args.limit) for name, folder in folders.items()}
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = summarize(records, n_boot=args.bootstrap)
+    notes = [f"general model: {args.general_weights}", f"face model: {args.face_weights}",
+             "HR = the image cropped to a multiple of 4; LR = antialiased bicubic x1/4 (hdm.sr.degradations); "
+             "outputs quantised to 8 bits; faces: MTCNN on the LR input, tight boxes x4 (hdm.sr.evaluate)"]
+    data = "; ".join(f"{name} = {folder}" for name, folder in folders.items())
+    text = markdown(summary, bench._header("Super-resolution x4: bicubic, general, face and fusion", data), notes)
+    print(text)
+    if args.out:
+        print(f"wrote {bench.write(args.out, text)}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"summary": summary, "images": records, "data": data}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     """Register the SR subcommands on ``sub`` (an argparse subparsers object)."""
     p = sub.add_parser(
@@ -153,3 +188,19 @@ def add_parsers(sub) -> None:
                    help="fusion: also save the general output, the face output and the mask beside each result")
     p.add_argument("--overwrite", action="store_true", help="folder runs: redo outputs that exist")
     p.set_defaults(func=_cmd_upscale)
+
+    p = sub.add_parser(
+        "eval-sr", help="PSNR/SSIM (Y, border 4) of bicubic, general, face and fusion on HR folders",
+        description="Degrade each HR image (bicubic x1/4), upscale it with every method and write the table "
+                    "(whole image, inside and outside faces) with bootstrap CIs, e.g. to docs/results/sr.md.")
+    p.add_argument("--natural", help="folder of HR natural photos (e.g. ../shared/data/eval)")
+    p.add_argument("--faces", help="folder of HR photos with faces (e.g. ../shared/data/faces/eval)")
+    p.add_argument("--general-weights", default="general", help="'general' (shipped) or an RRDBNet checkpoint")
+    p.add_argument("--face-weights", default="face", help="'face' (shipped) or an RRDBNet checkpoint")
+    p.add_argument("--tile", type=int, default=None, help="tile side in LR pixels (default: whole image)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images of each folder")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--bootstrap", type=int, default=2000)
+    p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/sr.md)")
+    p.add_argument("--json", default=None, help="also write every figure as JSON here")
+    p.set_defaults(func=_cmd_eval_sr)

@@ -20,7 +20,7 @@ import math
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["rgb_to_y", "to_uint8", "psnr", "ssim", "psnr_ssim_y"]
+__all__ = ["rgb_to_y", "to_uint8", "psnr", "ssim", "ssim_map", "psnr_ssim_y", "region_psnr_ssim_y"]
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -57,6 +57,12 @@ def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 255.0) -> float:
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, sigma: float = 1.5) -> float:
     """Mean SSIM of two 2-D arrays (Wang et al. 2004; see the module docstring)."""
+    return float(ssim_map(a, b, data_range, sigma).mean())
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, sigma: float = 1.5) -> np.ndarray:
+    """The SSIM map at the positions where the window fits: ``(H - 2r, W - 2r)``, ``r = int(3.5 sigma + 0.5)``
+    (5 for sigma 1.5); its mean is :func:`ssim`."""
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(f"ssim needs two 2-D arrays of one shape, got {a.shape} and {b.shape}")
     radius = int(3.5 * sigma + 0.5)
@@ -73,10 +79,26 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, sigma: float =
     var_b = blur(b * b) - mu_b ** 2
     cov = blur(a * b) - mu_a * mu_b
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return float(s[radius:-radius, radius:-radius].mean())  # positions where the window fits
+    return s[radius:-radius, radius:-radius]  # positions where the window fits
 
 
 def psnr_ssim_y(sr: np.ndarray, hr: np.ndarray, crop: int = 4) -> tuple[float, float]:
     """PSNR (dB) and SSIM on the Y channel of two ``(H, W, 3)`` RGB images, ``crop`` px dropped per side."""
     ya, yb = _prepare(sr, hr, crop)
     return psnr(ya, yb), ssim(ya, yb)
+
+
+def region_psnr_ssim_y(sr: np.ndarray, hr: np.ndarray, region: np.ndarray, crop: int = 4) -> tuple[float, float]:
+    """PSNR and SSIM on the Y channel over the pixels where ``region`` ``(H, W)`` is true (after the
+    border crop): PSNR from the MSE over those pixels, SSIM as the mean of the SSIM map over the window
+    centres in the region. ``nan`` when the region is empty."""
+    ya, yb = _prepare(sr, hr, crop)
+    if crop:
+        region = region[crop:-crop, crop:-crop]
+    if not region.any():
+        return math.nan, math.nan
+    p = psnr(ya[region], yb[region])
+    r = int(3.5 * 1.5 + 0.5)
+    inner = region[r:-r, r:-r]
+    s = float(ssim_map(ya, yb)[inner].mean()) if inner.any() else math.nan
+    return p, s
