@@ -1,6 +1,8 @@
 """Reading every kind of image the upscaler accepts, clear errors for the rest, and the upscale command."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -160,7 +162,11 @@ def test_eval_sr_writes_the_table(tmp_path, tiny_weights):
     general, face = tiny_weights
     out, js = tmp_path / "sr.md", tmp_path / "sr.json"
     assert main(["eval-sr", "--natural", str(natural), "--faces", str(faces), "--general-weights", general,
-                 "--face-weights", face, "--bootstrap", "50", "--out", str(out), "--json", str(js)]) == 0
+                 "--face-weights", face, "--bootstrap", "50", "--out", str(out), "--json", str(js), "--cards"]) == 0
+    card = Path(general).with_suffix(".md").read_text()
+    import hashlib
+
+    assert hashlib.sha256(Path(general).read_bytes()).hexdigest() in card and "| natural | general |" in card
     text = out.read_text()
     assert "- command: `" in text and "| fusion |" in text and "## Goals" in text
     result = json.loads(js.read_text())

@@ -123,6 +123,14 @@ def _cmd_eval_sr(args) -> int:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"summary": summary, "images": records, "data": data}, indent=2) + "\n")
         print(f"wrote {args.json}")
+    if args.cards:
+        from .card import write_sr_card
+        from .pipeline import SR_WEIGHTS
+
+        for role, weights in (("general", args.general_weights), ("face", args.face_weights)):
+            path = SR_WEIGHTS.get(weights, Path(weights))
+            if path.suffix == ".safetensors":
+                print(f"wrote {write_sr_card(path, args.json, role)}")
     return 0
 
 
@@ -203,4 +211,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--bootstrap", type=int, default=2000)
     p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/sr.md)")
     p.add_argument("--json", default=None, help="also write every figure as JSON here")
+    p.add_argument("--cards", action="store_true",
+                   help="rewrite the model cards of the evaluated .safetensors generators with these figures (needs --json)")
     p.set_defaults(func=_cmd_eval_sr)

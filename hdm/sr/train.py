@@ -333,7 +333,10 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
     if rank == 0:
         (out / "record.json").write_text(json.dumps(record, indent=2))
         if cfg.export:
+            from .card import write_sr_card
+
             print(f"wrote {export_generator(final, cfg.export, record)}", file=sys.stderr)
+            print(f"wrote {write_sr_card(cfg.export)}", file=sys.stderr)
     if world > 1:
         dist.barrier()
     return record, final

@@ -1,0 +1,91 @@
+"""Model cards of the SR generators, written from the files themselves: the training record stored
+in the safetensors metadata (data, command, steps, time, stand-ins) and the figures of an ``eval-sr``
+JSON file (``docs/results/sr.json``), plus the sha256 of the weights."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+__all__ = ["write_sr_card", "read_record"]
+
+
+def read_record(weights) -> tuple[dict, dict]:
+    """``(architecture config, training record)`` from an exported generator's metadata."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        meta = f.metadata() or {}
+    return json.loads(meta.get("config", "{}")), json.loads(meta.get("record", "{}"))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
+    """Write ``<stem>.md`` beside ``weights``. ``role``: ``"general"`` or ``"face"`` (which rows of the
+    results to quote; default from the training record's ``kind``)."""
+    weights = Path(weights)
+    arch, record = read_record(weights)
+    cfg = record.get("config", {})
+    role = role or cfg.get("kind", "general")
+    from safetensors import safe_open
+
+    with safe_open(str(weights), "pt") as f:
+        n_params = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+    lines = [f"# {weights.name}", "",
+             f"An RRDBNet (ESRGAN) x{arch.get('scale', 4)} generator, {arch.get('num_feat')} features, "
+             f"{arch.get('num_block')} RRDB blocks, growth {arch.get('num_grow_ch')} ({n_params:,} parameters): "
+             f"hdm's shipped **{role}** model for the face/general fusion (docs/sr.md). Load it with "
+             "`hdm.sr.rrdbnet.load_rrdbnet(path)`; inputs RGB in [0, 1]; float32 safetensors.", "",
+             "## Data", ""]
+    if role == "face":
+        lines.append(f"- faces found by MTCNN in the photos of `{cfg.get('hr')}` (square crops with a 30 % margin, "
+                     f"randomly shrunk to a short side in {cfg.get('face_resize')} px before {cfg.get('hr_size')}-px crops)")
+    else:
+        lines.append(f"- HR photos of `{cfg.get('hr')}`" + (f", each shrunk by {cfg.get('hr_downscale')} first"
+                                                             if cfg.get("hr_downscale", 1) != 1 else "")
+                     + f"; random {cfg.get('hr_size')}-px HR crops, dihedral flips")
+    lines += ["- LR = antialiased bicubic x1/4 of the HR crop (hdm.sr.degradations)",
+              "- the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences", "",
+              "## Recipe", "",
+              f"- command: `{record.get('command') or 'python -m hdm train-sr ...'}`",
+              f"- date: {record.get('date')}; {record.get('steps')} steps x batch {cfg.get('batch')}, "
+              f"{record.get('train_seconds', 0) / 60:.1f} min on {record.get('device')} "
+              f"({record.get('world_size', 1)} process{'es' if record.get('world_size', 1) > 1 else ''})",
+              f"- Adam lr {cfg.get('lr')} (warm-up {cfg.get('warmup')}, cosine to 0), EMA {cfg.get('ema')} (exported); "
+              f"loss weights: L1 {cfg.get('pixel_weight')}, perceptual {cfg.get('perceptual_weight')}, "
+              f"RaGAN {cfg.get('gan_weight')}, face identity {cfg.get('identity_weight')} (n = {cfg.get('identity_n')})"
+              + (f"; initialised from `{cfg.get('init')}`" if cfg.get("init") else "")]
+    for note in record.get("notes", []):
+        lines.append(f"- **{note}**")
+    lines += ["", "## Metrics", ""]
+    results = Path(results_json) if results_json else None
+    if results and results.is_file():
+        summary = json.loads(results.read_text())["summary"]
+        lines += [f"From `{results}` (written by `python -m hdm eval-sr`; PSNR dB / SSIM on Y, border 4):", "",
+                  "| data | method | whole | faces | outside faces |", "|---|---|---|---|---|"]
+        for ds, entry in summary.items():
+            for m in ("bicubic", role, "fusion"):
+                v = entry["methods"][m]
+                lines.append(f"| {ds} | {m} | {v['psnr']:.2f} / {v['ssim']:.4f} | "
+                             + (f"{v['face_psnr']:.2f} / {v['face_ssim']:.4f}" if v["face_psnr"] == v["face_psnr"] else "-")
+                             + f" | {v['out_psnr']:.2f} / {v['out_ssim']:.4f} |")
+    else:
+        lines.append("Not evaluated yet: run `python -m hdm eval-sr ... --json docs/results/sr.json --cards`.")
+    lines += ["", "## Files", "", "| file | sha256 |", "|---|---|", f"| {weights.name} | `{_sha256(weights)}` |"]
+    card = weights.with_suffix(".md")
+    card.write_text("\n".join(lines) + "\n")
+    return card
+
+
+def _numel(shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
