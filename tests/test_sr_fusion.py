@@ -52,6 +52,36 @@ def test_tiled_equals_untiled_when_pad_covers_the_receptive_field():
     torch.testing.assert_close(tiled_forward(model, lr, 4, tile=None), whole)
 
 
+class EdgeMarkingUp(NearestUp):
+    """Like NearestUp, but marks (+0.5) what comes from the 2 outer pixels of its input: a stand-in for
+    a generator that is unreliable at its crop's edge."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        edge = torch.zeros_like(x[:, :1])
+        edge[..., :2, :] = edge[..., -2:, :] = edge[..., :, :2] = edge[..., :, -2:] = 0.5
+        return out + F.interpolate(edge, scale_factor=4, mode="nearest")
+
+
+def test_tiled_rrdbnet_equals_untiled_at_the_default_pad():
+    from hdm.sr.rrdbnet import RRDBNet
+    from hdm.sr.tiling import default_pad
+
+    torch.manual_seed(0)
+    model = RRDBNet.compact().eval()
+    assert default_pad(model) == model.receptive_radius == 50
+    lr = torch.rand(1, 3, 70, 61)
+    with torch.no_grad():
+        whole = model(lr)
+    assert (tiled_forward(model, lr, 4, tile=24) - whole).abs().max() < 1e-4
+    # x2 (pixel-unshuffle) models take odd sizes and odd tiles through mirror padding
+    x2 = RRDBNet(scale=2, num_feat=8, num_block=1, num_grow_ch=4).eval()
+    out = tiled_forward(x2, torch.rand(1, 3, 21, 17), 2, tile=8)
+    assert out.shape == (1, 3, 42, 34)
+    with pytest.raises(ValueError, match="tile"):
+        tiled_forward(model, lr, 4, tile=0)
+
+
 def boxes_at(*boxes):
     return lambda image: np.array([list(b) + [0.99] for b in boxes], dtype=np.float64).reshape(-1, 5)
 
@@ -78,6 +108,18 @@ def test_fusion_blends_face_crops_through_the_mask():
     assert h * w < 40 * 48
     x0, y0, x1, y1 = pipe.face_region(box, (40, 48))
     assert (y1 - y0, x1 - x0) == (h, w)
+
+
+def test_nearby_faces_do_not_overwrite_each_other():
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 200, (72, 88, 3), dtype=np.uint8)
+    boxes = [(20.0, 22.0, 32.0, 36.0), (38.0, 24.0, 50.0, 38.0)]  # their crops overlap; all inside the image
+    r = FaceFusionSR(NearestUp(0.0), EdgeMarkingUp(0.1), detector=lambda im: np.array(boxes), context=4)(image)
+    assert r.faces_found == 2 and np.all(r.boxes[:, 4] == 1)  # a 4-column detector: probability 1
+    up = to_image(F.interpolate(to_tensor(image), scale_factor=4, mode="nearest"))
+    mask = face_mask((288, 352), [[v * 4 for v in b] for b in boxes])
+    expected = mask[..., None] * np.clip(up + 0.1, 0, 1) + (1 - mask[..., None]) * up
+    np.testing.assert_allclose(r.fused, expected, atol=1e-6)  # no crop edge shows anywhere
 
 
 def test_fusion_without_faces_returns_the_general_output():

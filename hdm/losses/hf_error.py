@@ -15,8 +15,8 @@ At each scale ``s`` in (1, 0.5, 0.25, 0.125) with weight ``W_s`` in (0.4, 0.3, 0
    choice of where;
 5. ``L_s = distance(E * SR_s, E * HR_s)``;
 
-and ``L = sum_s W_s L_s``. ``distance`` is LPIPS in the paper (``hdm.losses.lpips``); any callable
-``(a, b) -> scalar`` works, which is how the tests check the construction. Where SR equals HR the map
+and ``L = sum_s W_s L_s``. ``distance`` is LPIPS in the paper; any callable ``(a, b) -> scalar``
+works, which is how the tests check the construction. Where SR equals HR the map
 is 0 and so is the loss.
 """
 from __future__ import annotations

@@ -2,11 +2,12 @@
 
 The SR face and the HR face go through a face-recognition network; ``cos`` is the cosine similarity
 of their embeddings and ``L_face = mean over faces of (1 - cos^n)`` with ``n = 6``, weighted by
-``lambda_face = 10`` in the total loss (spec part C, eq. 4). A large ``n`` makes the loss flat near
-``cos = 1`` and steep further away: nearly matching identities are left alone, drifting ones are
-pulled back hard. (For even ``n`` the loss is also 0 at ``cos = -1``; SR and HR embeddings of one
-face are far from opposite, and the face model starts from the general one, so training never goes
-there.)
+``lambda_face = 10`` in the total loss (spec part C, eq. 4). Compared with ``1 - cos`` (``n = 1``),
+the power makes the loss ``n`` times steeper at ``cos = 1`` (slope ``-n``) and flat far from it
+(``cos^6 < 0.02`` once ``cos < 0.5``): it presses hardest on small identity drifts of a face that is
+nearly right, and saturates near 1 for faces that are far apart. (For even ``n`` the loss is also 0 at
+``cos = -1``; SR and HR embeddings of one face are far from opposite, and the face model starts from
+the general one, so training never goes there.)
 
 The paper's embedder is a SENet-50 trained on VGGFace2; hdm uses facenet-pytorch's
 InceptionResnetV1 trained on VGGFace2 (512-d L2-normalised embeddings of 160x160 crops), loaded by

@@ -74,7 +74,7 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
             for m in ("bicubic", role, "fusion"):
                 v = entry["methods"][m]
                 lines.append(f"| {ds} | {m} | {v['psnr']:.2f} / {v['ssim']:.4f} | "
-                             + (f"{v['face_psnr']:.2f} / {v['face_ssim']:.4f}" if v["face_psnr"] == v["face_psnr"] else "-")
+                             + (f"{v['face_psnr']:.2f} / {v['face_ssim']:.4f}" if v["face_psnr"] is not None else "-")
                              + f" | {v['out_psnr']:.2f} / {v['out_ssim']:.4f} |")
     else:
         lines.append("Not evaluated yet: run `python -m hdm eval-sr ... --json docs/results/sr.json --cards`.")

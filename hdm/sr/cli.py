@@ -28,25 +28,34 @@ def _cmd_train_sr(args) -> int:
         print("error: give --hr FOLDER (or 'hr' in --config)", file=sys.stderr)
         return 2
     values["command"] = "python -m hdm " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
+    from ..models import WeightsUnavailable
+
     try:
         cfg = SRTrainConfig(**values)
         train(cfg)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, WeightsUnavailable, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
-def _inputs(source: Path) -> list[Path]:
-    """The files to upscale: ``source`` itself, or every visible file in the folder (bad ones are
-    reported, not silently skipped)."""
-    if source.is_dir():
-        return sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
-    return [source]
+def _jobs(source: Path, target: Path) -> list[tuple[Path, Path]]:
+    """``(input, output)`` pairs: ``source`` -> ``target``, or every visible file of the folder ->
+    ``target/<stem>.png`` (``<name>.png`` when two inputs share a stem). Bad files are kept in the list:
+    they are reported, not silently skipped."""
+    if not source.is_dir():
+        return [(source, target)]
+    files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
+    stems = [p.stem for p in files]
+    return [(p, target / (f"{p.stem}.png" if stems.count(p.stem) == 1 else f"{p.name}.png")) for p in files]
 
 
 def _cmd_upscale(args) -> int:
     from .io import MIN_SIDE, ImageError, read_image, write_image
+
+    if args.tile is not None and args.tile <= 0 or args.tile_pad is not None and args.tile_pad < 0:
+        print("error: --tile must be > 0 and --tile-pad >= 0", file=sys.stderr)
+        return 2
     from .pipeline import Upscaler
 
     source, target = Path(args.input), Path(args.output)
@@ -62,10 +71,12 @@ def _cmd_upscale(args) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    files = _inputs(source)
+    jobs = _jobs(source, target)
+    if not jobs:
+        print(f"error: no files in {source}", file=sys.stderr)
+        return 2
     failed, done, skipped = [], 0, 0
-    for path in files:
-        out = (target / f"{path.stem}.png") if source.is_dir() else target
+    for path, out in jobs:
         if source.is_dir() and out.exists() and not args.overwrite:
             skipped += 1
             continue
@@ -78,9 +89,10 @@ def _cmd_upscale(args) -> int:
                 for name, rgb in (("general", f.general), ("face", f.face)):
                     write_image(out.with_name(f"{out.stem}.{name}.png"), rgb)
                 write_image(out.with_name(f"{out.stem}.mask.png"), f.mask[..., None].repeat(3, axis=2))
-        except (ImageError, RuntimeError) as e:  # RuntimeError: e.g. out of memory on a huge image
-            failed.append((path, str(e)))
-            print(f"skipped {path.name}: {e}", file=sys.stderr)
+        except Exception as e:  # one bad file (or out of memory) must not end a folder run
+            why = str(e) if isinstance(e, ImageError) else f"{type(e).__name__}: {e}"
+            failed.append((path, why))
+            print(f"skipped {path.name}: {why}", file=sys.stderr)
             continue
         done += 1
         print(f"{path.name} -> {out} ({result.message})")
@@ -91,12 +103,26 @@ def _cmd_upscale(args) -> int:
     return 0 if not failed else (1 if done or skipped else 2)
 
 
+def _without_nan(value):
+    """JSON has no NaN: undefined figures (e.g. face PSNR of an image without faces) become null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nan(v) for v in value]
+    return value
+
+
 def _cmd_eval_sr(args) -> int:
     from .. import bench
     from .evaluate import evaluate_folder, markdown, summarize
     from .faces import FaceDetector
     from .pipeline import load_generator
 
+    if args.cards and not args.json:
+        print("error: --cards needs --json (the cards quote that file)", file=sys.stderr)
+        return 2
     folders = {name: folder for name, folder in (("natural", args.natural), ("faces", args.faces)) if folder}
     if not folders:
         print("error: give --natural DIR and/or --faces DIR (folders of HR images)", file=sys.stderr)
@@ -121,7 +147,8 @@ def _cmd_eval_sr(args) -> int:
         print(f"wrote {bench.write(args.out, text)}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"summary": summary, "images": records, "data": data}, indent=2) + "\n")
+        payload = _without_nan({"summary": summary, "images": records, "data": data})
+        Path(args.json).write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.json}")
     if args.cards:
         from .card import write_sr_card
@@ -148,7 +175,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--preset", choices=["compact", "esrgan"], help="generator size (default compact)")
     p.add_argument("--scale", type=int, choices=[1, 2, 4], help="default 4")
     p.add_argument("--hr-size", dest="hr_size", type=int, help="HR patch side (default 120)")
-    p.add_argument("--batch", type=int, help="global batch (default 16)")
+    p.add_argument("--batch", type=int, help="global batch (default 16; the paper used 8 for faces)")
     p.add_argument("--steps", type=int, help="default 5000")
     p.add_argument("--lr", type=float, help="Adam learning rate (default 2e-4; cosine decay)")
     p.add_argument("--warmup", type=int, help="default 100 steps")
@@ -158,6 +185,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--faces-aligned", dest="faces_aligned", action="store_true", default=None,
                    help="the folder holds aligned face images (FFHQ), not photos to detect faces in")
     p.add_argument("--init", help="generator weights to start from (the face model: the general model)")
+    p.add_argument("--face-resize", dest="face_resize", type=int, nargs=2, metavar=("MIN", "MAX"),
+                   help="faces: shrink each crop to a random short side in [MIN, MAX] first (default hr-size..148)")
+    p.add_argument("--stop-at", dest="stop_at", type=int, help="checkpoint and stop after this step (resume later)")
     p.add_argument("--pixel-weight", dest="pixel_weight", type=float, help="L1 weight (default 1)")
     p.add_argument("--perceptual-weight", dest="perceptual_weight", type=float, help="VGG19 conv5_4 (ESRGAN: 1)")
     p.add_argument("--gan-weight", dest="gan_weight", type=float, help="RaGAN with the U-Net discriminator (ESRGAN: 0.005)")
@@ -188,8 +218,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--model", default="fusion", choices=["general", "face", "fusion"])
     p.add_argument("--general-weights", default="general", help="'general' (shipped) or an RRDBNet checkpoint")
     p.add_argument("--face-weights", default="face", help="'face' (shipped) or an RRDBNet checkpoint")
-    p.add_argument("--tile", type=int, default=None, help="tile side in input pixels (default: whole image)")
-    p.add_argument("--tile-pad", type=int, default=16, help="context pixels around each tile")
+    p.add_argument("--tile", type=int, default=512, help="tile side in input pixels (smaller: less memory)")
+    p.add_argument("--tile-pad", type=int, default=None,
+                   help="context pixels around each tile (default: the model's receptive radius, up to 64: seamless)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse inputs with more pixels")
     p.add_argument("--intermediates", action="store_true",

@@ -9,7 +9,8 @@ with the LR side computed instead of read).
 * :class:`PairedPatches` is the torch ``Dataset``: item ``i`` is an ``(lr, hr)`` pair cut from a
   random photo (or face) by ``numpy.random.default_rng([seed, i])``: a random HR crop (for faces, first
   resized to a random side in ``resize_range``, the paper's random downsampling of face images), a
-  random dihedral transform, and ``lr = bicubic_downsample(hr, scale)``. Items depend only on
+  random dihedral transform, and ``lr`` = that part of the whole photo's ``bicubic_downsample`` (the
+  crop is shrunk with enough context around it), rounded to 8 bits as real LR inputs are. Items depend only on
   ``(seed, i)``, so a training run that draws items ``step * batch ..`` resumes exactly, and ranks of a
   distributed run can split a batch between them.
 """
@@ -29,12 +30,14 @@ __all__ = ["PHOTO_SUFFIXES", "list_photos", "HRFolder", "FaceFolder", "PairedPat
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def list_photos(folder) -> list[Path]:
-    """Photos directly in ``folder`` (sorted by name); clear errors for a missing or empty folder."""
+def list_photos(folder, recursive: bool = False) -> list[Path]:
+    """Photos in ``folder`` (and its subfolders with ``recursive``, as FFHQ's ``images1024x1024/00000/``),
+    sorted by path; clear errors for a missing or empty folder."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder not found: {folder}")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    paths = sorted(p for p in found if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES and not p.name.startswith("."))
     if not paths:
         raise ValueError(f"no images ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
     return paths
@@ -57,17 +60,33 @@ def _shrink(x: torch.Tensor, factor: float) -> torch.Tensor:
     return F.interpolate(x[None], size=(h, w), mode="bicubic", align_corners=False, antialias=True)[0].clamp(0, 1)
 
 
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    return (x * 255).round().clamp(0, 255).to(torch.uint8)
+
+
+def _crop(x: torch.Tensor, top: int, left: int, h: int, w: int) -> torch.Tensor:
+    """Rows ``top..top+h``, columns ``left..left+w`` of ``x`` ``(3, H, W)`` as float in [0, 1]; parts
+    outside the image are mirrored from inside it (as padding the whole image would)."""
+    H, W = x.shape[-2:]
+    t0, t1, l0, l1 = max(0, top), min(H, top + h), max(0, left), min(W, left + w)
+    c = x[:, t0:t1, l0:l1]
+    c = c.float() / 255 if c.dtype == torch.uint8 else c
+    pads = (l0 - left, left + w - l1, t0 - top, top + h - t1)
+    return F.pad(c[None], pads, mode="reflect")[0] if any(pads) else c
+
+
 class HRFolder:
-    """HR photos of a folder in memory: ``images`` list of ``(3, H, W)`` float32 tensors in [0, 1]."""
+    """HR photos of a folder (and its subfolders) in memory: ``images`` list of ``(3, H, W)`` uint8
+    tensors (a quarter of float32's memory)."""
 
     def __init__(self, folder, hr_downscale: float = 1.0, min_side: int = 0, progress: bool = True):
         if hr_downscale < 1:
             raise ValueError(f"hr_downscale must be >= 1, got {hr_downscale}")
         self.folder, self.images, self.names = Path(folder), [], []
-        for p in tqdm(list_photos(folder), desc=f"loading {Path(folder).name}", disable=not progress):
+        for p in tqdm(list_photos(folder, recursive=True), desc=f"loading {Path(folder).name}", disable=not progress):
             x = _shrink(_load(p), hr_downscale)
             if min(x.shape[-2:]) >= min_side:
-                self.images.append(x)
+                self.images.append(_to_uint8(x))
                 self.names.append(p.name)
         if not self.images:
             raise ValueError(f"no image in {folder} has a side of at least {min_side} px (after /{hr_downscale})")
@@ -86,7 +105,7 @@ class FaceFolder(HRFolder):
 
         self.folder, self.images, self.names = Path(folder), [], []
         detector = None if aligned else FaceDetector(min_prob=min_prob)
-        for p in tqdm(list_photos(folder), desc=f"faces in {Path(folder).name}", disable=not progress):
+        for p in tqdm(list_photos(folder, recursive=True), desc=f"faces in {Path(folder).name}", disable=not progress):
             x = _load(p)
             if aligned:
                 crops = [x]
@@ -98,7 +117,7 @@ class FaceFolder(HRFolder):
                     crops.append(x[:, y0:y1, x0:x1])
             for k, c in enumerate(crops):
                 if min(c.shape[-2:]) >= min_side:
-                    self.images.append(c.contiguous())
+                    self.images.append(_to_uint8(c).contiguous())
                     self.names.append(f"{p.name}#{k}")
         if not self.images:
             raise ValueError(f"no face of at least {min_side} px found in {folder}")
@@ -121,17 +140,36 @@ class PairedPatches(torch.utils.data.Dataset):
             raise ValueError(f"images smaller than the {hr_size}-px crop: {small[:3]}")
         self.source, self.hr_size, self.scale, self.seed, self.length = source, hr_size, scale, seed, length
         self.resize_range = resize_range
+        #: HR pixels of context around a crop when shrinking it: the antialiased bicubic kernel reaches
+        #: 1.5 x scale HR pixels past an LR pixel's block; 2 x scale keeps the LR grid aligned
+        self.margin = 2 * scale
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw(self, i: int) -> tuple[int, int | None, int, int]:
+        """Item ``i``'s random choices: ``(photo index, short side to shrink to or None, top, left)`` of
+        the HR crop in the (shrunk) photo."""
         rng = np.random.default_rng([self.seed, int(i)])
-        x = self.source.images[int(rng.integers(len(self.source)))]
+        k = int(rng.integers(len(self.source)))
+        h, w = self.source.images[k].shape[-2:]
+        side = None
         if self.resize_range is not None:
-            side = min(int(rng.integers(self.resize_range[0], self.resize_range[1] + 1)), min(x.shape[-2:]))
-            x = _shrink(x, min(x.shape[-2:]) / side)  # only ever shrinks
+            side = min(int(rng.integers(self.resize_range[0], self.resize_range[1] + 1)), h, w)
+            h, w = round(h * side / min(h, w)), round(w * side / min(h, w))
         s = self.hr_size
-        top, left = int(rng.integers(0, x.shape[-2] - s + 1)), int(rng.integers(0, x.shape[-1] - s + 1))
-        hr = x[:, top:top + s, left:left + s]
-        return augment_pair(bicubic_downsample(hr, self.scale), hr, rng)
+        return k, side, int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        k, side, top, left = self.draw(i)
+        x = self.source.images[k]
+        if side is not None:
+            x = _shrink(x.float() / 255, min(x.shape[-2:]) / side)  # only ever shrinks
+        s, m, r = self.hr_size, self.margin, self.scale
+        # shrink the crop with `m` HR pixels of real context around it (mirrored at the photo's edge),
+        # then drop the context: the LR patch equals that part of the whole photo's LR version
+        big = _crop(x, top - m, left - m, s + 2 * m, s + 2 * m)
+        lr = bicubic_downsample(big, r)[:, m // r:(m + s) // r, m // r:(m + s) // r]
+        lr = (lr * 255).round() / 255  # LR inputs are 8-bit images
+        rng = np.random.default_rng([self.seed, int(i), 1])
+        return augment_pair(lr, big[:, m:m + s, m:m + s], rng)

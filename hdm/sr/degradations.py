@@ -5,8 +5,8 @@ with ``a = -0.5`` (Keys), stretched by the scale factor when shrinking (antialia
 aligned (``align_corners=False``). MATLAB's ``imresize`` does the same, except at the image border:
 MATLAB extends the image symmetrically, while torch (``F.interpolate(..., antialias=True)``, ported
 from Pillow) renormalises the kernel weights that fall inside the image. The two therefore agree
-exactly away from a ``2 * scale``-pixel border and differ slightly on it; the border crop of SR
-metrics (``crop = scale``) removes most of that difference. The tests check agreement with Pillow's
+exactly except in the outer 2 LR pixels (8 HR pixels at x4), where they differ slightly; the SR
+metrics' border crop (``crop = scale`` HR pixels) removes about half of that band. The tests check agreement with Pillow's
 ``Image.resize(..., BICUBIC)``, an independent implementation of the same kernel and border rule.
 
 The paired transforms (:func:`random_crop_pair`, :func:`augment_pair`) act on ``(C, H, W)`` tensors

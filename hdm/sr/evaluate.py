@@ -1,8 +1,9 @@
 """The SR evaluation behind ``python -m hdm eval-sr`` and ``docs/results/sr.md`` (the shape of the
 fusion paper's Table 1).
 
-For each HR image of a folder: ``hr = mod_crop(image, 4)``, ``lr = bicubic_downsample(hr, 4)``; every
-method upscales ``lr``; outputs are quantised to 8 bits (as when saved); PSNR and SSIM on the Y channel
+For each HR image of a folder: ``hr = mod_crop(image, 4)``, ``lr = bicubic_downsample(hr, 4)`` rounded
+to 8 bits (as an LR image file is); every method upscales ``lr``; outputs are quantised to 8 bits (as
+when saved); PSNR and SSIM on the Y channel
 with a 4-pixel border crop (:mod:`hdm.sr.metrics`) over the whole image, inside the face boxes and
 outside them. Faces are detected once per image on ``lr`` (what the fusion sees); their tight boxes,
 scaled to HR, are the face region. Methods: ``bicubic``, ``general``, ``face`` (the face model on the
@@ -40,7 +41,7 @@ def _face_region(shape, boxes: np.ndarray, scale: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate_folder(folder, general, face, detector, scale: int = 4, tile: int | None = None, tile_pad: int = 16,
+def evaluate_folder(folder, general, face, detector, scale: int = 4, tile: int | None = None, tile_pad: int | None = None,
                     limit: int | None = None, progress: bool = True) -> list[dict]:
     """Per-image records ``{"name", "size", "faces", "values": {method: {key: float}}, "seconds": {method: s}}``.
 
@@ -55,8 +56,8 @@ def evaluate_folder(folder, general, face, detector, scale: int = 4, tile: int |
             print(f"skipped {path.name}: {e}")
             continue
         hr_t = torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)
-        lr = bicubic_downsample(hr_t, scale).permute(1, 2, 0).numpy()
-        lr_u8 = to_uint8(lr)
+        lr_u8 = to_uint8(bicubic_downsample(hr_t, scale).permute(1, 2, 0).numpy())  # LR images are 8-bit
+        lr = lr_u8.astype(np.float32) / 255.0
         t0 = time.perf_counter()
         boxes = np.asarray(detector(lr_u8), dtype=np.float64).reshape(-1, 5)
         detect_s = time.perf_counter() - t0
@@ -70,9 +71,10 @@ def evaluate_folder(folder, general, face, detector, scale: int = 4, tile: int |
             seconds[name] = time.perf_counter() - t0
         t0 = time.perf_counter()
         fusion = FaceFusionSR(general, face, detector=lambda _: boxes, scale=scale, tile=tile, tile_pad=tile_pad,
-                              device=device)(lr)
+                              device=device)(lr, general=outputs["general"])
         outputs["fusion"] = fusion.fused
-        seconds["fusion"] = time.perf_counter() - t0 + detect_s
+        # the fusion's time: its own work, plus the general model's run and the detection it reuses
+        seconds["fusion"] = time.perf_counter() - t0 + seconds["general"] + detect_s
         hr_u8 = to_uint8(hr)
         region = _face_region(hr.shape[:2], boxes, scale)
         values = {}
@@ -113,6 +115,9 @@ def summarize(datasets: dict[str, list[dict]], n_boot: int = 2000) -> dict:
                 if ok.sum() >= 2:
                     comp[k] = vars(paired_bootstrap(va[ok], vb[ok], n_boot=n_boot))
             entry["comparisons"][f"{a} - {b}"] = comp
+        diffs = [r["values"]["fusion"]["out_psnr"] - r["values"]["general"]["out_psnr"] for r in records]
+        diffs = [d for d in diffs if not math.isnan(d)]
+        entry["worst_out_psnr_fusion_minus_general"] = float(min(diffs)) if diffs else None
         out[ds] = entry
     return out
 
@@ -163,8 +168,9 @@ def markdown(summary: dict, header: list[str], notes: list[str]) -> str:
                 r = fg["face_psnr"]
                 lines.append(f"| fusion better than general inside faces (PSNR) | {r['diff']:+.3f} dB "
                              f"[{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}] | {'yes' if r['diff'] > 0 else 'no'} |")
-            if "out_psnr" in fg:
-                r = fg["out_psnr"]
-                lines.append(f"| fusion never worse than general outside faces (PSNR) | {r['diff']:+.3f} dB "
-                             f"[{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}] | {'yes' if r['diff'] >= -1e-9 else 'no'} |")
+            worst = summary[d].get("worst_out_psnr_fusion_minus_general")
+            if worst is not None:
+                lines.append(f"| fusion never worse than general outside faces (PSNR, worst image; outside = not in "
+                             f"a tight face box, so it includes the mask's padding and blend zone) | {worst:+.3f} dB | "
+                             f"{'yes' if worst >= -0.005 else 'no'} |")
     return "\n".join(lines) + "\n"

@@ -62,34 +62,36 @@ def _smoothed_interval(n: int, lo: float, hi: float, kernel: np.ndarray) -> np.n
 
 
 def face_mask(size: tuple[int, int], boxes: Sequence[Sequence[float]], pad: float = 0.2,
-              sigma_div: float = 10.0) -> np.ndarray:
-    """``M_face`` ``(H, W)`` float32 in [0, 1] for ``boxes`` ``(n, 4)`` ``x0, y0, x1, y1`` (pixels of the
-    ``(H, W)`` image, exclusive ends; boxes may reach outside it). See the module docstring.
+              sigma_div: float = 10.0, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """``M_face`` ``(H, W)`` float32 in [0, 1] for ``boxes`` ``(n, >= 4)`` ``x0, y0, x1, y1`` (image pixels,
+    exclusive ends; boxes may reach outside the image). See the module docstring.
 
-    No boxes -> all zeros (the fused image is the general model's)."""
+    ``origin`` ``(y, x)``: compute only the ``size`` window of the image starting there (the fusion
+    evaluates the mask on the faces' region only). No boxes -> all zeros."""
     H, W = int(size[0]), int(size[1])
     if H <= 0 or W <= 0:
         raise ValueError(f"size must be positive, got {size}")
     if pad < 0 or sigma_div <= 0:
         raise ValueError(f"need pad >= 0 and sigma_div > 0, got pad={pad}, sigma_div={sigma_div}")
-    mask = np.zeros((H, W), dtype=np.float64)
+    oy, ox = origin
+    mask = np.zeros((H, W), dtype=np.float32)
     for box in boxes:
-        x0, y0, x1, y1 = (float(v) for v in box)
+        x0, y0, x1, y1 = (float(v) for v in box[:4])
         w, h = x1 - x0, y1 - y0
         if not (w > 0 and h > 0):
             raise ValueError(f"a box needs x1 > x0 and y1 > y0, got {tuple(box)}")
         kx = gaussian_kernel_1d(w, w / sigma_div)
         ky = gaussian_kernel_1d(h, h / sigma_div)
-        px = _smoothed_interval(W, x0 - pad * w, x1 + pad * w, kx)
-        py = _smoothed_interval(H, y0 - pad * h, y1 + pad * h, ky)
+        px = _smoothed_interval(W, x0 - pad * w - ox, x1 + pad * w - ox, kx).astype(np.float32)
+        py = _smoothed_interval(H, y0 - pad * h - oy, y1 + pad * h - oy, ky).astype(np.float32)
         np.maximum(mask, np.outer(py, px), out=mask)
-    return np.clip(mask, 0, 1).astype(np.float32)
+    return np.clip(mask, 0, 1, out=mask)
 
 
 def mask_support(box: Sequence[float], pad: float = 0.2) -> tuple[int, int, int, int]:
     """The integer region ``(x0, y0, x1, y1)`` (exclusive ends, possibly outside the image) outside
     which ``face_mask`` of ``box`` is exactly 0: the padded box plus the kernel's half-width."""
-    x0, y0, x1, y1 = (float(v) for v in box)
+    x0, y0, x1, y1 = (float(v) for v in box[:4])
     w, h = x1 - x0, y1 - y0
     rx, ry = math.floor(w / 2), math.floor(h / 2)
     return (math.floor(x0 - pad * w) - rx - 1, math.floor(y0 - pad * h) - ry - 1,
@@ -102,7 +104,7 @@ def blend(face: np.ndarray, general: np.ndarray, mask: np.ndarray) -> np.ndarray
     ``face``, ``general`` ``(H, W, C)`` (or ``(H, W)``) float; ``mask`` ``(H, W)`` in [0, 1]."""
     if face.shape != general.shape or face.shape[:2] != mask.shape:
         raise ValueError(f"shapes differ: face {face.shape}, general {general.shape}, mask {mask.shape}")
-    m = mask.astype(np.float64)
+    m = mask.astype(np.result_type(face, general, np.float32))
     if face.ndim == 3:
         m = m[..., None]
-    return (m * face + (1 - m) * general).astype(np.result_type(face, general, np.float32))
+    return general + m * (face - general)

@@ -63,19 +63,20 @@ class FaceFusionSR:
 
     Args:
         detector: callable ``(H, W, 3) uint8 -> (n, >= 4)`` boxes (default: a :class:`FaceDetector`).
-        tile, tile_pad: tiled inference (:func:`hdm.sr.tiling.tiled_forward`); ``tile=None`` = whole image.
+        tile, tile_pad: tiled inference (:func:`hdm.sr.tiling.tiled_forward`); ``tile=None`` = whole image,
+            ``tile_pad=None`` = the model's receptive radius (capped).
         pad, sigma_div: the mask's padding and Gaussian width (:func:`hdm.sr.face_mask.face_mask`).
         context: extra input pixels around each face crop given to the face generator.
     """
 
     def __init__(self, general: nn.Module, face: nn.Module, detector=None, scale: int = 4, tile: int | None = None,
-                 tile_pad: int = 16, pad: float = 0.2, sigma_div: float = 10.0, context: int = 16, device=None):
-        self.general, self.face = general.eval(), face.eval()
+                 tile_pad: int | None = None, pad: float = 0.2, sigma_div: float = 10.0, context: int = 16, device=None):
+        self.general, self.face = general, face  # in eval mode: the caller's business (Upscaler does it)
         if detector is None:
             from .faces import FaceDetector
 
             detector = FaceDetector(device=device or "cpu")
-        self.detector, self.scale, self.tile, self.tile_pad = detector, int(scale), tile, int(tile_pad)
+        self.detector, self.scale, self.tile, self.tile_pad = detector, int(scale), tile, tile_pad
         self.pad, self.sigma_div, self.context = float(pad), float(sigma_div), int(context)
         self.device = torch.device(device) if device is not None else next(general.parameters()).device
 
@@ -96,26 +97,55 @@ class FaceFusionSR:
                 min(W, math.ceil(sx1 / s) + self.context), min(H, math.ceil(sy1 / s) + self.context))
 
     @torch.no_grad()
-    def __call__(self, image: np.ndarray) -> FusionResult:
-        """``image`` ``(H, W, 3)`` RGB, uint8 or float in [0, 1] (faces are detected on its uint8 version)."""
+    def __call__(self, image: np.ndarray, general: np.ndarray | None = None) -> FusionResult:
+        """``image`` ``(H, W, 3)`` RGB, uint8 or float in [0, 1] (faces are detected on its uint8 version).
+
+        ``general``: the general model's output if already computed (``(sH, sW, 3)`` float in [0, 1])."""
         if image.ndim != 3 or image.shape[2] != 3 or not (image.dtype == np.uint8 or np.issubdtype(image.dtype, np.floating)):
             raise ValueError(f"expected an (H, W, 3) RGB image (uint8 or float), got {image.shape} {image.dtype}")
         H, W = image.shape[:2]
         s = self.scale
         lr = to_tensor(image, self.device)
-        general = to_image(self._run(self.general, lr))
+        if general is None:
+            general = to_image(self._run(self.general, lr))
         as_uint8 = image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-        boxes = np.asarray(self.detector(as_uint8), dtype=np.float64).reshape(-1, 5)
+        boxes = _boxes(self.detector(as_uint8))
         if len(boxes) == 0:
             zeros = np.zeros(general.shape[:2], dtype=np.float32)
-            return FusionResult(general, general.copy(), zeros, general.copy(), boxes,
+            return FusionResult(general, general, zeros, general, boxes,
                                 "no face found: the result is the general model's output")
         face = general.copy()
+        sH, sW = general.shape[:2]
+        supports = []
         for box in boxes:
             x0, y0, x1, y1 = self.face_region(box, (H, W))
             crop = to_image(self._run(self.face, lr[..., y0:y1, x0:x1]))
-            face[y0 * s:y1 * s, x0 * s:x1 * s] = crop
-        mask = face_mask(general.shape[:2], boxes[:, :4] * s, self.pad, self.sigma_div)
-        fused = blend(face, general, mask)
+            # paste only where this face's mask can be non-zero: the crop's context band (where the
+            # face model saw the crop's edge) never overwrites a neighbouring face
+            u0, v0, u1, v1 = mask_support(box[:4] * s, self.pad)
+            u0, v0, u1, v1 = max(u0, x0 * s), max(v0, y0 * s), min(u1, x1 * s), min(v1, y1 * s)
+            face[v0:v1, u0:u1] = crop[v0 - y0 * s:v1 - y0 * s, u0 - x0 * s:u1 - x0 * s]
+            supports.append((u0, v0, u1, v1))
+        # the mask and the blend only where some face's mask is non-zero
+        u0, v0 = min(b[0] for b in supports), min(b[1] for b in supports)
+        u1, v1 = max(b[2] for b in supports), max(b[3] for b in supports)
+        mask = np.zeros((sH, sW), dtype=np.float32)
+        mask[v0:v1, u0:u1] = face_mask((v1 - v0, u1 - u0), boxes[:, :4] * s, self.pad, self.sigma_div, origin=(v0, u0))
+        fused = general.copy()
+        fused[v0:v1, u0:u1] = blend(face[v0:v1, u0:u1], general[v0:v1, u0:u1], mask[v0:v1, u0:u1])
         n = len(boxes)
         return FusionResult(general, face, mask, fused, boxes, f"{n} face{'s' if n > 1 else ''} found and fused")
+
+
+def _boxes(found) -> np.ndarray:
+    """A detector's output ``(n, 4)`` or ``(n, >= 5)`` as ``(n, 5)`` float64 ``x0, y0, x1, y1, probability``
+    (probability 1 when the detector gives none)."""
+    found = np.asarray(found, dtype=np.float64)
+    if found.size == 0:
+        return np.zeros((0, 5))
+    found = found.reshape(len(found), -1) if found.ndim > 1 else found.reshape(1, -1)
+    if found.shape[1] < 4:
+        raise ValueError(f"a face detector must return (n, >= 4) boxes, got shape {found.shape}")
+    if found.shape[1] == 4:
+        found = np.concatenate([found, np.ones((len(found), 1))], axis=1)
+    return found[:, :5]

@@ -63,7 +63,8 @@ def read_image(path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> 
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
-    Image.MAX_IMAGE_PIXELS = None  # our own limit below, with a clear message
+    guard = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None  # our own limit below, with a clear message (restored after)
     try:
         with Image.open(path) as im:
             size, mode = im.size, im.mode
@@ -72,20 +73,26 @@ def read_image(path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> 
                                  "(raise it with --max-pixels, or use a smaller image)")
             if min(size) < min_side:
                 raise ImageError(f"{path.name}: {size[0]}x{size[1]} px is too small (at least {min_side} px per side)")
-            rawmode = im.tile[0][3] if im.tile and len(im.tile[0]) > 3 else ""
+            args = im.tile[0][3] if im.tile and len(im.tile[0]) > 3 else ""
+            rawmode = args if isinstance(args, str) else (str(args[0]) if args else "")
             orientation = im.getexif().get(0x0112, 1)
             im = ImageOps.exif_transpose(im)
             im.load()
+            return _decode(path, im, mode, rawmode, orientation)
     except ImageError:
         raise
     except UnidentifiedImageError as e:
         raise ImageError(f"{path.name}: not an image file that can be read") from e
-    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data
-        raise ImageError(f"{path.name}: the image data is corrupt or truncated ({e})") from e
+    except (OSError, SyntaxError, ValueError) as e:  # truncated or corrupt data, modes Pillow cannot convert
+        raise ImageError(f"{path.name}: the image data is corrupt, truncated or of an unsupported kind ({e})") from e
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
 
+
+def _decode(path: Path, im, mode: str, rawmode: str, orientation: int) -> SRImage:
+    """The loaded Pillow image ``im`` (file mode ``mode``, raw mode ``rawmode``) as an :class:`SRImage`."""
     alpha = None
-    rawmode = str(rawmode)
-    if "16" in rawmode and mode in ("RGB", "RGBA"):  # Pillow reads these at 8 bits: read at 16
+    if ";16" in rawmode and mode in ("RGB", "RGBA"):  # Pillow reads these at 8 bits: read at 16
         full = _sixteen_bit(path)
         if full is None:
             raise ImageError(f"{path.name}: a 16-bit colour image that could not be read at full precision")
@@ -100,7 +107,8 @@ def read_image(path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> 
         grey = np.asarray(im, dtype=np.float32)
         rgb, bits = np.repeat(grey.clip(0, 1)[..., None], 3, axis=2), 16
     else:
-        has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in im.info)
+        # alpha channels, and palette/grey/RGB images with a transparent colour (PNG tRNS)
+        has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
         converted = im.convert("RGBA" if has_alpha else "RGB")
         data = np.asarray(converted, dtype=np.float32) / 255.0
         rgb, alpha, bits = data[..., :3], (data[..., 3] if has_alpha else None), 8

@@ -54,23 +54,26 @@ class Upscaler:
     Args:
         mode: ``"general"``, ``"face"`` (the face model on the whole image) or ``"fusion"``.
         general, face: weights (``"general"``/``"face"`` = shipped, or a path) or an ``nn.Module``.
-        tile, tile_pad: tiled inference (LR pixels); ``tile=None`` runs whole images.
+        tile, tile_pad: tiled inference (input pixels; default 512-px tiles, so memory stays bounded on
+            large images; ``None`` runs whole images); ``tile_pad=None`` = the model's receptive radius.
         detector: face detector for fusion (default MTCNN).
     """
 
-    def __init__(self, mode: str = "fusion", general="general", face="face", tile: int | None = None,
-                 tile_pad: int = 16, device="cpu", detector=None):
+    def __init__(self, mode: str = "fusion", general="general", face="face", tile: int | None = 512,
+                 tile_pad: int | None = None, device="cpu", detector=None):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        self.mode, self.tile, self.tile_pad, self.device = mode, tile, int(tile_pad), torch.device(device)
+        if tile is not None and tile <= 0:
+            raise ValueError(f"tile must be > 0, got {tile}")
+        self.mode, self.tile, self.tile_pad, self.device = mode, tile, tile_pad, torch.device(device)
 
         def get(w):
             return w.to(self.device).eval() if isinstance(w, torch.nn.Module) else load_generator(w, self.device)
         self.general = get(general) if mode in ("general", "fusion") else None
         self.face = get(face) if mode in ("face", "fusion") else None
-        model = self.general or self.face
-        self.scale = model.scale
-        if self.general is not None and self.face is not None and self.face.scale != self.scale:
+        model = self.general if self.general is not None else self.face
+        self.scale = int(getattr(model, "scale", 4))
+        if self.general is not None and self.face is not None and getattr(self.face, "scale", self.scale) != self.scale:
             raise ValueError(f"the general model is x{self.scale} and the face model x{self.face.scale}")
         self.fusion = (FaceFusionSR(self.general, self.face, detector=detector, scale=self.scale, tile=tile,
                                     tile_pad=tile_pad, device=self.device) if mode == "fusion" else None)

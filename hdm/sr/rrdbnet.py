@@ -133,11 +133,25 @@ class RRDBNet(nn.Module):
         16,697,987, and about 0.9 M multiply-adds per low-resolution pixel against ESRGAN's 17.9 M: small
         enough to train on 2 CPU cores and to ship in the repository. Why these sizes: halving the width
         (64 -> 32 features, 32 -> 16 growth channels) quarters each block's parameters, and 3 RRDBs
-        still make the trunk 47 3x3 convs deep (45 in the RRDBs), a receptive field of 95 LR pixels
-        that covers a whole 30 px LR patch (the paper's 120 px HR crops at x4). At x2 / x1 only
+        still make the trunk 47 3x3 convs deep (45 in the RRDBs): an output pixel sees up to 50 LR
+        pixels away (:attr:`receptive_radius`), more than a whole 30 px LR patch (the paper's 120 px HR
+        crops at x4). At x2 / x1 only
         ``conv_first`` grows, by 2,592 / 12,960 parameters.
         """
         return cls(in_ch, out_ch, scale, **PRESETS["compact"])
+
+    @property
+    def receptive_radius(self) -> int:
+        """How far (input pixels) an output pixel can see: ``f (15 num_block + 5)`` with ``f`` the
+        pixel-unshuffle factor. 15 3x3 convs per RRDB, ``conv_first`` and ``conv_body``, and at most 3
+        more body pixels from the four convs after the two nearest x2 upsamplings (a bound: exact
+        tiling needs ``tile_pad`` >= this, :mod:`hdm.sr.tiling`)."""
+        return _UNSHUFFLE[self.scale] * (15 * self.num_block + 5)
+
+    @property
+    def input_multiple(self) -> int:
+        """Input sides must be multiples of this (the pixel-unshuffle factor: 1, 2 or 4)."""
+        return _UNSHUFFLE[self.scale]
 
     @property
     def config(self) -> dict[str, int]:

@@ -4,18 +4,40 @@ The LR image is cut into a grid of ``tile x tile`` cores. Each core is run with 
 pixels of real image context on every side (where the image has them), and only the core's part of
 the output is kept. A network whose receptive field reaches at most ``pad`` LR pixels from an
 output pixel therefore gives exactly the untiled result; beyond that, context that a tile lacks
-changes the output a little, most near the tile's edge. ``pad`` trades speed for that difference.
-Tile cores and their padded extents must be sizes the model accepts (any size for x4 RRDBNets; even
-or multiple-of-4 sizes for the pixel-unshuffle x2 / x1 ones).
+changes the output a little, most near the tile's edge. ``pad`` trades speed for that difference;
+:func:`default_pad` is the model's ``receptive_radius`` (exact tiling) capped at 64 pixels.
+
+Models whose input sides must be multiples of ``m`` (``input_multiple``: the pixel-unshuffle x2 / x1
+RRDBNets) get each tile (or the whole image) mirror-padded at its bottom/right to a multiple of ``m``;
+the extra output is cropped off.
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
-__all__ = ["tiled_forward", "tile_grid"]
+__all__ = ["tiled_forward", "tile_grid", "default_pad"]
+
+
+def default_pad(model, cap: int = 64) -> int:
+    """``min(model.receptive_radius, cap)``, or 16 for a model that does not say its receptive field."""
+    radius = getattr(model, "receptive_radius", None)
+    return 16 if radius is None else int(min(radius, cap))
+
+
+def _forward_padded(model, x: torch.Tensor, scale: int) -> torch.Tensor:
+    """``model(x)`` for any size: mirror-pad bottom/right to ``model.input_multiple``, crop the output."""
+    m = int(getattr(model, "input_multiple", 1))
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % m, (-w) % m
+    if ph or pw:
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    out = model(x)
+    return out[..., : h * scale, : w * scale] if (ph or pw) else out
 
 
 def tile_grid(size: int, tile: int) -> list[tuple[int, int]]:
@@ -27,22 +49,26 @@ def tile_grid(size: int, tile: int) -> list[tuple[int, int]]:
 
 @torch.no_grad()
 def tiled_forward(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tensor, scale: int,
-                  tile: int | None = None, pad: int = 16, progress: bool = False) -> torch.Tensor:
+                  tile: int | None = None, pad: int | None = None, progress: bool = False) -> torch.Tensor:
     """``model(lr)`` computed tile by tile: ``(B, C, h, w)`` -> ``(B, C_out, scale h, scale w)``.
 
     ``tile=None`` (or a tile covering the image) runs the model once. ``pad`` LR pixels of context
-    per side. The output is assembled on ``lr``'s device, in the model's output dtype."""
+    per side (``None``: :func:`default_pad`). The output is assembled on ``lr``'s device, in the
+    model's output dtype."""
+    pad = default_pad(model) if pad is None else int(pad)
     if pad < 0:
         raise ValueError(f"pad must be >= 0, got {pad}")
+    if tile is not None and tile <= 0:
+        raise ValueError(f"tile must be > 0 (or None for the whole image), got {tile}")
     B, _, h, w = lr.shape
     if tile is None or (tile >= h and tile >= w):
-        return model(lr)
+        return _forward_padded(model, lr, scale)
     rows, cols = tile_grid(h, tile), tile_grid(w, tile)
     out = None
     for y0, y1 in tqdm(rows, desc="tiles", disable=not progress):
         for x0, x1 in cols:
             py0, py1, px0, px1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
-            sr = model(lr[..., py0:py1, px0:px1])
+            sr = _forward_padded(model, lr[..., py0:py1, px0:px1], scale)
             if sr.shape[-2:] != ((py1 - py0) * scale, (px1 - px0) * scale):
                 raise ValueError(f"the model returned {tuple(sr.shape[-2:])} for a {(py1 - py0, px1 - px0)} tile "
                                  f"at scale {scale}")

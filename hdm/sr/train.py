@@ -16,9 +16,13 @@ for the identity term: both offline here) are handled by ``missing``: ``"error"`
 run prints it loudly and the record (and so the model card) says which was used.
 
 Seeded and resumable: step ``s`` uses items ``s * batch ..`` of :class:`~hdm.sr.data.PairedPatches`,
-``<out>/last.pt`` holds generator, EMA, discriminator, optimisers and step. Under ``torchrun`` the run
-is data-parallel (DistributedDataParallel; gloo on CPU, NCCL on GPU): each of the ``W`` processes takes
-``batch / W`` items of every step, gradients are averaged, rank 0 writes checkpoints and logs.
+``<out>/last.pt`` holds generator, EMA, discriminator, optimisers and step, and a resume with other
+settings is refused. Under ``torchrun`` the run is data-parallel (DistributedDataParallel; gloo on
+CPU, NCCL on GPU): each of the ``W`` processes takes ``batch / W`` items of every step, gradients are
+averaged, rank 0 writes checkpoints and logs, and at the end the processes check that their
+parameters are identical. The L1, perceptual and identity terms are means over images, so ``W``
+processes train exactly as one process with the whole batch (up to float summation order); the
+RaGAN term's batch means are per process, which makes the GAN stage slightly different.
 """
 from __future__ import annotations
 
@@ -61,7 +65,7 @@ class SRTrainConfig:
     ema: float = 0.999
     seed: int = 0
     hr_downscale: float = 1.0            # shrink photos by this before use as HR
-    face_resize: tuple[int, int] = (120, 148)  # faces: random short side before the crop (paper: 80..148)
+    face_resize: tuple[int, int] | None = None  # faces: random short side before the crop; None: (hr_size, max(148, hr_size))
     faces_aligned: bool = False          # a folder of aligned faces (FFHQ) instead of photos
     init: str | None = None              # generator weights to start from (the face model: the general one)
     pixel_weight: float = 1.0
@@ -79,6 +83,7 @@ class SRTrainConfig:
     bf16: bool = False
     device: str = "cpu"
     export: str | None = None
+    stop_at: int | None = None           # checkpoint and stop after this step (resume later with the same settings)
     command: str = ""
     notes: list = field(default_factory=list)  # filled in: stand-ins and dropped terms
 
@@ -92,12 +97,14 @@ def psnr_tensor(sr: torch.Tensor, hr: torch.Tensor, crop: int = 0) -> torch.Tens
     return 10 * torch.log10(1 / mse)
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group when started by torchrun with more than one process."""
+def _distributed(device: str) -> tuple[int, int]:
+    """(rank, world size); joins the process group when started by torchrun with more than one process:
+    NCCL for a CUDA ``device`` (each process on GPU ``LOCAL_RANK``), gloo for the CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() and os.environ.get("HDM_DDP_BACKEND") != "gloo"
-                                else "gloo")
+        if device.startswith("cuda"):
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
@@ -159,7 +166,7 @@ def _validation(cfg: SRTrainConfig):
 
     folder = HRFolder(cfg.val, hr_downscale=1.0, progress=False)
     pairs = []
-    for x in folder.images[: cfg.val_n]:
+    for x in (im.float() / 255 for im in folder.images[: cfg.val_n]):
         side = min(192, *x.shape[-2:]) // cfg.scale * cfg.scale
         top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
         hr = mod_crop(x[:, top:top + side, left:left + side], cfg.scale)
@@ -183,14 +190,17 @@ def replicas_identical(model: nn.Module) -> bool:
     with position-dependent weights, gathered from every rank.) ``True`` outside one."""
     if not dist.is_initialized():
         return True
-    flat = torch.cat([p.detach().flatten().double().cpu() for p in model.parameters()])
-    check = torch.stack([flat.sum(), (flat * torch.linspace(1, 2, flat.numel(), dtype=torch.float64)).sum()])
+    flat = torch.cat([p.detach().flatten().double() for p in model.parameters()])  # on the model's device (NCCL)
+    weights = torch.linspace(1, 2, flat.numel(), dtype=torch.float64, device=flat.device)
+    check = torch.stack([flat.sum(), (flat * weights).sum()])
     gathered = [torch.zeros_like(check) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, check)  # gloo gathers CPU tensors
+    dist.all_gather(gathered, check)
     return all(torch.equal(g, gathered[0]) for g in gathered)
 
 
 def _ema_update(ema: dict, model: nn.Module, decay: float) -> None:
+    """``ema <- decay ema + (1 - decay) w`` (the caller warms ``decay`` up as ``min(d, (1 + t) / (10 + t))``,
+    so that a short run's average is not mostly its random initialisation)."""
     with torch.no_grad():
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:
@@ -207,7 +217,7 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {cfg.preset!r}")
     if cfg.missing not in ("error", "standin", "drop"):
         raise ValueError(f"missing must be 'error', 'standin' or 'drop', got {cfg.missing!r}")
-    rank, world = _distributed()
+    rank, world = _distributed(cfg.device)
     if cfg.batch % world:
         raise ValueError(f"the batch ({cfg.batch}) must split evenly over {world} processes")
     device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
@@ -218,7 +228,8 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
 
     if cfg.kind == "face":
         source = FaceFolder(cfg.hr, min_side=cfg.hr_size, aligned=cfg.faces_aligned, progress=progress and rank == 0)
-        data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed, resize_range=tuple(cfg.face_resize))
+        resize = tuple(cfg.face_resize) if cfg.face_resize else (cfg.hr_size, max(148, cfg.hr_size))
+        data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed, resize_range=resize)
     else:
         source = HRFolder(cfg.hr, hr_downscale=cfg.hr_downscale, min_side=cfg.hr_size, progress=progress and rank == 0)
         data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed)
@@ -238,6 +249,12 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
     step, ckpt, seconds_before = 0, out / "last.pt", 0.0
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        before = json.loads(state.get("config", "{}"))
+        fixed = ("kind", "preset", "scale", "hr_size", "batch", "seed", "hr", "steps", "lr", "gan_weight")
+        changed = {k: (before.get(k), getattr(cfg, k)) for k in fixed if k in before and before.get(k) != getattr(cfg, k)}
+        if changed:
+            raise ValueError(f"{ckpt} was made with other settings {changed} (checkpoint vs now): resume with the same "
+                             "settings, or use another --out")
         generator.load_state_dict(state["generator"])
         opt_g.load_state_dict(state["opt_g"])
         ema = {k: v.to(device) for k, v in state["ema"].items()}
@@ -246,8 +263,16 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
             opt_d.load_state_dict(state["opt_d"])
         step = int(state["step"])
         seconds_before = float(state.get("seconds", 0.0))
+        if rank == 0 and (out / "log.jsonl").exists():  # drop log lines of steps after the checkpoint (a crash)
+            lines = (out / "log.jsonl").read_text().splitlines()
+            (out / "log.jsonl").write_text("".join(l + "\n" for l in lines if json.loads(l)["step"] <= step))
         if rank == 0:
             print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
+    if world > 1:  # every process must resume from the same step (e.g. checkpoints on separate disks)
+        steps = torch.tensor([step, -step], dtype=torch.float64, device=device)
+        dist.all_reduce(steps, op=dist.ReduceOp.MAX)
+        if int(steps[0]) != -int(steps[1]):
+            raise RuntimeError(f"the processes resume from different steps ({-int(steps[1])}..{int(steps[0])})")
     cfg.notes = []
     losses = _build_losses(cfg, rank, device)
     g_model = nn.parallel.DistributedDataParallel(generator) if world > 1 else generator
@@ -271,6 +296,10 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
                disable=not (progress and rank == 0))
     t0, started = time.time(), step
     for step in bar:
+        if cfg.stop_at is not None and step >= cfg.stop_at:
+            save(step)
+            bar.close()
+            return {"stopped_at": step}, generator
         for group in opt_g.param_groups + (opt_d.param_groups if opt_d is not None else []):
             group["lr"] = _lr_at(step, cfg)
         first = step * cfg.batch + rank * per_rank
@@ -305,7 +334,7 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
             d_loss.backward()
             opt_d.step()
             parts["d"] = d_loss
-        _ema_update(ema, generator, cfg.ema)
+        _ema_update(ema, generator, min(cfg.ema, (1 + step) / (10 + step)))
         entry = {"step": step + 1, "lr": opt_g.param_groups[0]["lr"], **{k: round(v.item(), 5) for k, v in parts.items()}}
         if rank == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}", s_step=f"{(time.time() - t0) / (step + 1 - started):.2f}")
