@@ -66,3 +66,17 @@ def test_bad_inputs(hr):
         hf_error_map_loss(hr[..., :8, :8], hr[..., :8, :8], l1)
     with pytest.raises(ValueError, match="weights"):
         hf_error_map_loss(hr, hr, l1, weights=(1.0,))
+
+
+def test_blur_costs_more_than_noise_of_equal_mse_with_the_perceptual_stand_in():
+    from hdm.cam.metrics import gaussian_blur2d
+    from hdm.losses.haarpsi import haarpsi_distance
+
+    torch.manual_seed(2)
+    for crop in (data.astronaut()[:128, 128:256], data.coffee()[100:228, 200:328], data.chelsea()[:128, :128]):
+        x = torch.from_numpy(crop.astype(np.float32) / 255).permute(2, 0, 1)[None]
+        blur = gaussian_blur2d(x, 1.5)
+        noisy = x + torch.randn_like(x) * ((blur - x) ** 2).mean().sqrt()
+        total_b, terms_b = hf_error_map_loss(blur, x, haarpsi_distance, return_terms=True)
+        assert total_b > hf_error_map_loss(noisy, x, haarpsi_distance)
+        assert all(t > 0 for t in terms_b)
