@@ -7,7 +7,6 @@ import urllib.error
 
 import pytest
 import torch
-import torchvision
 
 from hdm.losses import (FaceIdentityLoss, PerceptualLoss, VGGFeatures, face_identity_loss, load_face_embedder,
                         load_vgg19, ragan_discriminator_loss, ragan_generator_loss)

@@ -22,7 +22,6 @@ with activation ``A`` ``(B, K, h, w)`` and gradient ``g = dS/dA`` of the class l
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Sequence
 

@@ -1,8 +1,6 @@
 """LayerCAM (Jiang et al., IEEE TIP 2021): per-position weights ``ReLU(g)`` instead of one per channel."""
 from __future__ import annotations
 
-import torch
-
 from .base import BaseCAM, CAMResult
 from .channel_cam import combine_layer_maps
 

@@ -27,7 +27,6 @@ RaGAN term's batch means are per process, which makes the GAN stage slightly dif
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -41,11 +40,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..training import cosine_lr, ema_decay_at, ema_update, init_distributed, loud, replicas_identical
 from .data import FaceFolder, HRFolder, PairedPatches
 from .degradations import bicubic_upsample
 from .rrdbnet import PRESETS, RRDBNet, load_rrdbnet
 
-__all__ = ["SRTrainConfig", "train", "export_generator", "psnr_tensor", "replicas_identical"]
+__all__ = ["SRTrainConfig", "train", "export_generator", "psnr_tensor"]
 
 
 @dataclass
@@ -97,23 +97,6 @@ def psnr_tensor(sr: torch.Tensor, hr: torch.Tensor, crop: int = 0) -> torch.Tens
     return 10 * torch.log10(1 / mse)
 
 
-def _distributed(device: str) -> tuple[int, int]:
-    """(rank, world size); joins the process group when started by torchrun with more than one process:
-    NCCL for a CUDA ``device`` (each process on GPU ``LOCAL_RANK``), gloo for the CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        if device.startswith("cuda"):
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
-def _loud(message: str, rank: int) -> None:
-    if rank == 0:
-        bar = "!" * 78
-        print(f"\n{bar}\n{message}\n{bar}\n", file=sys.stderr)
-
-
 def _optional_loss(cfg: SRTrainConfig, name: str, build, rank: int):
     """Build a loss that needs pretrained weights, applying ``cfg.missing`` when they cannot be had."""
     from ..models import WeightsUnavailable
@@ -125,10 +108,10 @@ def _optional_loss(cfg: SRTrainConfig, name: str, build, rank: int):
             raise
         if cfg.missing == "drop":
             cfg.notes.append(f"{name} term dropped: {str(e).split('.')[0]}")
-            _loud(f"WARNING: the {name} term is DROPPED from this run: its pretrained network is unavailable.\n{e}", rank)
+            loud(f"WARNING: the {name} term is DROPPED from this run: its pretrained network is unavailable.\n{e}", rank)
             return None
         cfg.notes.append(f"{name} term uses a random-weight stand-in network (pretrained weights unavailable)")
-        _loud(f"WARNING: the {name} term uses a RANDOM-WEIGHT STAND-IN: its pretrained network is unavailable.\n{e}",
+        loud(f"WARNING: the {name} term uses a RANDOM-WEIGHT STAND-IN: its pretrained network is unavailable.\n{e}",
               rank)
         return build("random")
 
@@ -151,13 +134,6 @@ def _build_losses(cfg: SRTrainConfig, rank: int, device) -> dict:
             losses["identity"] = loss.to(device)
             cfg.notes.append(f"face-identity embedder: {loss.source}")
     return losses
-
-
-def _lr_at(step: int, cfg: SRTrainConfig) -> float:
-    """Linear warm-up, then cosine decay to 0 at ``cfg.steps``."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    return 0.5 * cfg.lr * (1 + math.cos(math.pi * (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)))
 
 
 def _validation(cfg: SRTrainConfig):
@@ -185,30 +161,6 @@ def _validate(model: nn.Module, pairs, cfg: SRTrainConfig, device) -> tuple[floa
     return float(np.mean(ours)), float(np.mean(bic))
 
 
-def replicas_identical(model: nn.Module) -> bool:
-    """In a distributed run: do all processes hold exactly the same parameters? (A float64 checksum
-    with position-dependent weights, gathered from every rank.) ``True`` outside one."""
-    if not dist.is_initialized():
-        return True
-    flat = torch.cat([p.detach().flatten().double() for p in model.parameters()])  # on the model's device (NCCL)
-    weights = torch.linspace(1, 2, flat.numel(), dtype=torch.float64, device=flat.device)
-    check = torch.stack([flat.sum(), (flat * weights).sum()])
-    gathered = [torch.zeros_like(check) for _ in range(dist.get_world_size())]
-    dist.all_gather(gathered, check)
-    return all(torch.equal(g, gathered[0]) for g in gathered)
-
-
-def _ema_update(ema: dict, model: nn.Module, decay: float) -> None:
-    """``ema <- decay ema + (1 - decay) w`` (the caller warms ``decay`` up as ``min(d, (1 + t) / (10 + t))``,
-    so that a short run's average is not mostly its random initialisation)."""
-    with torch.no_grad():
-        for k, v in model.state_dict().items():
-            if v.dtype.is_floating_point:
-                ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
-            else:
-                ema[k].copy_(v)
-
-
 def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
     """Run (or resume) training; returns the record and the EMA generator (eval mode, on the CPU)."""
     if cfg.kind not in ("general", "face"):
@@ -217,7 +169,7 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {cfg.preset!r}")
     if cfg.missing not in ("error", "standin", "drop"):
         raise ValueError(f"missing must be 'error', 'standin' or 'drop', got {cfg.missing!r}")
-    rank, world = _distributed(cfg.device)
+    rank, world = init_distributed(cfg.device)
     if cfg.batch % world:
         raise ValueError(f"the batch ({cfg.batch}) must split evenly over {world} processes")
     device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
@@ -301,7 +253,7 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
             bar.close()
             return {"stopped_at": step}, generator
         for group in opt_g.param_groups + (opt_d.param_groups if opt_d is not None else []):
-            group["lr"] = _lr_at(step, cfg)
+            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
         first = step * cfg.batch + rank * per_rank
         items = [data[i] for i in range(first, first + per_rank)]
         lr_img = torch.stack([a for a, _ in items]).to(device)
@@ -334,7 +286,7 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
             d_loss.backward()
             opt_d.step()
             parts["d"] = d_loss
-        _ema_update(ema, generator, min(cfg.ema, (1 + step) / (10 + step)))
+        ema_update(ema, generator, ema_decay_at(step, cfg.ema))
         entry = {"step": step + 1, "lr": opt_g.param_groups[0]["lr"], **{k: round(v.item(), 5) for k, v in parts.items()}}
         if rank == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}", s_step=f"{(time.time() - t0) / (step + 1 - started):.2f}")

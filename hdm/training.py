@@ -1,0 +1,78 @@
+"""Small pieces every hdm training loop shares: the learning-rate schedule, the weight average,
+data-parallel set-up and its sanity check, loud warnings, file hashes."""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+__all__ = ["cosine_lr", "ema_update", "ema_decay_at", "init_distributed", "replicas_identical", "loud", "sha256"]
+
+
+def cosine_lr(step: int, steps: int, lr: float, warmup: int) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay from ``lr`` to 0 at ``steps``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    """``min(decay, (1 + step) / (10 + step))``: the average warms up, so that a short run's average is
+    not mostly its random initialisation."""
+    return min(decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def ema_update(ema: dict, model: nn.Module, decay: float) -> None:
+    """``ema <- decay ema + (1 - decay) w`` for every floating tensor of ``model.state_dict()`` (weights
+    and BatchNorm statistics); integer buffers are copied."""
+    for k, v in model.state_dict().items():
+        if v.dtype.is_floating_point:
+            ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+        else:
+            ema[k].copy_(v)
+
+
+def init_distributed(device: str) -> tuple[int, int]:
+    """(rank, world size); joins the process group when started by ``torchrun`` with more than one
+    process: NCCL for a CUDA ``device`` (each process on GPU ``LOCAL_RANK``), gloo for the CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        if device.startswith("cuda"):
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def replicas_identical(model: nn.Module) -> bool:
+    """In a distributed run: do all processes hold exactly the same parameters? (A float64 checksum
+    with position-dependent weights, gathered from every rank.) ``True`` outside one."""
+    if not dist.is_initialized():
+        return True
+    flat = torch.cat([p.detach().flatten().double() for p in model.parameters()])  # on the model's device (NCCL)
+    weights = torch.linspace(1, 2, flat.numel(), dtype=torch.float64, device=flat.device)
+    check = torch.stack([flat.sum(), (flat * weights).sum()])
+    gathered = [torch.zeros_like(check) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, check)
+    return all(torch.equal(g, gathered[0]) for g in gathered)
+
+
+def loud(message: str, rank: int = 0) -> None:
+    """A warning nobody can miss in a training log (printed by rank 0 only)."""
+    if rank == 0:
+        bar = "!" * 78
+        print(f"\n{bar}\n{message}\n{bar}\n", file=sys.stderr)
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(Path(path), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
