@@ -12,7 +12,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-__all__ = ["cosine_lr", "ema_update", "ema_decay_at", "init_distributed", "replicas_identical", "loud", "sha256"]
+__all__ = ["cosine_lr", "ema_update", "ema_decay_at", "init_distributed", "replicas_identical", "loud", "sha256",
+           "check_resume", "trim_log", "agree_on_step"]
 
 
 def cosine_lr(step: int, steps: int, lr: float, warmup: int) -> float:
@@ -76,3 +77,29 @@ def sha256(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def check_resume(ckpt: Path, before: dict, now: dict, fixed) -> None:
+    """Refuse to resume ``ckpt`` (made with settings ``before``) with other values of the ``fixed`` keys."""
+    changed = {k: (before.get(k), now.get(k)) for k in fixed if k in before and before.get(k) != now.get(k)}
+    if changed:
+        raise ValueError(f"{ckpt} was made with other settings {changed} (checkpoint vs now): resume with the same "
+                         "settings, or use another --out")
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Drop the lines of a JSON-lines log whose ``step`` is after ``step`` (written after the last checkpoint)."""
+    import json
+
+    if Path(path).exists():
+        lines = Path(path).read_text().splitlines()
+        Path(path).write_text("".join(line + "\n" for line in lines if json.loads(line)["step"] <= step))
+
+
+def agree_on_step(step: int, device) -> None:
+    """In a distributed run, check that every process resumes from the same step."""
+    if dist.is_initialized():
+        both = torch.tensor([step, -step], dtype=torch.float64, device=device)
+        dist.all_reduce(both, op=dist.ReduceOp.MAX)
+        if int(both[0]) != -int(both[1]):
+            raise RuntimeError(f"the processes resume from different steps ({-int(both[1])}..{int(both[0])})")

@@ -17,7 +17,33 @@ from ..sr.tiling import tiled_forward
 from .denoiser import Denoiser, from_space, to_space
 from .schedule import ResShiftSchedule
 
-__all__ = ["DiffusionSR"]
+__all__ = ["DiffusionSR", "sample_z"]
+
+
+def sample_z(model, schedule: ResShiftSchedule, z_y: torch.Tensor, z_T: torch.Tensor, deterministic: bool = True,
+             one_step: bool = False, noise=None, evaluate=None, trajectory: list | None = None) -> torch.Tensor:
+    """From ``z_T`` (a prior sample) to ``z0_hat``, in the space of :func:`~hdm.diffusion.denoiser.to_space`.
+
+    The teacher evaluates ``model`` at ``t = T-1 .. 0`` and steps between evaluations, with SinSR's
+    deterministic step or ResShift's posterior (``noise()`` gives its standard normal draws); the
+    student (``one_step``) evaluates once at ``T - 1``. ``evaluate(z, t)`` replaces ``model(z, z_y, t)``
+    (e.g. tiled); ``trajectory``, if given, collects every ``z0_hat``."""
+    if evaluate is None:
+        def evaluate(z, t):
+            return model(z, z_y, torch.full((z.shape[0],), t, dtype=torch.long, device=z.device))
+    z = z_T
+    for t in ([schedule.steps - 1] if one_step else range(schedule.steps - 1, -1, -1)):
+        z0 = evaluate(z, t)
+        if trajectory is not None:
+            trajectory.append(z0)
+        if t == 0 or one_step:
+            break
+        if deterministic:
+            z = schedule.ddim_step(z, z0, z_y, t)
+        else:
+            mean, std = schedule.posterior_mean_std(z, z0, t)
+            z = mean + std * noise()
+    return z0
 
 
 class _Evaluation(nn.Module):
@@ -72,18 +98,8 @@ class DiffusionSR:
         def noise():
             return torch.randn(z_y.shape, generator=gen, dtype=z_y.dtype).to(z_y.device)
 
-        z = self.schedule.prior_sample(z_y, noise())
         trajectory = []
-        steps = [self.schedule.steps - 1] if self.one_step else range(self.schedule.steps - 1, -1, -1)
-        for t in steps:
-            z0 = self._eval(z, z_y, t)
-            trajectory.append(z0)
-            if t == 0 or self.one_step:
-                break
-            if self.deterministic:
-                z = self.schedule.ddim_step(z, z0, z_y, t)
-            else:
-                mean, std = self.schedule.posterior_mean_std(z, z0, t)
-                z = mean + std * noise()
+        z0 = sample_z(self.model, self.schedule, z_y, self.schedule.prior_sample(z_y, noise()), self.deterministic,
+                      self.one_step, noise, lambda z, t: self._eval(z, z_y, t), trajectory)
         sr = from_space(z0, s).clamp(0, 1)
         return (sr, trajectory) if return_trajectory else sr

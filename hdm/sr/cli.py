@@ -11,7 +11,18 @@ from pathlib import Path
 def _cmd_train_sr(args) -> int:
     from .train import SRTrainConfig, train
 
-    fields = {f.name for f in dataclasses.fields(SRTrainConfig)}
+    return _run_training(args, SRTrainConfig, train)
+
+
+def _cmd_train_diffusion(args) -> int:
+    from ..diffusion.train import DiffusionTrainConfig, train
+
+    return _run_training(args, DiffusionTrainConfig, train)
+
+
+def _run_training(args, config_class, train) -> int:
+    """Build ``config_class`` from ``--config`` JSON overridden by the flags given, and train."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
     values = {}
     if args.config:
         path = Path(args.config)
@@ -31,7 +42,7 @@ def _cmd_train_sr(args) -> int:
     from ..models import WeightsUnavailable
 
     try:
-        cfg = SRTrainConfig(**values)
+        cfg = config_class(**values)
         train(cfg)
     except (FileNotFoundError, ValueError, WeightsUnavailable, FloatingPointError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -204,6 +215,39 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", help="cpu (default) or cuda")
     p.add_argument("--export", help="write the EMA generator here (safetensors) when done")
     p.set_defaults(func=_cmd_train_sr)
+
+    p = sub.add_parser(
+        "train-diffusion", help="train the residual-shifting diffusion SR teacher, or distil its one-step student",
+        description="Train the ResShift-style teacher (--stage teacher) or distil the SinSR-style one-step student "
+                    "from it (--stage student --teacher FILE), with (--hf-weight > 0) or without the multi-scale "
+                    "high-frequency error-map loss. Flags override --config; torchrun works as for train-sr.")
+    p.add_argument("--config", help="JSON file of DiffusionTrainConfig fields")
+    p.add_argument("--hr", help="folder of HR photos")
+    p.add_argument("--out", help="checkpoint and log folder (default runs/diffusion_teacher)")
+    p.add_argument("--stage", choices=["teacher", "student"])
+    p.add_argument("--teacher", help="the teacher's exported weights (for --stage student)")
+    p.add_argument("--hr-size", dest="hr_size", type=int, help="HR patch side (default 128, at least 128)")
+    p.add_argument("--batch", type=int)
+    p.add_argument("--steps", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--ema", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--hr-downscale", dest="hr_downscale", type=float)
+    p.add_argument("--width", type=int, help="denoiser width (default 64)")
+    p.add_argument("--blocks", type=int, help="residual blocks per level (default 2)")
+    p.add_argument("--timesteps", type=int, help="diffusion steps T (default 15, as ResShift)")
+    p.add_argument("--kappa", type=float)
+    p.add_argument("--hf-weight", dest="hf_weight", type=float, help="weight of the HF error-map loss (0: without it)")
+    p.add_argument("--perceptual", choices=["auto", "lpips", "haarpsi"], help="the HF loss's distance (default auto)")
+    p.add_argument("--gt-weight", dest="gt_weight", type=float, help="student: ground-truth term weight (default 1)")
+    p.add_argument("--val", help="HR photos for the periodic PSNR check (a monitor only)")
+    p.add_argument("--val-every", dest="val_every", type=int)
+    p.add_argument("--ckpt-every", dest="ckpt_every", type=int)
+    p.add_argument("--stop-at", dest="stop_at", type=int)
+    p.add_argument("--device")
+    p.add_argument("--export", help="write the EMA denoiser here (safetensors) when done")
+    p.set_defaults(func=_cmd_train_diffusion)
 
     from .io import MAX_PIXELS
 

@@ -40,7 +40,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..training import cosine_lr, ema_decay_at, ema_update, init_distributed, loud, replicas_identical
+from ..training import (agree_on_step, check_resume, cosine_lr, ema_decay_at, ema_update, init_distributed, loud,
+                        replicas_identical, trim_log)
 from .data import FaceFolder, HRFolder, PairedPatches
 from .degradations import bicubic_upsample
 from .rrdbnet import PRESETS, RRDBNet, load_rrdbnet
@@ -201,12 +202,8 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
     step, ckpt, seconds_before = 0, out / "last.pt", 0.0
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        before = json.loads(state.get("config", "{}"))
-        fixed = ("kind", "preset", "scale", "hr_size", "batch", "seed", "hr", "steps", "lr", "gan_weight")
-        changed = {k: (before.get(k), getattr(cfg, k)) for k in fixed if k in before and before.get(k) != getattr(cfg, k)}
-        if changed:
-            raise ValueError(f"{ckpt} was made with other settings {changed} (checkpoint vs now): resume with the same "
-                             "settings, or use another --out")
+        check_resume(ckpt, json.loads(state.get("config", "{}")), asdict(cfg),
+                     ("kind", "preset", "scale", "hr_size", "batch", "seed", "hr", "steps", "lr", "gan_weight"))
         generator.load_state_dict(state["generator"])
         opt_g.load_state_dict(state["opt_g"])
         ema = {k: v.to(device) for k, v in state["ema"].items()}
@@ -215,16 +212,10 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
             opt_d.load_state_dict(state["opt_d"])
         step = int(state["step"])
         seconds_before = float(state.get("seconds", 0.0))
-        if rank == 0 and (out / "log.jsonl").exists():  # drop log lines of steps after the checkpoint (a crash)
-            lines = (out / "log.jsonl").read_text().splitlines()
-            (out / "log.jsonl").write_text("".join(l + "\n" for l in lines if json.loads(l)["step"] <= step))
         if rank == 0:
+            trim_log(out / "log.jsonl", step)  # lines of steps after the checkpoint (a crash)
             print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
-    if world > 1:  # every process must resume from the same step (e.g. checkpoints on separate disks)
-        steps = torch.tensor([step, -step], dtype=torch.float64, device=device)
-        dist.all_reduce(steps, op=dist.ReduceOp.MAX)
-        if int(steps[0]) != -int(steps[1]):
-            raise RuntimeError(f"the processes resume from different steps ({-int(steps[1])}..{int(steps[0])})")
+    agree_on_step(step, device)  # e.g. checkpoints on separate disks
     cfg.notes = []
     losses = _build_losses(cfg, rank, device)
     g_model = nn.parallel.DistributedDataParallel(generator) if world > 1 else generator

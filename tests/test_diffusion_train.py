@@ -1,0 +1,62 @@
+"""The diffusion trainer: a teacher with the HF loss, a student distilled from it, exact resume, export."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skdata
+
+from hdm.__main__ import main
+from hdm.diffusion.train import DiffusionTrainConfig, load_diffusion, train
+
+
+@pytest.fixture(scope="module")
+def hr_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("hr")
+    for name, img in (("astronaut", skdata.astronaut()), ("coffee", skdata.coffee())):
+        Image.fromarray(img[:160, :176]).save(folder / f"{name}.png")
+    return folder
+
+
+def tiny(folder, out, **kw):
+    return DiffusionTrainConfig(**{**dict(hr=str(folder), out=str(out), batch=2, steps=3, warmup=1, width=8, blocks=1,
+                                          timesteps=4, ckpt_every=1, ema=0.5), **kw})
+
+
+def test_teacher_with_the_hf_loss_resumes_exactly(hr_folder, tmp_path):
+    cfg = dict(hf_weight=1.0, perceptual="haarpsi", val=str(hr_folder), val_n=1, val_every=3)
+    record, model = train(tiny(hr_folder, tmp_path / "a", export=str(tmp_path / "t.safetensors"), **cfg), progress=False)
+    train(tiny(hr_folder, tmp_path / "b", stop_at=2, **cfg), progress=False)
+    train(tiny(hr_folder, tmp_path / "b", **cfg), progress=False)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    for k in a["ema"]:
+        torch.testing.assert_close(a["ema"][k], b["ema"][k], rtol=0, atol=0, msg=k)
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert all(e["hf"] > 0 and e["mse"] > 0 for e in log) and "val_psnr" in log[-1]
+    assert any("HaarPSI" in n for n in record["notes"])
+    teacher = load_diffusion(tmp_path / "t.safetensors")
+    assert not teacher.one_step and teacher.evaluations == 4
+    sr = teacher(torch.rand(1, 3, 16, 20), seed=1)
+    assert sr.shape == (1, 3, 64, 80) and 0 <= sr.min() and sr.max() <= 1
+
+
+def test_student_distils_the_teacher_in_one_step(hr_folder, tmp_path):
+    train(tiny(hr_folder, tmp_path / "t", export=str(tmp_path / "t.safetensors")), progress=False)
+    assert main(["train-diffusion", "--stage", "student", "--teacher", str(tmp_path / "t.safetensors"), "--hr",
+                 str(hr_folder), "--out", str(tmp_path / "s"), "--batch", "2", "--steps", "2", "--warmup", "1",
+                 "--export", str(tmp_path / "s.safetensors")]) == 0
+    log = [json.loads(line) for line in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
+    assert all(e["distill"] >= 0 and e["gt"] > 0 for e in log)
+    student = load_diffusion(tmp_path / "s.safetensors")
+    assert student.one_step and student.evaluations == 1
+    lr = torch.rand(2, 3, 12, 12)
+    out = student(lr, seed=0)
+    assert out.shape == (2, 3, 48, 48)
+    torch.testing.assert_close(student(lr, seed=0), out)
+    with pytest.raises(ValueError, match="teacher"):
+        train(tiny(hr_folder, tmp_path / "x", stage="student"), progress=False)
+    with pytest.raises(ValueError, match="hr_size"):
+        train(tiny(hr_folder, tmp_path / "x", hr_size=64), progress=False)
