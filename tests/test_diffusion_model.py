@@ -43,6 +43,7 @@ def test_samplers_shapes_range_determinism_and_tiling(model, one_step, determini
     assert not torch.equal(sampler(lr, seed=4), sr)  # and the seed matters
     tiled = DiffusionSR(model, schedule, one_step=one_step, deterministic=deterministic, tile=4)(lr, seed=3)
     assert (tiled - sr).abs().max() < 1e-5  # tiles with the receptive radius as pad: the same result
+    assert sampler(torch.rand(1, 3, 11, 13), seed=0).shape == (1, 3, 44, 52)  # odd sides
 
 
 def test_one_training_step_lowers_the_loss_on_a_fixed_batch():

@@ -60,3 +60,17 @@ def test_student_distils_the_teacher_in_one_step(hr_folder, tmp_path):
         train(tiny(hr_folder, tmp_path / "x", stage="student"), progress=False)
     with pytest.raises(ValueError, match="hr_size"):
         train(tiny(hr_folder, tmp_path / "x", hr_size=64), progress=False)
+
+
+def test_upscale_command_runs_the_diffusion_models(hr_folder, tmp_path):
+    from hdm.sr.io import read_image
+
+    train(tiny(hr_folder, tmp_path / "t", steps=1, export=str(tmp_path / "t.safetensors")), progress=False)
+    Image.fromarray(skdata.astronaut()[:33, :45]).save(tmp_path / "in.png")  # odd sides
+    for mode in ("diffusion-teacher", "diffusion"):
+        out = tmp_path / f"{mode}.png"
+        assert main(["upscale", str(tmp_path / "in.png"), str(out), "--model", mode, "--diffusion-weights",
+                     str(tmp_path / "t.safetensors"), "--seed", "3"]) == 0
+        assert read_image(out).rgb.shape == (132, 180, 3)
+    assert main(["upscale", str(tmp_path / "in.png"), str(tmp_path / "x.png"), "--model", "diffusion",
+                 "--diffusion-weights", str(tmp_path / "none.safetensors")]) == 2

@@ -90,8 +90,8 @@ class DiffusionSR:
         :func:`~hdm.diffusion.denoiser.to_space`)."""
         s = self.scale
         h, w = lr.shape[-2:]
-        if h % 2 or w % 2:
-            raise ValueError(f"LR sides must be even (the denoiser halves them once), got {h}x{w}")
+        if h % 2 or w % 2:  # the denoiser halves the LR grid once: mirror one row/column, crop it off after
+            lr = torch.nn.functional.pad(lr, (0, w % 2, 0, h % 2), mode="replicate")
         z_y = to_space(bicubic_upsample(lr, s), s)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
 
@@ -101,5 +101,5 @@ class DiffusionSR:
         trajectory = []
         z0 = sample_z(self.model, self.schedule, z_y, self.schedule.prior_sample(z_y, noise()), self.deterministic,
                       self.one_step, noise, lambda z, t: self._eval(z, z_y, t), trajectory)
-        sr = from_space(z0, s).clamp(0, 1)
+        sr = from_space(z0, s).clamp(0, 1)[..., : h * s, : w * s]
         return (sr, trajectory) if return_trajectory else sr

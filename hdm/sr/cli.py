@@ -78,7 +78,7 @@ def _cmd_upscale(args) -> int:
         return 2
     try:
         upscaler = Upscaler(args.model, general=args.general_weights, face=args.face_weights, tile=args.tile,
-                            tile_pad=args.tile_pad, device=args.device)
+                            tile_pad=args.tile_pad, device=args.device, diffusion=args.diffusion_weights, seed=args.seed)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -259,7 +259,10 @@ def add_parsers(sub) -> None:
                     "Exit code: 0 all done, 1 some files failed, 2 nothing could be done.")
     p.add_argument("input", help="image file or folder")
     p.add_argument("output", help="output file (e.g. out.png) or folder")
-    p.add_argument("--model", default="fusion", choices=["general", "face", "fusion"])
+    p.add_argument("--model", default="fusion", choices=["general", "face", "fusion", "diffusion", "diffusion-teacher"],
+                   help="diffusion: the one-step student; diffusion-teacher: the multi-step teacher")
+    p.add_argument("--diffusion-weights", default=None, help="diffusion model file (default: the shipped one)")
+    p.add_argument("--seed", type=int, default=0, help="diffusion noise seed (a seed gives the same result)")
     p.add_argument("--general-weights", default="general", help="'general' (shipped) or an RRDBNet checkpoint")
     p.add_argument("--face-weights", default="face", help="'face' (shipped) or an RRDBNet checkpoint")
     p.add_argument("--tile", type=int, default=512, help="tile side in input pixels (smaller: less memory)")

@@ -23,8 +23,11 @@ __all__ = ["SR_WEIGHTS", "MODES", "load_generator", "Upscaler", "UpscaleResult"]
 
 _WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "weights"
 #: The shipped x4 generators (see their model cards beside them).
-SR_WEIGHTS = {"general": _WEIGHTS_DIR / "sr_general_x4.safetensors", "face": _WEIGHTS_DIR / "sr_face_x4.safetensors"}
-MODES = ("general", "face", "fusion")
+SR_WEIGHTS = {"general": _WEIGHTS_DIR / "sr_general_x4.safetensors", "face": _WEIGHTS_DIR / "sr_face_x4.safetensors",
+              "diffusion": _WEIGHTS_DIR / "diffusion_student_hf_x4.safetensors",
+              "diffusion-teacher": _WEIGHTS_DIR / "diffusion_teacher_hf_x4.safetensors"}
+#: ``diffusion``: the one-step student; ``diffusion-teacher``: the multi-step teacher (hdm.diffusion).
+MODES = ("general", "face", "fusion", "diffusion", "diffusion-teacher")
 
 
 def load_generator(weights: str | Path, device="cpu") -> RRDBNet:
@@ -52,20 +55,34 @@ class Upscaler:
     """``Upscaler(mode)(image) -> UpscaleResult``.
 
     Args:
-        mode: ``"general"``, ``"face"`` (the face model on the whole image) or ``"fusion"``.
+        mode: ``"general"``, ``"face"`` (the face model on the whole image), ``"fusion"``, ``"diffusion"``
+            (the one-step student) or ``"diffusion-teacher"`` (the multi-step teacher).
         general, face: weights (``"general"``/``"face"`` = shipped, or a path) or an ``nn.Module``.
         tile, tile_pad: tiled inference (input pixels; default 512-px tiles, so memory stays bounded on
             large images; ``None`` runs whole images); ``tile_pad=None`` = the model's receptive radius.
         detector: face detector for fusion (default MTCNN).
+        diffusion: diffusion weights (default: the shipped ones for the mode), and ``seed`` its noise.
     """
 
     def __init__(self, mode: str = "fusion", general="general", face="face", tile: int | None = 512,
-                 tile_pad: int | None = None, device="cpu", detector=None):
+                 tile_pad: int | None = None, device="cpu", detector=None, diffusion=None, seed: int = 0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if tile is not None and tile <= 0:
             raise ValueError(f"tile must be > 0, got {tile}")
         self.mode, self.tile, self.tile_pad, self.device = mode, tile, tile_pad, torch.device(device)
+
+        self.seed, self.diffusion = int(seed), None
+        if mode.startswith("diffusion"):
+            from ..diffusion.train import load_diffusion
+
+            path = SR_WEIGHTS.get(str(diffusion or mode), Path(str(diffusion or mode)))
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"no diffusion weights at {path}: train them with `python -m hdm train-diffusion`")
+            self.diffusion = load_diffusion(path, one_step=mode == "diffusion", tile=tile, device=self.device)
+            self.general = self.face = self.fusion = None
+            self.scale = self.diffusion.scale
+            return
 
         def get(w):
             return w.to(self.device).eval() if isinstance(w, torch.nn.Module) else load_generator(w, self.device)
@@ -90,6 +107,10 @@ class Upscaler:
         if self.mode == "fusion":
             result = self.fusion(image.rgb)
             return UpscaleResult(result.fused, alpha, result, result.message)
+        if self.diffusion is not None:
+            sr = self.diffusion(to_tensor(image.rgb, self.device), seed=self.seed)
+            steps = self.diffusion.evaluations
+            return UpscaleResult(to_image(sr), alpha, None, f"{self.mode} ({steps} step{'s' if steps > 1 else ''}, seed {self.seed})")
         model = self.general if self.mode == "general" else self.face
         sr = tiled_forward(model, to_tensor(image.rgb, self.device), self.scale, self.tile, self.tile_pad)
         return UpscaleResult(to_image(sr), alpha, None, f"{self.mode} model")
