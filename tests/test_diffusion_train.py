@@ -74,3 +74,27 @@ def test_upscale_command_runs_the_diffusion_models(hr_folder, tmp_path):
         assert read_image(out).rgb.shape == (132, 180, 3)
     assert main(["upscale", str(tmp_path / "in.png"), str(tmp_path / "x.png"), "--model", "diffusion",
                  "--diffusion-weights", str(tmp_path / "none.safetensors")]) == 2
+
+
+def test_eval_diffusion_writes_the_ablation_table(hr_folder, tmp_path):
+    from hdm.diffusion.evaluate import hf_error
+
+    for name, hf in (("t", 0.0), ("th", 1.0)):
+        train(tiny(hr_folder, tmp_path / name, steps=1, hf_weight=hf, perceptual="haarpsi",
+                   export=str(tmp_path / f"{name}.safetensors")), progress=False)
+    out, js = tmp_path / "d.md", tmp_path / "d.json"
+    args = ["eval-diffusion", "--hr", str(hr_folder), "--teacher", str(tmp_path / "t.safetensors"), "--teacher-hf",
+            str(tmp_path / "th.safetensors"), "--student", str(tmp_path / "t.safetensors"), "--perceptual", "haarpsi",
+            "--bootstrap", "50", "--out", str(out), "--json", str(js)]
+    assert main(args) == 0
+    text = out.read_text()
+    assert "| bicubic |" in text and "teacher+HF - teacher" in text and "## Goals" in text and "HaarPSI" in text
+    summary = json.loads(js.read_text())["summary"]
+    assert summary["methods"]["teacher"]["evaluations"] == 4 and summary["methods"]["student"]["evaluations"] == 1
+    # the HF error: 0 for the HR image itself, about 1 for a flat (detail-free) image
+    import numpy as np
+
+    hr = skdata.astronaut()[:64, :64]
+    assert hf_error(hr, hr) == 0
+    flat = np.full_like(hr, 128)
+    assert abs(hf_error(flat, hr) - 1) < 1e-6

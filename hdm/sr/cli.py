@@ -172,6 +172,43 @@ def _cmd_eval_sr(args) -> int:
     return 0
 
 
+def _cmd_eval_diffusion(args) -> int:
+    from .. import bench
+    from ..diffusion.evaluate import evaluate_models, markdown, no_reference_metrics, summarize
+    from ..diffusion.train import load_diffusion
+    from ..losses.lpips import perceptual_distance
+
+    given = {"teacher": args.teacher, "student": args.student, "teacher+HF": args.teacher_hf, "student+HF": args.student_hf}
+    try:
+        models = {name: load_diffusion(path, one_step=name.startswith("student"), device=args.device)
+                  for name, path in given.items() if path}
+        if not models:
+            raise ValueError("give at least one of --teacher, --student, --teacher-hf, --student-hf")
+        distance, distance_name = perceptual_distance(args.perceptual, args.device)
+        nr, skipped = no_reference_metrics(args.device) if not args.no_iqa else ({}, "CLIPIQA and MUSIQ skipped (--no-iqa)")
+        records = evaluate_models(args.hr, models, distance, nr, seed=args.seed, limit=args.limit)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    evaluations = {name: m.evaluations for name, m in models.items()}
+    summary = summarize(records, evaluations, [("teacher+HF", "teacher"), ("student+HF", "student")], args.bootstrap)
+    notes = [f"{name}: {path}" for name, path in given.items() if path]
+    notes += [f"perceptual column: {distance_name}", *([skipped] if skipped else []),
+              "HR = the image cropped to a multiple of 8; LR = antialiased bicubic x1/4 rounded to 8 bits; "
+              f"teachers sample with ResShift's posterior (seed {args.seed}), students in one step (hdm.diffusion.evaluate)"]
+    text = markdown(summary, bench._header("Diffusion SR x4: teacher and one-step student, with and without the "
+                                           "high-frequency error-map loss", str(args.hr)), notes, distance_name)
+    print(text)
+    if args.out:
+        print(f"wrote {bench.write(args.out, text)}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(_without_nan({"summary": summary, "images": records}), indent=2,
+                                              allow_nan=False) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     """Register the SR subcommands on ``sub`` (an argparse subparsers object)."""
     p = sub.add_parser(
@@ -248,6 +285,26 @@ def add_parsers(sub) -> None:
     p.add_argument("--device")
     p.add_argument("--export", help="write the EMA denoiser here (safetensors) when done")
     p.set_defaults(func=_cmd_train_diffusion)
+
+    p = sub.add_parser(
+        "eval-diffusion", help="PSNR/SSIM, perceptual distance, HF error and time of the diffusion models vs bicubic",
+        description="Degrade each HR image, upscale it with every given diffusion model and write the table with "
+                    "paired CIs of with-minus-without the HF loss (e.g. docs/results/diffusion.md).")
+    p.add_argument("--hr", required=True, help="folder of HR photos (e.g. ../shared/data/eval)")
+    p.add_argument("--teacher", help="teacher trained without the HF loss")
+    p.add_argument("--student", help="student distilled without the HF loss")
+    p.add_argument("--teacher-hf", dest="teacher_hf", help="teacher trained with the HF loss")
+    p.add_argument("--student-hf", dest="student_hf", help="student distilled with the HF loss")
+    p.add_argument("--perceptual", default="auto", choices=["auto", "lpips", "haarpsi"])
+    p.add_argument("--no-iqa", action="store_true",
+                   help="skip CLIPIQA and MUSIQ (by default they are added when pyiqa and their weights load)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="only the first N images")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--bootstrap", type=int, default=2000)
+    p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/diffusion.md)")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=_cmd_eval_diffusion)
 
     from .io import MAX_PIXELS
 
