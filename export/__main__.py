@@ -1,0 +1,104 @@
+"""``python -m export <onnx|tensorrt|bench>``: deployment builds of hdm's SR generators."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _generators(which: str) -> list[tuple[str, Path]]:
+    """``(name, weights)`` for ``general``, ``face``, ``all`` (the shipped ones present) or a file."""
+    from hdm.sr.pipeline import SR_WEIGHTS
+
+    shipped = {k: v for k, v in SR_WEIGHTS.items() if k in ("general", "face")}
+    if which == "all":
+        return [(k, v) for k, v in shipped.items() if v.is_file()]
+    if which in shipped:
+        return [(which, shipped[which])]
+    return [(Path(which).stem, Path(which))]
+
+
+def _cmd_onnx(args) -> int:
+    from hdm.sr.rrdbnet import load_rrdbnet
+    from hdm.training import sha256
+
+    from .to_onnx import check_parity, export_onnx
+
+    jobs = _generators(args.model)
+    if not jobs:
+        print("error: no shipped generator weights found in weights/ (train them, or pass a file)", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    failed = False
+    for name, weights in jobs:
+        try:
+            model = load_rrdbnet(weights)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        for fp16 in ([False, True] if args.fp16 == "both" else [args.fp16 == "yes"]):
+            suffix = "fp16" if fp16 else "fp32"
+            path = out if (out.suffix == ".onnx" and len(jobs) == 1 and args.fp16 != "both") else \
+                out / f"{name}_x{model.scale}_{suffix}.onnx"
+            export_onnx(model, path, name, model.scale, sha256(weights), fp16=fp16)
+            check = check_parity(model, path, fp16=fp16)
+            worst = max(check.max_abs.values())
+            verdict = "ok" if check.passed else "FAILED"
+            bound = f"<= {check.tolerance:g}" if check.tolerance is not None else "(reported)"
+            print(f"{path}: onnx.checker ok; ONNX Runtime vs torch max |diff| {worst:.2e} {bound} on "
+                  f"{', '.join(check.max_abs)}: {verdict}")
+            failed |= not check.passed
+    return 1 if failed else 0
+
+
+def _cmd_tensorrt(args) -> int:
+    from .tensorrt_engine import build_engine, tensorrt_status
+
+    ok, why = tensorrt_status()
+    if not ok:
+        print(f"TensorRT engines cannot be built here: {why}. Nothing was done.")
+        return 0
+    size = lambda s: (1, 3, *(int(v) for v in s.split("x")))  # noqa: E731
+    try:
+        path = build_engine(args.onnx, args.out, size(args.min), size(args.opt), size(args.max), fp16=not args.fp32)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    sub = parser.add_subparsers(dest="command", metavar="<subcommand>")
+    p = sub.add_parser("onnx", help="export SR generators to ONNX and check them against torch",
+                       description="Export to ONNX (opset 17, dynamic batch/height/width, hdm metadata), then "
+                                   "onnx.checker and ONNX Runtime vs torch on several sizes (fp32: max |diff| <= 1e-4).")
+    p.add_argument("--model", default="all", help="general, face, all (the shipped ones) or an RRDBNet checkpoint")
+    p.add_argument("--out", default="exports", help="output folder (or a .onnx file for one model and one precision)")
+    p.add_argument("--fp16", default="both", choices=["no", "yes", "both"], help="precision(s) to export")
+    p.set_defaults(func=_cmd_onnx)
+    p = sub.add_parser("tensorrt", help="build a TensorRT fp16 engine from an exported ONNX file (GPU + tensorrt)",
+                       description="Build (or load from the cache) a serialised TensorRT engine with one "
+                                   "optimisation profile. Without TensorRT or a GPU it says so and exits cleanly.")
+    p.add_argument("onnx", help="an ONNX file written by `python -m export onnx`")
+    p.add_argument("--out", default=None, help="engine file (default: the cache, ~/.cache/hdm/tensorrt)")
+    p.add_argument("--min", default="16x16", help="smallest input HxW of the profile")
+    p.add_argument("--opt", default="128x128", help="the input HxW TensorRT optimises for")
+    p.add_argument("--max", default="512x512", help="largest input HxW of the profile")
+    p.add_argument("--fp32", action="store_true", help="float32 engine instead of fp16")
+    p.set_defaults(func=_cmd_tensorrt)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

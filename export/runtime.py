@@ -1,0 +1,71 @@
+"""Run an exported SR generator with ONNX Runtime alone (no hdm training code, no torch model), with the
+same tiling as the torch pipeline (:func:`hdm.sr.tiling.tiled_forward`).
+
+Providers: TensorRT, then CUDA, then CPU - the first that works here; :attr:`OnnxSR.provider` says
+which one runs. Without a GPU only the CPU provider is tried (the GPU ones would fall back anyway,
+with warnings).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .to_onnx import read_metadata
+
+__all__ = ["OnnxSR", "providers_here"]
+
+
+def providers_here() -> list[str]:
+    """The ONNX Runtime providers worth trying on this machine, best first."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    gpu = torch.cuda.is_available()
+    wanted = (["TensorrtExecutionProvider", "CUDAExecutionProvider"] if gpu else []) + ["CPUExecutionProvider"]
+    return [p for p in wanted if p in available]
+
+
+class OnnxSR:
+    """``OnnxSR(path)(lr) -> sr``: ``lr`` ``(N, 3, h, w)`` (or ``(h, w, 3)``) float in [0, 1] -> same layout, x scale.
+
+    Args: ``providers`` (default :func:`providers_here`), ``tile``/``tile_pad`` as the torch pipeline
+    (``tile_pad=None``: the receptive radius stored in the file, capped at 64)."""
+
+    def __init__(self, path, providers: list[str] | None = None, tile: int | None = 512, tile_pad: int | None = None):
+        import onnxruntime as ort
+
+        self.path, self.meta = Path(path), read_metadata(path)
+        self.session = ort.InferenceSession(str(path), providers=providers or providers_here())
+        self.provider = self.session.get_providers()[0]
+        self.scale = int(self.meta["hdm.scale"])
+        self.input_multiple = int(self.meta.get("hdm.input_multiple", 1))
+        self.receptive_radius = int(self.meta.get("hdm.receptive_radius", 16))
+        self.tile, self.tile_pad = tile, tile_pad
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"{self.path.name} takes (N, 3, h, w) RGB input, got {tuple(x.shape)}")
+        out = self.session.run(None, {"lr": np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
+        return torch.from_numpy(out)
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        from hdm.sr.tiling import tiled_forward
+
+        hwc = lr.ndim == 3
+        x = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))
+        x = x.permute(2, 0, 1)[None] if hwc else x
+        runner = _Runner(self)
+        sr = tiled_forward(runner, x, self.scale, self.tile, self.tile_pad).numpy()
+        return sr[0].transpose(1, 2, 0) if hwc else sr
+
+
+class _Runner:
+    """What :func:`hdm.sr.tiling.tiled_forward` needs of a model: a callable with its input multiple and reach."""
+
+    def __init__(self, sr: OnnxSR):
+        self.sr, self.input_multiple, self.receptive_radius = sr, sr.input_multiple, sr.receptive_radius
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sr._run(x)

@@ -1,0 +1,131 @@
+"""Export an SR generator to ONNX, self-described and checked against torch.
+
+Graph: input ``lr`` ``(N, 3, h, w)`` float RGB in [0, 1] (NCHW), output ``sr`` ``(N, 3, s h, s w)``,
+not clamped (as the torch model); batch, height and width are dynamic.
+
+Opset 17: the lowest that carries every op these generators need in the form TensorRT 8.6+ and ONNX
+Runtime 1.14+ both optimise (convolutions, LeakyReLU, nearest ``Resize``, the ``Reshape``/``Transpose``
+of pixel-(un)shuffle), and old enough that every current runtime reads it.
+
+Metadata (``metadata_props``): ``hdm.model`` (its name), ``hdm.scale``, ``hdm.input`` (range and layout),
+``hdm.version``, ``hdm.checkpoint_sha256``, ``hdm.precision``, ``hdm.config`` (the architecture), and
+what tiling needs: ``hdm.input_multiple`` and ``hdm.receptive_radius``.
+
+fp16: the weights and the graph's arithmetic in half precision, with float32 ``lr``/``sr`` at the
+boundary (a ``Cast`` after the input and before the output), so callers need not change.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+__all__ = ["OPSET", "ExportCheck", "export_onnx", "read_metadata", "check_parity"]
+
+OPSET = 17
+#: Sizes (h, w) of the parity check: square, odd and non-square.
+CHECK_SIZES = ((16, 16), (23, 17), (32, 48))
+
+
+class _Half(nn.Module):
+    """``model`` in fp16 with float32 input and output."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model.half()
+
+    def forward(self, x):
+        return self.model(x.half()).float()
+
+
+def export_onnx(model: nn.Module, path, name: str, scale: int, sha256: str = "", fp16: bool = False,
+                config: dict | None = None) -> Path:
+    """Write ``model`` (``lr -> sr``) to ``path`` as ONNX with dynamic batch/height/width and metadata."""
+    import copy
+
+    import onnx
+
+    from hdm import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    net = copy.deepcopy(model).float().eval()
+    if fp16:
+        net = _Half(net)
+    multiple = int(getattr(model, "input_multiple", 1))
+    example = torch.rand(1, 3, 8 * multiple, 8 * multiple)
+    import warnings
+
+    # torch's TorchScript exporter (dynamo=False): the torch.export-based one needs the onnxscript package and
+    # has no gain for these plain conv nets; its deprecation notice and the tracer's notes on the models'
+    # input checks (Python-level, constant per call) are expected here
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(net, (example,), str(path), opset_version=OPSET, input_names=["lr"], output_names=["sr"],
+                          dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
+                                        "sr": {0: "batch", 2: "out_height", 3: "out_width"}}, dynamo=False)
+    proto = onnx.load(str(path))
+    meta = {"hdm.model": name, "hdm.scale": str(scale), "hdm.input": "float32 RGB in [0, 1], NCHW",
+            "hdm.version": __version__, "hdm.checkpoint_sha256": sha256, "hdm.precision": "fp16" if fp16 else "fp32",
+            "hdm.config": json.dumps(config or getattr(model, "config", {})),
+            "hdm.input_multiple": str(multiple), "hdm.receptive_radius": str(int(getattr(model, "receptive_radius", 16)))}
+    del proto.metadata_props[:]
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    return path
+
+
+def read_metadata(path) -> dict:
+    """The ``hdm.*`` metadata of an exported file; a clear ``ValueError`` if it is not one."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no ONNX file at {path}")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError and friends
+        raise ValueError(f"{path} is not a readable ONNX file ({type(e).__name__}: {e})") from e
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if "hdm.model" not in meta:
+        raise ValueError(f"{path} is an ONNX file without hdm metadata: not exported by `python -m export onnx`")
+    return meta
+
+
+@dataclass
+class ExportCheck:
+    """The parity check of one exported file: worst absolute difference per input size, and the bound."""
+
+    max_abs: dict
+    tolerance: float | None
+
+    @property
+    def passed(self) -> bool:
+        return self.tolerance is None or max(self.max_abs.values()) <= self.tolerance
+
+
+def check_parity(model: nn.Module, path, fp16: bool = False, sizes=CHECK_SIZES, seed: int = 0,
+                 tolerance: float | None = 1e-4) -> ExportCheck:
+    """Run the file with ONNX Runtime (CPU) and ``model`` in torch on random inputs of ``sizes`` (made
+    to fit the model's ``input_multiple``); fp16 files are reported (``tolerance`` not applied)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    multiple = int(getattr(model, "input_multiple", 1))
+    gen = torch.Generator().manual_seed(seed)
+    worst = {}
+    for h, w in sizes:
+        h, w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+        x = torch.rand(2, 3, h, w, generator=gen)
+        with torch.no_grad():
+            ref = model.float().eval()(x).numpy()
+        out = session.run(None, {"lr": x.numpy()})[0]
+        worst[f"{h}x{w}"] = float(np.abs(out - ref).max())
+    return ExportCheck(worst, None if fp16 else tolerance)
