@@ -68,6 +68,52 @@ def _cmd_tensorrt(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    import tempfile
+
+    import torch
+
+    from hdm import bench as hdm_bench
+    from hdm.sr.rrdbnet import load_rrdbnet
+
+    from . import speed
+    from .tensorrt_engine import TensorRTSR, build_engine, tensorrt_status
+    from .to_onnx import export_onnx
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    jobs = _generators(args.model)
+    if not jobs:
+        print("error: no shipped generator weights found in weights/ (train them, or pass a file)", file=sys.stderr)
+        return 2
+    trt_ok, trt_why = tensorrt_status()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, weights in jobs:
+            try:
+                model = load_rrdbnet(weights)
+            except (FileNotFoundError, ValueError) as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            fp32 = export_onnx(model, Path(tmp) / f"{name}_fp32.onnx", name, model.scale)
+            fp16 = export_onnx(model, Path(tmp) / f"{name}_fp16.onnx", name, model.scale, fp16=True)
+
+            def engine(size, fp32=fp32):
+                if not trt_ok:
+                    return None
+                shape = (1, 3, size, size)
+                return TensorRTSR(build_engine(fp32, None, shape, shape, shape, fp16=True))
+            results[f"{name} ({weights.name})"] = speed.bench_model(model, fp32, fp16, tuple(args.sizes), args.repeats,
+                                                                  device, engine)
+    header = hdm_bench._header(f"Export speed: SR generators on {device}",
+                               "random input of each size, batch 1; " + ("TensorRT fp16 included" if trt_ok
+                                                                          else f"no TensorRT: {trt_why}"))
+    text = speed.markdown(results, header, speed.matmul_gflops(device), device)
+    print(text)
+    if args.out:
+        print(f"wrote {hdm_bench.write(args.out, text)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__)
     sub = parser.add_subparsers(dest="command", metavar="<subcommand>")
@@ -88,6 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max", default="512x512", help="largest input HxW of the profile")
     p.add_argument("--fp32", action="store_true", help="float32 engine instead of fp16")
     p.set_defaults(func=_cmd_tensorrt)
+    p = sub.add_parser("bench", help="speed of torch, ONNX Runtime and TensorRT per generator and size (ratios)",
+                       description="Median time, peak memory and GFLOP/s of each runtime, as ratios to torch eager "
+                                   "fp32 in the same run; writes e.g. docs/results/export.md.")
+    p.add_argument("--model", default="all", help="general, face, all (the shipped ones) or an RRDBNet checkpoint")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256], help="input sides")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/export.md)")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -85,3 +85,15 @@ def test_tensorrt_is_skipped_with_a_reason_without_gpu_or_package(tmp_path, caps
     assert why
     assert main(["tensorrt", str(tmp_path / "m.onnx")]) == 0
     assert "cannot be built here" in capsys.readouterr().out
+
+
+def test_bench_command_prints_ratios(tmp_path, tiny, capsys):
+    from hdm.sr.train import export_generator
+
+    weights = export_generator(tiny, tmp_path / "g.safetensors", {})
+    out = tmp_path / "export.md"
+    assert main(["bench", "--model", str(weights), "--sizes", "16", "--repeats", "1", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| 16x16 | torch eager fp32 |" in text and "1.00x" in text and "ONNX Runtime CPU fp32" in text
+    assert "GFLOP/s" in text and "- command: `" in text

@@ -1,0 +1,150 @@
+"""``python -m export bench``: speed of each SR generator in every available runtime, as ratios to
+torch eager float32 measured in the same run, written to ``docs/results/export.md``.
+
+For each model and input size: median seconds over ``repeats`` runs after a warm-up, for torch eager
+fp32, torch bf16 (CPU autocast) or fp16 (GPU), ONNX Runtime with each provider that works here, and a
+TensorRT fp16 engine when TensorRT and a GPU are present. Also: the model's FLOPs at that size
+(``torch.utils.flop_counter``, multiply-add = 2 FLOPs), the achieved GFLOP/s, and the machine's
+reference rate (a float32 matmul of 2048 x 2048 on the same device, measured in the same run: a
+practical peak, not the vendor's number). Peak memory: ``torch.cuda.max_memory_allocated`` on the GPU;
+on the CPU the growth of the process's peak resident memory, which only ever grows, so it is reported
+for the first runtime that reaches a new peak and as "-" otherwise.
+"""
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+
+import torch
+
+__all__ = ["flops", "matmul_gflops", "bench_model", "markdown"]
+
+
+def flops(model, x: torch.Tensor) -> int:
+    """FLOPs of one forward pass (multiply-add counted as 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(x)
+    return int(counter.get_total_flops())
+
+
+def matmul_gflops(device: str = "cpu", n: int = 2048, repeats: int = 5) -> float:
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    times = []
+    for _ in range(repeats + 1):
+        _sync(device)
+        t = time.perf_counter()
+        a @ b
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / statistics.median(times[1:]) / 1e9
+
+
+def _sync(device):
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _time(fn, repeats: int, device: str) -> float:
+    fn()  # warm-up (and lazy initialisation)
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int = 5, device: str = "cpu",
+                engine_builder=None) -> list[dict]:
+    """Rows ``{"size", "runtime", "seconds", "peak_mb", "gflops"}`` for one model (see the module docstring)."""
+    import onnxruntime as ort
+
+    from .runtime import providers_here
+
+    rows = []
+    model = model.to(device).eval()
+    for size in sizes:
+        x = torch.rand(1, 3, size, size, device=device)
+        n_flops = flops(model, x)
+        runs = {}
+        with torch.no_grad():
+            runs["torch eager fp32"] = lambda: model(x)
+            if device == "cpu":
+                def bf16():
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        return model(x)
+                runs["torch eager bf16 (autocast)"] = bf16
+            else:
+                half = model.half()
+                xh = x.half()
+                runs["torch eager fp16"] = lambda: half(xh)
+        for provider in providers_here():
+            for label, path in (("fp32", onnx_fp32), ("fp16", onnx_fp16)):
+                if path is None:
+                    continue
+                try:
+                    session = ort.InferenceSession(str(path), providers=[provider])
+                except Exception as e:  # a provider that cannot start here
+                    print(f"skipped ONNX Runtime {provider}: {type(e).__name__}: {e}")
+                    continue
+                feed = {"lr": x.cpu().numpy()}
+                runs[f"ONNX Runtime {provider.removesuffix('ExecutionProvider')} {label}"] = \
+                    lambda s=session, f=feed: s.run(None, f)
+        if engine_builder is not None:
+            trt = engine_builder(size)
+            if trt is not None:
+                runs["TensorRT fp16"] = lambda: trt(x)
+        for name, fn in runs.items():
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats()
+            before = _rss_mb()
+            with torch.no_grad():
+                seconds = _time(fn, repeats, device)
+            peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if device.startswith("cuda")
+                    else (_rss_mb() - before) or None)
+            rows.append({"size": size, "runtime": name, "seconds": seconds, "peak_mb": peak,
+                         "gflops": n_flops / seconds / 1e9, "flops": n_flops})
+        if device == "cpu":
+            model.float()
+    return rows
+
+
+def markdown(results: dict, header: list[str], reference_gflops: float, device: str) -> str:
+    lines = list(header) + [f"Reference rate on this {device}: {reference_gflops:.0f} GFLOP/s (float32 matmul "
+                            "2048 x 2048, median of 5, measured in this run).", ""]
+    for model, rows in results.items():
+        lines += [f"## {model}", "", "| input | runtime | median s | x torch fp32 | GFLOP/s | % of reference | peak MB |",
+                  "|---|---|---|---|---|---|---|"]
+        for size in sorted({r["size"] for r in rows}):
+            base = next(r for r in rows if r["size"] == size and r["runtime"] == "torch eager fp32")["seconds"]
+            for r in (r for r in rows if r["size"] == size):
+                peak = "-" if not r["peak_mb"] else f"{r['peak_mb']:.0f}"
+                lines.append(f"| {size}x{size} | {r['runtime']} | {r['seconds']:.4f} | {base / r['seconds']:.2f}x | "
+                             f"{r['gflops']:.1f} | {100 * r['gflops'] / reference_gflops:.0f} % | {peak} |")
+        lines.append("")
+        goals = []
+        for size in sorted({r["size"] for r in rows}):
+            at = {r["runtime"]: r["seconds"] for r in rows if r["size"] == size}
+            base = at["torch eager fp32"]
+            ort_cpu = at.get("ONNX Runtime CPU fp32")
+            if device == "cpu" and ort_cpu:
+                goals.append(f"| {size}x{size}: ONNX Runtime CPU >= 1.2x torch eager CPU | {base / ort_cpu:.2f}x | "
+                             f"{'yes' if base / ort_cpu >= 1.2 else 'no'} |")
+            if "TensorRT fp16" in at:
+                r = base / at["TensorRT fp16"]
+                goals.append(f"| {size}x{size}: TensorRT fp16 >= 3x torch fp32 eager (GPU) | {r:.2f}x | {'yes' if r >= 3 else 'no'} |")
+        if goals:
+            lines += ["| goal | measured | met |", "|---|---|---|", *goals, ""]
+    return "\n".join(lines)
+
