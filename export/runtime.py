@@ -1,5 +1,6 @@
-"""Run an exported SR generator with ONNX Runtime alone (no hdm training code, no torch model), with the
-same tiling as the torch pipeline (:func:`hdm.sr.tiling.tiled_forward`).
+"""Run an exported SR generator with ONNX Runtime (no torch model, no checkpoint), with the same tiling
+as the torch pipeline (it reuses :func:`hdm.sr.tiling.tiled_forward`, so it needs the ``hdm`` package and
+torch installed, not the training code or weights).
 
 Providers: TensorRT, then CUDA, then CPU - the first that works here; :attr:`OnnxSR.provider` says
 which one runs. Without a GPU only the CPU provider is tried (the GPU ones would fall back anyway,
@@ -38,6 +39,10 @@ class OnnxSR:
 
         self.path, self.meta = Path(path), read_metadata(path)
         self.session = ort.InferenceSession(str(path), providers=providers or providers_here())
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != "lr" or (isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] != 3):
+            raise ValueError(f"{self.path.name} does not take one 'lr' input of 3 channels: "
+                             f"{[(i.name, i.shape) for i in inputs]}")
         self.provider = self.session.get_providers()[0]
         self.scale = int(self.meta["hdm.scale"])
         self.input_multiple = int(self.meta.get("hdm.input_multiple", 1))

@@ -6,9 +6,12 @@ fp32, torch bf16 (CPU autocast) or fp16 (GPU), ONNX Runtime with each provider t
 TensorRT fp16 engine when TensorRT and a GPU are present. Also: the model's FLOPs at that size
 (``torch.utils.flop_counter``, multiply-add = 2 FLOPs), the achieved GFLOP/s, and the machine's
 reference rate (a float32 matmul of 2048 x 2048 on the same device, measured in the same run: a
-practical peak, not the vendor's number). Peak memory: ``torch.cuda.max_memory_allocated`` on the GPU;
-on the CPU the growth of the process's peak resident memory, which only ever grows, so it is reported
-for the first runtime that reaches a new peak and as "-" otherwise.
+practical peak, not the vendor's number; half-precision rows are compared with it too, so their
+percentages can exceed what their own peak allows; on a GPU, torch's "fp32" convolutions use TF32 by
+default). Peak memory: ``torch.cuda.max_memory_allocated`` for the torch rows on the GPU (ONNX
+Runtime's and TensorRT's memory is outside torch's allocator: "-"); on the CPU the growth of the
+process's peak resident memory, which only ever grows, so a runtime that stays under an earlier peak
+shows "-". ONNX Runtime GPU timings include copying the input to the GPU and the output back.
 """
 from __future__ import annotations
 
@@ -86,7 +89,9 @@ def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int 
                         return model(x)
                 runs["torch eager bf16 (autocast)"] = bf16
             else:
-                half = model.half()
+                import copy
+
+                half = copy.deepcopy(model).half()
                 xh = x.half()
                 runs["torch eager fp16"] = lambda: half(xh)
         for provider in providers_here():
@@ -94,9 +99,14 @@ def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int 
                 if path is None:
                     continue
                 try:
-                    session = ort.InferenceSession(str(path), providers=[provider])
+                    options = ort.SessionOptions()
+                    session = ort.InferenceSession(str(path), options, providers=[provider])
+                    session.disable_fallback()
                 except Exception as e:  # a provider that cannot start here
                     print(f"skipped ONNX Runtime {provider}: {type(e).__name__}: {e}")
+                    continue
+                if session.get_providers()[0] != provider:  # it fell back: do not label a CPU run as another
+                    print(f"skipped ONNX Runtime {provider}: it fell back to {session.get_providers()[0]}")
                     continue
                 feed = {"lr": x.cpu().numpy()}
                 runs[f"ONNX Runtime {provider.removesuffix('ExecutionProvider')} {label}"] = \
@@ -111,8 +121,11 @@ def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int 
             before = _rss_mb()
             with torch.no_grad():
                 seconds = _time(fn, repeats, device)
-            peak = (torch.cuda.max_memory_allocated() / 2 ** 20 if device.startswith("cuda")
-                    else (_rss_mb() - before) or None)
+            if device.startswith("cuda"):
+                # torch's allocator sees torch's own memory only; ONNX Runtime's and TensorRT's are not in it
+                peak = torch.cuda.max_memory_allocated() / 2 ** 20 if name.startswith("torch") else None
+            else:
+                peak = (_rss_mb() - before) or None
             rows.append({"size": size, "runtime": name, "seconds": seconds, "peak_mb": peak,
                          "gflops": n_flops / seconds / 1e9, "flops": n_flops})
         if device == "cpu":

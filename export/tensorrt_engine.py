@@ -78,7 +78,9 @@ def build_engine(onnx_path, out=None, min_shape=(1, 3, 16, 16), opt_shape=(1, 3,
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine for {onnx_path} (see its log above)")
     cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_bytes(bytes(serialized))
+    partial = cache.with_suffix(".partial")  # a killed build must not leave a corrupt cached engine
+    partial.write_bytes(bytes(serialized))
+    partial.replace(cache)
     if target != cache:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(bytes(serialized))
@@ -95,19 +97,35 @@ class TensorRTSR:
         if not ok:
             raise RuntimeError(why)
         self.logger = trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(Path(engine_path).read_bytes())
+        self.runtime = trt.Runtime(self.logger)  # kept alive as long as the engine
+        self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
+        if self.engine is None:
+            raise ValueError(f"{engine_path} is not an engine this TensorRT and GPU can run (rebuild it)")
         self.context = self.engine.create_execution_context()
-        self.input_name, self.output_name = self.engine.get_tensor_name(0), self.engine.get_tensor_name(1)
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"expected one input and one output, got {inputs} and {outputs}")
+        self.input_name, self.output_name = inputs[0], outputs[0]
+        for n in (self.input_name, self.output_name):
+            if self.engine.get_tensor_dtype(n) != trt.float32:
+                raise ValueError(f"tensor {n} is {self.engine.get_tensor_dtype(n)}, expected float32")
+        self.profile = self.engine.get_tensor_profile_shape(self.input_name, 0)
+        self.stream = torch.cuda.Stream()
 
     @torch.no_grad()
     def __call__(self, lr: torch.Tensor) -> torch.Tensor:
         lr = lr.contiguous().float().cuda()
-        self.context.set_input_shape(self.input_name, tuple(lr.shape))
+        if not self.context.set_input_shape(self.input_name, tuple(lr.shape)):
+            lo, _, hi = self.profile
+            raise ValueError(f"input {tuple(lr.shape)} is outside the engine's profile {tuple(lo)}..{tuple(hi)}: "
+                             "rebuild it with a wider --min/--max or use tiles")
         out = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), dtype=torch.float32, device="cuda")
         self.context.set_tensor_address(self.input_name, lr.data_ptr())
         self.context.set_tensor_address(self.output_name, out.data_ptr())
-        stream = torch.cuda.current_stream()
-        if not self.context.execute_async_v3(stream.cuda_stream):
+        self.stream.wait_stream(torch.cuda.current_stream())  # lr is ready
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise RuntimeError("TensorRT execution failed")
-        stream.synchronize()
+        self.stream.synchronize()
         return out

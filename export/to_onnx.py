@@ -3,9 +3,10 @@
 Graph: input ``lr`` ``(N, 3, h, w)`` float RGB in [0, 1] (NCHW), output ``sr`` ``(N, 3, s h, s w)``,
 not clamped (as the torch model); batch, height and width are dynamic.
 
-Opset 17: the lowest that carries every op these generators need in the form TensorRT 8.6+ and ONNX
-Runtime 1.14+ both optimise (convolutions, LeakyReLU, nearest ``Resize``, the ``Reshape``/``Transpose``
-of pixel-(un)shuffle), and old enough that every current runtime reads it.
+Opset 17: every op these generators need (convolutions, LeakyReLU, nearest ``Resize``, the
+``Reshape``/``Transpose`` of pixel-(un)shuffle) exists since opset 13; 17 is inside the range that
+torch's exporter tests most, that TensorRT 8.6+ and 10 parse, and that ONNX Runtime 1.14+ optimises,
+and old enough that every current runtime reads it.
 
 Metadata (``metadata_props``): ``hdm.model`` (its name), ``hdm.scale``, ``hdm.input`` (range and layout),
 ``hdm.version``, ``hdm.checkpoint_sha256``, ``hdm.precision``, ``hdm.config`` (the architecture), and

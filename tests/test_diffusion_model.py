@@ -15,8 +15,10 @@ from hdm.diffusion.schedule import ResShiftSchedule
 def model():
     torch.manual_seed(0)
     m = Denoiser(width=16, blocks=1).eval()
-    with torch.no_grad():  # a non-trivial network (the last conv starts at zero)
-        m.conv_out.weight.normal_(0, 0.05)
+    with torch.no_grad():  # a non-trivial network: the zero-initialised convs (block outputs, last conv) too
+        for name, p in m.named_parameters():
+            if p.dim() == 4 and p.abs().max() == 0:
+                p.normal_(0, 0.05)
     return m
 
 
@@ -34,15 +36,18 @@ def test_space_to_depth_is_lossless_and_the_untrained_model_returns_y0():
 @pytest.mark.parametrize("one_step,deterministic", [(False, False), (False, True), (True, False)])
 def test_samplers_shapes_range_determinism_and_tiling(model, one_step, deterministic):
     schedule = ResShiftSchedule.resshift(steps=4)
-    lr = torch.rand(1, 3, 12, 16)
+    lr = torch.rand(1, 3, 44, 52)
     sampler = DiffusionSR(model, schedule, one_step=one_step, deterministic=deterministic)
     sr, trajectory = sampler(lr, seed=3, return_trajectory=True)
-    assert sr.shape == (1, 3, 48, 64) and sr.min() >= 0 and sr.max() <= 1
+    assert sr.shape == (1, 3, 176, 208) and sr.min() >= 0 and sr.max() <= 1
     assert len(trajectory) == sampler.evaluations == (1 if one_step else 4)
     torch.testing.assert_close(sampler(lr, seed=3), sr)  # deterministic for a seed
     assert not torch.equal(sampler(lr, seed=4), sr)  # and the seed matters
-    tiled = DiffusionSR(model, schedule, one_step=one_step, deterministic=deterministic, tile=4)(lr, seed=3)
+    assert model.receptive_radius == 13  # 14 once on the stride-2 grid: 4 x 4 tiles of 13 -> 14 px cover 44 x 52
+    tiled = DiffusionSR(model, schedule, one_step=one_step, deterministic=deterministic, tile=13)(lr, seed=3)
     assert (tiled - sr).abs().max() < 1e-5  # tiles with the receptive radius as pad: the same result
+    too_little = DiffusionSR(model, schedule, one_step=one_step, deterministic=deterministic, tile=13, tile_pad=2)
+    assert (too_little(lr, seed=3) - sr).abs().max() > 1e-3  # (so the check above can fail)
     assert sampler(torch.rand(1, 3, 11, 13), seed=0).shape == (1, 3, 44, 52)  # odd sides
 
 
@@ -58,7 +63,7 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def loss():
-        return F.mse_loss(model(schedule.q_sample(z0, z_y, t, noise), z_y, t), z0)
+        return F.mse_loss(model(schedule.q_sample(z0, z_y, t, noise), z_y, t, schedule.input_scale(t, z0)), z0)
 
     before = loss()
     opt.zero_grad()

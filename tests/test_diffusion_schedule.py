@@ -10,7 +10,7 @@ import torch
 
 from hdm.diffusion.schedule import ResShiftSchedule, resshift_etas
 
-N = 200_000  # samples per check: standard errors ~0.2 % of the std
+N = 100_000  # samples per check: standard errors ~0.3 % of the std
 
 
 def resshift_reference(T, min_noise_level, etas_end, kappa, power):
@@ -41,14 +41,14 @@ def test_forward_marginal_and_transition_match_the_closed_form():
     torch.manual_seed(0)
     s = ResShiftSchedule.resshift()
     x0, y0 = torch.full((N,), 0.3, dtype=torch.float64), torch.full((N,), 0.8, dtype=torch.float64)
-    for t in (0, 4, 14):
+    for t in range(s.steps):  # every t
         mean, std = s.q_mean_std(x0[:1], y0[:1], t)
         m, sd = _moments(s.q_sample(x0, y0, t))
         eta = s.eta[t].item()
         assert mean.item() == pytest.approx(0.3 + eta * 0.5) and std.item() == pytest.approx(2 * math.sqrt(eta))
         assert abs(m - mean.item()) < 5 * std.item() / math.sqrt(N) and sd == pytest.approx(std.item(), rel=0.01)
     # one transition from t-1 to t lands on the marginal at t
-    for t in (1, 7, 14):
+    for t in range(1, s.steps):
         prev = s.q_sample(x0, y0, t - 1)
         a = s.alpha[t].item()
         nxt = prev + a * (y0 - x0) + 2 * math.sqrt(a) * torch.randn_like(prev)
@@ -61,7 +61,7 @@ def test_posterior_and_deterministic_step_keep_the_marginals():
     torch.manual_seed(1)
     s = ResShiftSchedule.resshift()
     x0, y0 = torch.full((N,), -0.2, dtype=torch.float64), torch.full((N,), 0.6, dtype=torch.float64)
-    for t in (1, 5, 14):
+    for t in range(1, s.steps):
         x_t = s.q_sample(x0, y0, t)
         mean, std = s.q_mean_std(x0[:1], y0[:1], t - 1)
         pm, ps = s.posterior_mean_std(x_t, x0, t)

@@ -50,17 +50,26 @@ def test_metadata_round_trip_and_bad_files(tmp_path, tiny):
         read_metadata(tmp_path / "plain.onnx")
     with pytest.raises(FileNotFoundError):
         read_metadata(tmp_path / "none.onnx")
-    sr = OnnxSR(path)
+    sr = OnnxSR(path, providers=["CPUExecutionProvider"])
     with pytest.raises(ValueError, match="RGB"):
         sr(np.zeros((1, 4, 8, 8), np.float32))
+    # a file whose graph is not an hdm SR generator's (another input) is refused with the reason
+    proto = onnx.load(str(path))
+    proto.graph.input[0].name = "image"
+    for node in proto.graph.node:
+        node.input[:] = ["image" if i == "lr" else i for i in node.input]
+    onnx.save(proto, str(tmp_path / "renamed.onnx"))
+    with pytest.raises(ValueError, match="one 'lr' input"):
+        OnnxSR(tmp_path / "renamed.onnx", providers=["CPUExecutionProvider"])
 
 
 def test_runtime_tiles_like_the_torch_pipeline(tmp_path, tiny):
     path = export_onnx(tiny, tmp_path / "m.onnx", "tiny", 4)
     lr = np.random.default_rng(0).random((37, 29, 3)).astype(np.float32)
-    whole = OnnxSR(path, tile=None)
-    assert whole.provider == "CPUExecutionProvider" or torch.cuda.is_available()
-    tiled = OnnxSR(path, tile=12)(lr)
+    cpu = ["CPUExecutionProvider"]  # exact float32 (a GPU provider may use TF32)
+    whole = OnnxSR(path, providers=cpu, tile=None)
+    assert whole.provider == "CPUExecutionProvider"
+    tiled = OnnxSR(path, providers=cpu, tile=12)(lr)
     with torch.no_grad():
         ref = tiny(torch.from_numpy(lr).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
     assert tiled.shape == (148, 116, 3)

@@ -28,6 +28,8 @@ def test_equals_piq(subsample):
         ref = piq.haarpsi(x, y, data_range=1.0, subsample=subsample, reduction="none")
         torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
     assert haarpsi(x, x).item() == pytest.approx(1.0, abs=1e-5)
+    zero = torch.zeros(1, 3, 32, 32)
+    assert haarpsi(zero, zero).item() == pytest.approx(1.0, abs=1e-5)  # no structure at all: equal, not inf
 
 
 def test_blur_is_farther_than_noise_of_equal_mse_and_differentiable():

@@ -80,3 +80,9 @@ def test_blur_costs_more_than_noise_of_equal_mse_with_the_perceptual_stand_in():
         total_b, terms_b = hf_error_map_loss(blur, x, haarpsi_distance, return_terms=True)
         assert total_b > hf_error_map_loss(noisy, x, haarpsi_distance)
         assert all(t > 0 for t in terms_b)
+    # zero for SR == HR with this distance too (all-zero weighted images), also inside a batch
+    assert hf_error_map_loss(x, x, haarpsi_distance).item() == pytest.approx(0, abs=1e-6)
+    sr = torch.cat([x, noisy]).requires_grad_(True)
+    loss = hf_error_map_loss(sr, torch.cat([x, x]), haarpsi_distance)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(sr.grad).all()

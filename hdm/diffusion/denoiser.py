@@ -10,9 +10,10 @@ pretrained VQGAN can be loaded offline), the residual ``e0 = y0 - x0`` keeps its
 network runs at the cost of an LR-resolution model. The price: a pixel-space model spends capacity
 on details a latent would have compressed.
 
-Network: a small U-Net at LR resolution (two levels, residual blocks with group norm and SiLU,
-the timestep as a sinusoidal embedding that shifts and scales each block's features), fed with
-``z_t`` and ``z_y`` side by side. It outputs ``z0_hat = z_y + net(...)``: the HR estimate as a
+Network: a small U-Net at LR resolution (two levels, residual blocks with a per-pixel layer norm and
+SiLU, the timestep as a sinusoidal embedding that shifts and scales each block's features), fed with
+``z_t / sqrt(kappa^2 eta_t + 1)`` (ResShift's input normalisation: unit variance whatever ``t``; the
+sampler and trainer pass the scale) and ``z_y`` side by side. It outputs ``z0_hat = z_y + net(...)``: the HR estimate as a
 correction of the upsampled LR image (ResShift's model predicts ``x0``; writing it as a correction of
 ``y0`` is the same target, easier to learn from scratch; the last conv starts at zero, so an untrained
 model returns ``y0``).
@@ -47,14 +48,28 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) 
     return F.pad(emb, (0, dim % 2))
 
 
+class PixelNorm(nn.Module):
+    """Layer norm over the channels of each pixel, with a learned per-channel scale and shift.
+
+    Unlike group norm (which U-Nets usually use), it looks at one pixel only, so a tile of the image
+    is normalised exactly as the whole image is, and tiled sampling is exact."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 class ResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, the timestep embedding as a per-channel scale and shift in between."""
+    """Norm-SiLU-conv twice, the timestep embedding as a per-channel scale and shift in between."""
 
     def __init__(self, c_in: int, c_out: int, emb_dim: int):
         super().__init__()
-        self.norm1, self.conv1 = nn.GroupNorm(8, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.norm1, self.conv1 = PixelNorm(c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
         self.emb = nn.Linear(emb_dim, 2 * c_out)
-        self.norm2, self.conv2 = nn.GroupNorm(8, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.norm2, self.conv2 = PixelNorm(c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
         nn.init.zeros_(self.conv2.weight)  # each block starts as the identity
         nn.init.zeros_(self.conv2.bias)
@@ -77,7 +92,7 @@ class Denoiser(nn.Module):
     def __init__(self, scale: int = 4, width: int = 64, blocks: int = 2, channels: int = 3):
         super().__init__()
         if width % 8:
-            raise ValueError(f"width must be a multiple of 8 (group norm), got {width}")
+            raise ValueError(f"width must be a multiple of 8, got {width}")
         self.scale, self.width, self.blocks, self.channels = scale, width, blocks, channels
         c = channels * scale * scale
         emb_dim = 4 * width
@@ -88,7 +103,7 @@ class Denoiser(nn.Module):
         self.mid = nn.ModuleList(ResBlock(2 * width, 2 * width, emb_dim) for _ in range(blocks))
         self.up = nn.ConvTranspose2d(2 * width, width, 2, stride=2)
         self.dec = nn.ModuleList(ResBlock(2 * width if i == 0 else width, width, emb_dim) for i in range(blocks))
-        self.norm_out, self.conv_out = nn.GroupNorm(8, width), nn.Conv2d(width, c, 3, padding=1)
+        self.norm_out, self.conv_out = PixelNorm(width), nn.Conv2d(width, c, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)  # starts at z0_hat = z_y
         nn.init.zeros_(self.conv_out.bias)
 
@@ -103,12 +118,16 @@ class Denoiser(nn.Module):
         half-resolution ones (``2 blocks``, 2 pixels each), plus 2 for the up/down sampling."""
         return 2 + 4 * self.blocks + 1 + 4 * self.blocks + 2
 
-    def forward(self, z_t: torch.Tensor, z_y: torch.Tensor, t) -> torch.Tensor:
+    def forward(self, z_t: torch.Tensor, z_y: torch.Tensor, t, in_scale=None) -> torch.Tensor:
+        """``in_scale`` ``(B,)`` or a number: multiplies ``z_t`` at the input (ResShift's
+        ``1 / sqrt(kappa^2 eta_t + 1)``, :meth:`hdm.diffusion.schedule.ResShiftSchedule.input_scale`)."""
         if z_t.shape != z_y.shape or z_t.shape[1] != self.channels * self.scale ** 2 or z_t.shape[-2] % 2 or z_t.shape[-1] % 2:
             raise ValueError(f"z_t {tuple(z_t.shape)} and z_y {tuple(z_y.shape)} must match, with "
                              f"{self.channels * self.scale ** 2} channels and even sides")
         t = torch.as_tensor(t, device=z_t.device).reshape(-1).expand(z_t.shape[0])
         emb = self.emb(timestep_embedding(t, self.width))
+        if in_scale is not None:
+            z_t = z_t * torch.as_tensor(in_scale, dtype=z_t.dtype, device=z_t.device).reshape(-1, 1, 1, 1)
         h = self.conv_in(torch.cat([z_t, z_y], dim=1))
         for block in self.down:
             h = block(h, emb)

@@ -63,6 +63,8 @@ def evaluate_models(folder, models: dict, distance, nr_metrics: dict | None = No
     """Per-image records ``{"name", "values": {method: {key: float}}, "seconds": {method: s}}`` for
     bicubic and every ``models[name]`` (a :class:`~hdm.diffusion.sampler.DiffusionSR`)."""
     records = []
+    # the distance (LPIPS) lives where the models do
+    dev = next(next(iter(models.values())).model.parameters()).device if models else torch.device("cpu")
     for path in tqdm(list_photos(folder)[:limit], desc=f"eval-diffusion {Path(folder).name}", disable=not progress):
         try:
             hr = mod_crop(read_image(path).rgb, 2 * scale)
@@ -88,7 +90,7 @@ def evaluate_models(folder, models: dict, distance, nr_metrics: dict | None = No
             sr_u8 = to_uint8(sr_t[0].permute(1, 2, 0).numpy())
             p, s = psnr_ssim_y(sr_u8, hr_u8, crop=scale)
             q = torch.from_numpy(sr_u8).permute(2, 0, 1)[None].float() / 255
-            values[name] = {"psnr": p, "ssim": s, "perceptual": float(distance(q, hr_t.float())),
+            values[name] = {"psnr": p, "ssim": s, "perceptual": float(distance(q.to(dev), hr_t.float().to(dev))),
                             "hf_error": hf_error(sr_u8, hr_u8, crop=scale)}
             for key, metric in (nr_metrics or {}).items():
                 values[name][key] = float(metric(q))

@@ -2,10 +2,12 @@
 the one-step student, on LR images, seeded, tile by tile for large images.
 
 Every network evaluation goes through :func:`hdm.sr.tiling.tiled_forward` on the whole LR-sized
-state; the updates between evaluations are pointwise. So tiling is exact whenever the tile pad covers
-the denoiser's receptive radius (the default), for the teacher as for the student. Noise comes from
-one ``torch.Generator`` seeded with ``seed`` and drawn for the whole image, step after step: a seed
-gives the same result with or without tiles.
+state; the updates between evaluations are pointwise and the denoiser's normalisation is per pixel.
+So tiling is exact whenever the tile pad covers the denoiser's receptive radius (the default; tiles
+and pads are kept even so that the stride-2 layer sees the same grid), for the teacher as for the
+student. Noise comes from one ``torch.Generator`` seeded with ``seed`` and drawn for the whole image,
+step after step: a seed gives the same result with or without tiles (on a GPU, up to cuDNN's
+non-deterministic kernels unless ``torch.use_deterministic_algorithms(True)``).
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ def sample_z(model, schedule: ResShiftSchedule, z_y: torch.Tensor, z_T: torch.Te
     (e.g. tiled); ``trajectory``, if given, collects every ``z0_hat``."""
     if evaluate is None:
         def evaluate(z, t):
-            return model(z, z_y, torch.full((z.shape[0],), t, dtype=torch.long, device=z.device))
+            steps = torch.full((z.shape[0],), t, dtype=torch.long, device=z.device)
+            return model(z, z_y, steps, schedule.input_scale(steps, z))
     z = z_T
     for t in ([schedule.steps - 1] if one_step else range(schedule.steps - 1, -1, -1)):
         z0 = evaluate(z, t)
@@ -49,14 +52,14 @@ def sample_z(model, schedule: ResShiftSchedule, z_y: torch.Tensor, z_T: torch.Te
 class _Evaluation(nn.Module):
     """``Denoiser`` at one step as a one-input model ``cat(z_t, z_y) -> z0_hat``, for tiling."""
 
-    def __init__(self, model: Denoiser, t: int):
+    def __init__(self, model: Denoiser, schedule: ResShiftSchedule, t: int):
         super().__init__()
-        self.model, self.t, self.c = model, t, model.channels * model.scale ** 2
+        self.model, self.schedule, self.t, self.c = model, schedule, t, model.channels * model.scale ** 2
         self.input_multiple, self.receptive_radius = 2, model.receptive_radius
 
     def forward(self, zz: torch.Tensor) -> torch.Tensor:
         t = torch.full((zz.shape[0],), self.t, dtype=torch.long, device=zz.device)
-        return self.model(zz[:, : self.c], zz[:, self.c:], t)
+        return self.model(zz[:, : self.c], zz[:, self.c:], t, self.schedule.input_scale(t, zz))
 
 
 class DiffusionSR:
@@ -82,7 +85,8 @@ class DiffusionSR:
         return 1 if self.one_step else self.schedule.steps
 
     def _eval(self, z: torch.Tensor, z_y: torch.Tensor, t: int) -> torch.Tensor:
-        return tiled_forward(_Evaluation(self.model, t), torch.cat([z, z_y], dim=1), 1, self.tile, self.tile_pad)
+        return tiled_forward(_Evaluation(self.model, self.schedule, t), torch.cat([z, z_y], dim=1), 1, self.tile,
+                             self.tile_pad)
 
     @torch.no_grad()
     def __call__(self, lr: torch.Tensor, seed: int = 0, return_trajectory: bool = False):
@@ -90,7 +94,7 @@ class DiffusionSR:
         :func:`~hdm.diffusion.denoiser.to_space`)."""
         s = self.scale
         h, w = lr.shape[-2:]
-        if h % 2 or w % 2:  # the denoiser halves the LR grid once: mirror one row/column, crop it off after
+        if h % 2 or w % 2:  # the denoiser halves the LR grid once: repeat the last row/column, crop it off after
             lr = torch.nn.functional.pad(lr, (0, w % 2, 0, h % 2), mode="replicate")
         z_y = to_space(bicubic_upsample(lr, s), s)
         gen = torch.Generator(device="cpu").manual_seed(int(seed))

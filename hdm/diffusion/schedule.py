@@ -71,6 +71,11 @@ class ResShiftSchedule:
         v = values[t].to(like.device, like.dtype)
         return v.view(-1, *([1] * (like.ndim - 1)))
 
+    def input_scale(self, t, like: torch.Tensor) -> torch.Tensor:
+        """ResShift's input normalisation ``1 / sqrt(kappa^2 eta_t + 1)`` ``(B,)``: ``x_t`` times it has about
+        unit variance at every ``t`` (data of unit scale plus noise of variance ``kappa^2 eta_t``)."""
+        return (1 / (self.kappa ** 2 * self._at(self.eta, t, like) + 1).sqrt()).reshape(-1)
+
     def q_mean_std(self, x0, y0, t) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of ``q(x_t | x0, y0)``."""
         eta = self._at(self.eta, t, x0)

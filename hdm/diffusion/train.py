@@ -5,10 +5,11 @@ multi-scale high-frequency error-map loss (spec part B).
   ``L = MSE(z0_hat, z0) + hf_weight * L_HF(x0_hat, x0)``.
 - ``stage="student"`` (SinSR): start from the teacher; per batch, ``z_T`` from the prior, the frozen
   teacher's deterministic trajectory from ``z_T`` gives ``z0_teacher``, and
-  ``L = MSE(f(z_T), z0_teacher) + gt_weight * MSE(f(q_sample(z0, z_y, T-1)), z0) + hf_weight * L_HF``.
-  The second term is our simplification of SinSR's consistency-preserving loss: SinSR maps the
-  ground truth to its noise through a learned inverse of the teacher; here the ground truth's own
-  forward-process sample at ``T - 1`` stands in for it (a standard ResShift target at the last step).
+  ``L = MSE(f(z_T), z0_teacher) + hf_weight * L_HF`` (+ ``gt_weight * MSE(f(q_sample(z0, z_y, T-1)), z0)``,
+  off by default). SinSR's consistency-preserving term maps the ground truth to *its own* noise through
+  a learned inverse of the teacher; the optional term here uses a forward-process sample instead,
+  which on the same inputs as the distillation term pulls the student toward ``E[z0 | z_T]``, a
+  blur of what the teacher produces: it is there for experiments, not used for the shipped models.
 
 ``L_HF`` (:func:`hdm.losses.hf_error.hf_error_map_loss`) runs on images in [0, 1] with the distance
 of :func:`hdm.losses.lpips.perceptual_distance` (LPIPS, or the named HaarPSI stand-in offline). With
@@ -65,7 +66,7 @@ class DiffusionTrainConfig:
     power: float = 0.3
     hf_weight: float = 0.0             # the high-frequency error-map loss (0: the run without it)
     perceptual: str = "auto"           # its distance: "auto" | "lpips" | "haarpsi"
-    gt_weight: float = 1.0             # student: the ground-truth term
+    gt_weight: float = 0.0             # student: the ground-truth term (off: see the module docstring)
     val: str | None = None             # HR photos for the periodic PSNR check (a monitor only)
     val_n: int = 4
     val_every: int = 250
@@ -89,7 +90,8 @@ def export_diffusion(model: Denoiser, schedule: ResShiftSchedule, path, stage: s
     return path
 
 
-def load_diffusion(path, one_step: bool | None = None, tile: int | None = None, device="cpu") -> DiffusionSR:
+def load_diffusion(path, one_step: bool | None = None, tile: int | None = None, device="cpu",
+                   tile_pad: int | None = None) -> DiffusionSR:
     """An exported model as a :class:`DiffusionSR` (the student runs one step unless ``one_step=False``)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -107,7 +109,18 @@ def load_diffusion(path, one_step: bool | None = None, tile: int | None = None, 
     schedule = ResShiftSchedule(torch.tensor(sched["eta"], dtype=torch.float64), float(sched["kappa"]))
     if one_step is None:
         one_step = meta.get("stage") == "student"
-    return DiffusionSR(model.to(device).eval(), schedule, one_step=one_step, tile=tile)
+    if not one_step and meta.get("stage") == "student":
+        raise ValueError(f"{path} is a one-step student: it cannot run as a multi-step teacher")
+    return DiffusionSR(model.to(device).eval(), schedule, one_step=one_step, tile=tile, tile_pad=tile_pad)
+
+
+def _stage_of(path) -> str:
+    from safetensors import safe_open
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no diffusion weights at {path}")
+    with safe_open(str(path), "pt") as f:
+        return (f.metadata() or {}).get("stage", "unknown")
 
 
 def _frozen(model: nn.Module) -> nn.Module:
@@ -141,6 +154,8 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
 
     teacher = None
     if cfg.stage == "student":
+        if _stage_of(cfg.teacher) != "teacher":
+            raise ValueError(f"--teacher {cfg.teacher} is a {_stage_of(cfg.teacher)} model, not a teacher")
         teacher_sr = load_diffusion(cfg.teacher, one_step=False, device=device)
         teacher = _frozen(teacher_sr.model)
         schedule = teacher_sr.schedule
@@ -152,12 +167,13 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    step, ckpt, seconds_before = 0, out / "last.pt", 0.0
+    step, ckpt, seconds_before, resolved_before = 0, out / "last.pt", 0.0, ""
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         check_resume(ckpt, json.loads(state.get("config", "{}")), asdict(cfg),
                      ("stage", "teacher", "scale", "hr_size", "batch", "seed", "hr", "steps", "lr", "hf_weight",
-                      "width", "blocks", "timesteps", "kappa", "power", "gt_weight"))
+                      "width", "blocks", "timesteps", "kappa", "power", "gt_weight", "perceptual"))
+        resolved_before = state.get("distance", "")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         ema = {k: v.to(device) for k, v in state["ema"].items()}
@@ -167,10 +183,13 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
             print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
     agree_on_step(step, device)
     cfg.notes = []
-    distance = None
+    distance, distance_name = None, ""
     if cfg.hf_weight > 0:
-        distance, name = perceptual_distance(cfg.perceptual, device)
-        cfg.notes.append(f"high-frequency error-map loss distance: {name}")
+        distance, distance_name = perceptual_distance(cfg.perceptual, device)
+        cfg.notes.append(f"high-frequency error-map loss distance: {distance_name}")
+        if step > 0 and resolved_before and resolved_before != distance_name:
+            raise ValueError(f"{ckpt} was trained with the distance {resolved_before!r}, now {distance_name!r} resolves: "
+                             "resume where the same one loads, or use another --out")
     net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
     per_rank = cfg.batch // world
     val_pairs = _validation(cfg) if (cfg.val and rank == 0) else None
@@ -182,7 +201,8 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
     def save(at: int):
         if rank == 0:
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema, "step": at,
-                        "config": config_json, "seconds": seconds_before + time.time() - t0}, out / "last.pt.tmp")
+                        "config": config_json, "seconds": seconds_before + time.time() - t0,
+                        "distance": distance_name}, out / "last.pt.tmp")
             (out / "last.pt.tmp").replace(ckpt)
 
     bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"train-diffusion {cfg.stage}",
@@ -199,23 +219,28 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
         lr_img = torch.stack([a for a, _ in items]).to(device)
         hr_img = torch.stack([b for _, b in items]).to(device)
         z0, z_y = to_space(hr_img, cfg.scale), to_space(bicubic_upsample(lr_img, cfg.scale), cfg.scale)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step * world + rank)  # per step and process
-        noise = torch.randn(z0.shape, generator=gen).to(device)
+        # the step's noise and timesteps for the whole batch, from (seed, step) only; each process takes its
+        # slice: any number of processes draws the same numbers as one
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        mine = slice(rank * per_rank, (rank + 1) * per_rank)
+        noise = torch.randn((cfg.batch, *z0.shape[1:]), generator=gen)[mine].to(device)
+        t = torch.randint(0, T, (cfg.batch,), generator=gen)[mine].to(device)
+        noise2 = torch.randn((cfg.batch, *z0.shape[1:]), generator=gen)[mine].to(device)
         parts = {}
         if cfg.stage == "teacher":
-            t = torch.randint(0, T, (z0.shape[0],), generator=gen).to(device)
-            z0_hat = net(schedule.q_sample(z0, z_y, t, noise), z_y, t)
+            z0_hat = net(schedule.q_sample(z0, z_y, t, noise), z_y, t, schedule.input_scale(t, z0))
             parts["mse"] = F.mse_loss(z0_hat, z0)
         else:
             last = torch.full((z0.shape[0],), T - 1, dtype=torch.long, device=device)
+            scale_last = schedule.input_scale(last, z0)
             z_T = schedule.prior_sample(z_y, noise)
             with torch.no_grad():
                 target = sample_z(teacher, schedule, z_y, z_T, deterministic=True)
-            z0_hat = net(z_T, z_y, last)
+            z0_hat = net(z_T, z_y, last, scale_last)
             parts["distill"] = F.mse_loss(z0_hat, target)
             if cfg.gt_weight > 0:
-                noise2 = torch.randn(z0.shape, generator=gen).to(device)
-                parts["gt"] = cfg.gt_weight * F.mse_loss(net(schedule.q_sample(z0, z_y, last, noise2), z_y, last), z0)
+                gt_in = schedule.q_sample(z0, z_y, last, noise2)
+                parts["gt"] = cfg.gt_weight * F.mse_loss(net(gt_in, z_y, last, scale_last), z0)
         if distance is not None:
             parts["hf"] = cfg.hf_weight * hf_error_map_loss(from_space(z0_hat, cfg.scale), hr_img, distance)
         loss = sum(parts.values())

@@ -80,7 +80,12 @@ def haarpsi(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, scales: i
         weights.append((weights[0] + weights[1]) / 2)
     s, w = torch.stack(sims, 1), torch.stack(weights, 1)
     eps = torch.finfo(s.dtype).eps
-    score = ((torch.sigmoid(alpha * s) * w).sum(dim=(1, 2, 3)) + eps) / (w.sum(dim=(1, 2, 3)) + eps)
+    w_sum = w.sum(dim=(1, 2, 3))
+    score = ((torch.sigmoid(alpha * s) * w).sum(dim=(1, 2, 3)) + eps) / (w_sum + eps)
+    # images without any structure at the coarsest scale (e.g. both all zero) have no weights: call them
+    # equal (score = sigmoid(alpha), HaarPSI = 1) instead of log(1 / 0)
+    score = torch.where(w_sum > 0, score, torch.sigmoid(torch.tensor(alpha, dtype=s.dtype, device=s.device)))
+    score = score.clamp(eps, 1 - eps)
     return (torch.log(score / (1 - score)) / alpha) ** 2
 
 

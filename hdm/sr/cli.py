@@ -193,6 +193,9 @@ def _cmd_eval_diffusion(args) -> int:
     evaluations = {name: m.evaluations for name, m in models.items()}
     summary = summarize(records, evaluations, [("teacher+HF", "teacher"), ("student+HF", "student")], args.bootstrap)
     notes = [f"{name}: {path}" for name, path in given.items() if path]
+    if "HaarPSI" in distance_name:
+        notes.append("caution: models trained with the HF loss on the HaarPSI stand-in are also judged on it here; "
+                     "PSNR, SSIM and the HF error are independent of the training loss")
     notes += [f"perceptual column: {distance_name}", *([skipped] if skipped else []),
               "HR = the image cropped to a multiple of 8; LR = antialiased bicubic x1/4 rounded to 8 bits; "
               f"teachers sample with ResShift's posterior (seed {args.seed}), students in one step (hdm.diffusion.evaluate)"]
@@ -274,7 +277,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--width", type=int, help="denoiser width (default 64)")
     p.add_argument("--blocks", type=int, help="residual blocks per level (default 2)")
     p.add_argument("--timesteps", type=int, help="diffusion steps T (default 15, as ResShift)")
-    p.add_argument("--kappa", type=float)
+    p.add_argument("--kappa", type=float, help="noise scale (default 2, as ResShift)")
+    p.add_argument("--power", type=float, help="schedule exponent p (default 0.3, as ResShift)")
     p.add_argument("--hf-weight", dest="hf_weight", type=float, help="weight of the HF error-map loss (0: without it)")
     p.add_argument("--perceptual", choices=["auto", "lpips", "haarpsi"], help="the HF loss's distance (default auto)")
     p.add_argument("--gt-weight", dest="gt_weight", type=float, help="student: ground-truth term weight (default 1)")

@@ -79,7 +79,8 @@ class Upscaler:
             path = SR_WEIGHTS.get(str(diffusion or mode), Path(str(diffusion or mode)))
             if not Path(path).is_file():
                 raise FileNotFoundError(f"no diffusion weights at {path}: train them with `python -m hdm train-diffusion`")
-            self.diffusion = load_diffusion(path, one_step=mode == "diffusion", tile=tile, device=self.device)
+            self.diffusion = load_diffusion(path, one_step=mode == "diffusion", tile=tile, device=self.device,
+                                            tile_pad=tile_pad)
             self.general = self.face = self.fusion = None
             self.scale = self.diffusion.scale
             return

@@ -60,6 +60,11 @@ def tiled_forward(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tenso
         raise ValueError(f"pad must be >= 0, got {pad}")
     if tile is not None and tile <= 0:
         raise ValueError(f"tile must be > 0 (or None for the whole image), got {tile}")
+    # tiles and pads on the model's grid (multiples of input_multiple), so that strided layers see the
+    # same sampling grid in a tile as in the whole image
+    m = int(getattr(model, "input_multiple", 1))
+    pad = -(-pad // m) * m
+    tile = None if tile is None else -(-tile // m) * m
     B, _, h, w = lr.shape
     if tile is None or (tile >= h and tile >= w):
         return _forward_padded(model, lr, scale)
