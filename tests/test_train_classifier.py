@@ -65,3 +65,27 @@ def test_resume_with_new_settings_adds_a_segment(tmp_path):
     # checkpoints written before segments were dicts
     assert _segment([5000, 9000, 1]) == {"start": 5000, "steps": 9000, "lr": 1e-3, "augment": 1, "bf16": 0,
                                          "ema_decay": 0.0}
+
+
+def test_precise_bn_averages_batch_statistics(tmp_path):
+    from hdm.train_classifier import calibrate_bn, export_weights, precise_bn
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    data = [(torch.randn(3, 8, 8) + i % 3, i % 2, 0) for i in range(12)]
+    precise_bn(net, data, batch_size=4)
+    with torch.no_grad():
+        means = [net[0](torch.stack([d[0] for d in data[k:k + 4]])).mean(dim=(0, 2, 3)) for k in (0, 4, 8)]
+    torch.testing.assert_close(net[1].running_mean, torch.stack(means).mean(0))
+    assert not net.training and net[1].momentum == 0.1  # restored
+    # on an exported shapes model: the record and card say what was done, and it cannot be done twice
+    import torchvision
+
+    model = torchvision.models.resnet50(num_classes=8)
+    path = export_weights(model, tmp_path / "m.safetensors", {"size": 32, "heldout_n": 4, "heldout_seed": 1000})
+    entry = calibrate_bn(path, None, None, n=8, batch_size=4, progress=False)
+    assert entry["n"] == 8 and 0 <= entry["heldout_accuracy_after"] <= 1
+    assert "precise BN after training" in (tmp_path / "m.md").read_text()
+    with pytest.raises(ValueError, match="already"):
+        calibrate_bn(path, None, None, n=8, progress=False)
