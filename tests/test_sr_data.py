@@ -13,7 +13,7 @@ from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from hdm.sr import degradations as D
-from hdm.sr.face_mask import blend, face_mask, gaussian_kernel_1d, mask_support
+from hdm.sr.face_mask import blend, face_mask, gaussian_kernel_1d, map_mask, mask_support
 from hdm.sr.metrics import psnr_ssim_y, rgb_to_y, to_uint8
 
 
@@ -121,3 +121,16 @@ def test_blend_is_eq1_with_eq3():
     np.testing.assert_allclose(blend(face, general, np.zeros((6, 7))), general)
     with pytest.raises(ValueError):
         blend(face, general[:, :-1], m)
+
+
+def test_map_mask_from_a_localisation_map():
+    cam = np.zeros((8, 8), np.float32)
+    cam[2:5, 3:6] = 1.0
+    cam[6, 0] = 0.3  # below the threshold: not part of the region
+    m = map_mask(cam, (64, 64), threshold=0.5, softness=0.02)
+    assert m.shape == (64, 64) and m.dtype == np.float32 and 0 <= m.min() and m.max() <= 1
+    assert m[28, 36] > 0.99 and m[5, 5] == pytest.approx(0, abs=1e-6) and m[52, 2] == pytest.approx(0, abs=1e-6)
+    assert 0.2 < m[16, 36] < 0.8 or 0.2 < m[15, 36] < 0.8  # a soft edge at the region's border
+    assert map_mask(np.zeros((4, 4)), (16, 16)).max() == 0
+    with pytest.raises(ValueError):
+        map_mask(cam, (16, 16), threshold=1.5)

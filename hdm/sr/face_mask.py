@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["gaussian_kernel_1d", "face_mask", "mask_support", "blend"]
+__all__ = ["gaussian_kernel_1d", "face_mask", "mask_support", "blend", "map_mask"]
 
 
 def gaussian_kernel_1d(extent: float, sigma: float) -> np.ndarray:
@@ -108,3 +108,28 @@ def blend(face: np.ndarray, general: np.ndarray, mask: np.ndarray) -> np.ndarray
     if face.ndim == 3:
         m = m[..., None]
     return general + m * (face - general)
+
+
+def map_mask(saliency: np.ndarray, size: tuple[int, int], threshold: float = 0.5, softness: float = 0.02) -> np.ndarray:
+    """A fusion mask from a localisation map instead of face boxes (the paper's point that fusion works
+    for any class a localiser finds): ``saliency`` ``(h, w)`` in [0, 1] (e.g. an HDM-CAM class map) is
+    resized to ``size`` ``(H, W)`` (bilinear), thresholded at ``threshold`` of its maximum, and the
+    region's edge softened with a normalised Gaussian of ``softness * min(H, W)`` pixels (eq. 2's
+    smoothing, isotropic). Returns ``(H, W)`` float32 in [0, 1]; an empty map gives zeros."""
+    import torch
+    import torch.nn.functional as F
+    from scipy import ndimage
+
+    if saliency.ndim != 2:
+        raise ValueError(f"saliency must be (h, w), got {saliency.shape}")
+    if not 0 < threshold < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    peak = float(np.max(saliency)) if saliency.size else 0.0
+    if peak <= 0:
+        return np.zeros(size, dtype=np.float32)
+    up = F.interpolate(torch.from_numpy(np.ascontiguousarray(saliency, dtype=np.float32))[None, None], size=tuple(size),
+                       mode="bilinear", align_corners=False)[0, 0].numpy()
+    region = (up >= threshold * peak).astype(np.float32)
+    sigma = softness * min(size)
+    soft = ndimage.gaussian_filter(region, sigma, mode="nearest", truncate=3.0) if sigma > 0 else region
+    return np.clip(soft, 0, 1).astype(np.float32)
