@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from .images import IMAGENET_MEAN, IMAGENET_STD
 
@@ -59,8 +59,9 @@ class BackgroundBank:
     ``crop(rng, size)`` cuts a random square (a random 35-100 % of the short side) resized to ``size``.
     With ``augment=True`` (for training only; the benchmark's splits use none) crops also span
     15-35 % of the side, colours are jittered (channel order, per-channel gain 0.6-1.4, contrast
-    0.6-1.4), and a quarter of the crops are procedural noise instead: a few photos then stand for
-    many, which keeps a classifier from learning its training photos.
+    0.6-1.4), half get pieces of other photos pasted in (clutter), some a slight blur or noise, and a
+    quarter of the crops are procedural noise instead: a few photos then stand for many, which keeps a
+    classifier from learning its training photos.
     """
 
     def __init__(self, folder, short_side: int = 384, augment: bool = False):
@@ -97,6 +98,28 @@ class BackgroundBank:
             f = out[..., rng.permutation(3)].astype(np.float64) * rng.uniform(0.6, 1.4, 3)
             mean = f.mean(axis=(0, 1))
             out = ((f - mean) * rng.uniform(0.6, 1.4) + mean).clip(0, 255).astype(np.uint8)
+            out = self._clutter(rng, out)
+        return out
+
+    def _clutter(self, rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
+        """Training only: half the time 1-3 pieces of other photos pasted in (the clutter of busier
+        photos than the training wallpapers), and a third of the time a slight blur or sensor noise."""
+        size = out.shape[0]
+        if rng.random() < 0.5:
+            out = out.copy()
+            for _ in range(int(rng.integers(1, 4))):
+                other = self.photos[rng.integers(len(self.photos))]
+                ph, pw = (int(v) for v in rng.integers(max(2, size // 5), max(3, 3 * size // 5) + 1, 2))
+                side = max(8, int(min(other.shape[:2]) * rng.uniform(0.1, 0.5)))
+                y, x = rng.integers(0, other.shape[0] - side + 1), rng.integers(0, other.shape[1] - side + 1)
+                piece = np.asarray(Image.fromarray(other[y:y + side, x:x + side]).resize((pw, ph), Image.BILINEAR))
+                y0, x0 = rng.integers(0, size - ph + 1), rng.integers(0, size - pw + 1)
+                out[y0:y0 + ph, x0:x0 + pw] = piece
+        r = rng.random()
+        if r < 0.15:
+            out = np.asarray(Image.fromarray(out).filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 1.5)))))
+        elif r < 0.3:
+            out = (out + rng.normal(0, rng.uniform(2, 10), out.shape)).clip(0, 255).astype(np.uint8)
         return out
 
 

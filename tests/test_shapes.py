@@ -120,3 +120,14 @@ def test_augmented_bank_varies_colours_and_sometimes_uses_noise(bank):
     assert all(c.shape == (32, 32, 3) and c.dtype == np.uint8 for c in jittered)
     assert not any(np.array_equal(p, j) for p, j in zip(plain, jittered))
     assert not bank.augment and aug.augment
+
+
+def test_augmented_crops_get_clutter_from_other_photos_deterministically(bank):
+    aug = BackgroundBank(bank.folder, short_side=160, augment=True)
+    base = np.full((48, 48, 3), 7, np.uint8)
+    pasted = [aug._clutter(np.random.default_rng(i), base) for i in range(20)]
+    changed = [(p != 7).any(axis=2).mean() for p in pasted]
+    assert any(0.03 < c < 0.9 for c in changed)  # pieces of photos, not the whole crop
+    assert any(c == 0 for c in changed)          # and sometimes none
+    again = aug._clutter(np.random.default_rng(3), base)
+    assert np.array_equal(again, pasted[3]) and (base == 7).all()  # deterministic; input left alone
