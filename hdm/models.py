@@ -14,6 +14,7 @@ import torch.nn as nn
 import torchvision
 
 __all__ = ["Classifier", "WeightsUnavailable", "load_resnet50", "load_state_dict_file", "imagenet_weights_path",
+           "torchvision_state_dict",
            "load_shapes_resnet50", "shapes_theta_path", "SHAPES_WEIGHTS"]
 
 
@@ -34,6 +35,21 @@ class Classifier:
 
 def _imagenet_weights():
     return torchvision.models.ResNet50_Weights.IMAGENET1K_V2
+
+
+def torchvision_state_dict(meta, what: str, alternatives: str) -> dict:
+    """The state dict of torchvision weights ``meta`` (a ``WeightsEnum`` member, or anything with ``url``
+    and ``get_state_dict``) from the torch hub cache, else downloaded; offline, :class:`WeightsUnavailable`
+    naming the file to place where (``what`` names the weights, ``alternatives`` says what else to do)."""
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(meta.url)
+    try:
+        return meta.get_state_dict(progress=False, check_hash=False)
+    except Exception as e:  # offline: URLError, socket errors, ...
+        raise WeightsUnavailable(
+            f"could not load torchvision's {what} ({type(e).__name__}: {e}). Offline, place the file {path.name} "
+            f"(from {meta.url}) at {path}, or set TORCH_HOME to a folder holding hub/checkpoints/ with it, "
+            f"or {alternatives}."
+        ) from e
 
 
 def imagenet_weights_path() -> Path:
@@ -76,15 +92,7 @@ def load_resnet50(weights: str = "imagenet", *, seed: int = 0, categories: list[
     """
     if weights == "imagenet":
         meta = _imagenet_weights()
-        path = imagenet_weights_path()
-        try:
-            state = meta.get_state_dict(progress=False, check_hash=False)
-        except Exception as e:  # offline: URLError, socket errors, ...
-            raise WeightsUnavailable(
-                f"could not load torchvision's ResNet-50 ImageNet weights ({type(e).__name__}: {e}). "
-                f"Offline, place the file {path.name} (from {meta.url}) at {path}, or set TORCH_HOME to a "
-                "folder holding hub/checkpoints/ with it, or pass a weights file of your own."
-            ) from e
+        state = torchvision_state_dict(meta, "ResNet-50 ImageNet weights", "pass a weights file of your own")
         model = torchvision.models.resnet50()
         model.load_state_dict(state)
         return Classifier(model.eval(), "ResNet-50", "imagenet (torchvision IMAGENET1K_V2)", list(meta.meta["categories"]))

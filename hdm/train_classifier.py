@@ -31,6 +31,7 @@ import torchvision
 from tqdm import tqdm
 
 from .shapes import CLASSES, BackgroundBank, ShapesDataset
+from .training import sha256
 
 __all__ = ["train", "accuracy", "export_weights", "write_model_card", "precise_bn", "calibrate_bn"]
 
@@ -280,16 +281,6 @@ def _segment(s) -> dict:
     return {"start": s[0], "steps": s[1], "lr": 1e-3, "augment": s[2], "bf16": 0, "ema_decay": 0.0}
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_model_card(weights) -> Path:
     """``<stem>.md`` beside ``weights``: data, recipe command, steps, metrics, theta and sha256 of each
     file, all read from the files themselves (the training record lives in the safetensors metadata)."""
@@ -347,9 +338,9 @@ def write_model_card(weights) -> Path:
                   "minimising the classifier's cross-entropy on x * CAM.", "",
                   "| alpha mode | objective on the calibration split |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in t["objective"].items()]
-    lines += ["", "## Files", "", "| file | sha256 |", "|---|---|", f"| {weights.name} | `{_sha256(weights)}` |"]
+    lines += ["", "## Files", "", "| file | sha256 |", "|---|---|", f"| {weights.name} | `{sha256(weights)}` |"]
     if theta_path.is_file():
-        lines.append(f"| {theta_path.name} | `{_sha256(theta_path)}` |")
+        lines.append(f"| {theta_path.name} | `{sha256(theta_path)}` |")
     card = weights.with_suffix(".md")
     card.write_text("\n".join(lines) + "\n")
     return card

@@ -12,9 +12,7 @@ else HaarPSI, with a loud message. It returns the distance and its name, which e
 """
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 from typing import Callable
 
 import torch
@@ -37,17 +35,9 @@ def load_lpips(device="cpu") -> nn.Module:
     Call it as ``model(a, b, normalize=True)`` on images in [0, 1] -> ``(B, 1, 1, 1)`` distances."""
     import lpips
 
-    from ..models import WeightsUnavailable
+    from ..models import torchvision_state_dict
 
-    meta = _vgg16_weights()
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(meta.url)
-    try:
-        state = meta.get_state_dict(progress=False, check_hash=False)
-    except Exception as e:  # offline: URLError, socket errors, ...
-        raise WeightsUnavailable(
-            f"could not load torchvision's VGG16 ImageNet weights for LPIPS ({type(e).__name__}: {e}). Offline, "
-            f"place {path.name} (from {meta.url}) at {path}, or use the HaarPSI stand-in."
-        ) from e
+    state = torchvision_state_dict(_vgg16_weights(), "VGG16 ImageNet weights for LPIPS", "use the HaarPSI stand-in")
     model = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
     slices = {i: k for k, (lo, hi) in enumerate(((0, 4), (4, 9), (9, 16), (16, 23), (23, 30)), start=1)
               for i in range(lo, hi)}

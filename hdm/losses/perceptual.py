@@ -12,8 +12,6 @@ which every result trained with it must name (``PerceptualLoss.source``).
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Mapping, Sequence
 
 import torch
@@ -42,21 +40,13 @@ def load_vgg19(weights: str = "imagenet", seed: int = 0) -> tuple[nn.Sequential,
 
     ``weights``: ``"imagenet"`` (torchvision), ``"random"`` (seeded stand-in) or a state-dict file
     of a whole VGG19 (``features.N.*`` keys) or of its features alone (``N.*``)."""
-    from ..models import WeightsUnavailable, load_state_dict_file
+    from ..models import load_state_dict_file, torchvision_state_dict
 
     model = torchvision.models.vgg19()
     if weights == "imagenet":
-        meta = _vgg19_weights()
-        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(meta.url)
-        try:
-            state = meta.get_state_dict(progress=False, check_hash=False)
-        except Exception as e:  # offline: URLError, socket errors, ...
-            raise WeightsUnavailable(
-                f"could not load torchvision's VGG19 ImageNet weights for the perceptual loss ({type(e).__name__}: {e}). "
-                f"Offline, place {path.name} (from {meta.url}) at {path}, or pass weights='random' for a named "
-                "stand-in, or train without the perceptual term."
-            ) from e
-        model.load_state_dict(state)
+        model.load_state_dict(torchvision_state_dict(
+            _vgg19_weights(), "VGG19 ImageNet weights for the perceptual loss",
+            "pass weights='random' for a named stand-in, or train without the perceptual term"))
         source = "imagenet (torchvision VGG19 IMAGENET1K_V1)"
     elif weights == "random":
         with torch.random.fork_rng():  # seeded, leaving the caller's random state alone

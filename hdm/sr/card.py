@@ -3,9 +3,10 @@ in the safetensors metadata (data, command, steps, time, stand-ins) and the figu
 JSON file (``docs/results/sr.json``), plus the sha256 of the weights."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
+
+from ..training import sha256
 
 __all__ = ["write_sr_card", "read_record"]
 
@@ -17,14 +18,6 @@ def read_record(weights) -> tuple[dict, dict]:
     with safe_open(str(weights), "pt") as f:
         meta = f.metadata() or {}
     return json.loads(meta.get("config", "{}")), json.loads(meta.get("record", "{}"))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
@@ -78,7 +71,7 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
                              + f" | {v['out_psnr']:.2f} / {v['out_ssim']:.4f} |")
     else:
         lines.append("Not evaluated yet: run `python -m hdm eval-sr ... --json docs/results/sr.json --cards`.")
-    lines += ["", "## Files", "", "| file | sha256 |", "|---|---|", f"| {weights.name} | `{_sha256(weights)}` |"]
+    lines += ["", "## Files", "", "| file | sha256 |", "|---|---|", f"| {weights.name} | `{sha256(weights)}` |"]
     card = weights.with_suffix(".md")
     card.write_text("\n".join(lines) + "\n")
     return card
