@@ -18,24 +18,32 @@ def _generators(which: str) -> list[tuple[str, Path]]:
     return [(Path(which).stem, Path(which))]
 
 
-def _cmd_onnx(args) -> int:
+def _models(which: str):
+    """``[(name, weights, RRDBNet)]`` for ``--model``, or ``None`` after printing why not."""
     from hdm.sr.rrdbnet import load_rrdbnet
+
+    jobs = _generators(which)
+    if not jobs:
+        print("error: no shipped generator weights found in weights/ (train them, or pass a file)", file=sys.stderr)
+        return None
+    try:
+        return [(name, weights, load_rrdbnet(weights)) for name, weights in jobs]
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def _cmd_onnx(args) -> int:
     from hdm.training import sha256
 
     from .to_onnx import check_parity, export_onnx
 
-    jobs = _generators(args.model)
-    if not jobs:
-        print("error: no shipped generator weights found in weights/ (train them, or pass a file)", file=sys.stderr)
+    jobs = _models(args.model)
+    if jobs is None:
         return 2
     out = Path(args.out)
     failed = False
-    for name, weights in jobs:
-        try:
-            model = load_rrdbnet(weights)
-        except (FileNotFoundError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+    for name, weights, model in jobs:
         for fp16 in ([False, True] if args.fp16 == "both" else [args.fp16 == "yes"]):
             suffix = "fp16" if fp16 else "fp32"
             path = out if (out.suffix == ".onnx" and len(jobs) == 1 and args.fp16 != "both") else \
@@ -74,26 +82,19 @@ def _cmd_bench(args) -> int:
     import torch
 
     from hdm import bench as hdm_bench
-    from hdm.sr.rrdbnet import load_rrdbnet
 
     from . import speed
     from .tensorrt_engine import TensorRTSR, build_engine, tensorrt_status
     from .to_onnx import export_onnx
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    jobs = _generators(args.model)
-    if not jobs:
-        print("error: no shipped generator weights found in weights/ (train them, or pass a file)", file=sys.stderr)
+    jobs = _models(args.model)
+    if jobs is None:
         return 2
     trt_ok, trt_why = tensorrt_status()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, weights in jobs:
-            try:
-                model = load_rrdbnet(weights)
-            except (FileNotFoundError, ValueError) as e:
-                print(f"error: {e}", file=sys.stderr)
-                return 2
+        for name, weights, model in jobs:
             fp32 = export_onnx(model, Path(tmp) / f"{name}_fp32.onnx", name, model.scale)
             fp16 = export_onnx(model, Path(tmp) / f"{name}_fp16.onnx", name, model.scale, fp16=True)
 
