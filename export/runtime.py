@@ -49,6 +49,10 @@ class OnnxSR:
         self.receptive_radius = int(self.meta.get("hdm.receptive_radius", 16))
         self.tile, self.tile_pad = tile, tile_pad
 
+    def as_generator(self) -> "_Runner":
+        """This session as a generator for the torch pipelines (``hdm.sr.pipeline.Upscaler``, fusion)."""
+        return _Runner(self)
+
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"{self.path.name} takes (N, 3, h, w) RGB input, got {tuple(x.shape)}")
@@ -61,16 +65,24 @@ class OnnxSR:
         hwc = lr.ndim == 3
         x = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))
         x = x.permute(2, 0, 1)[None] if hwc else x
-        runner = _Runner(self)
-        sr = tiled_forward(runner, x, self.scale, self.tile, self.tile_pad).numpy()
+        sr = tiled_forward(self.as_generator(), x, self.scale, self.tile, self.tile_pad).numpy()
         return sr[0].transpose(1, 2, 0) if hwc else sr
 
 
 class _Runner:
-    """What :func:`hdm.sr.tiling.tiled_forward` needs of a model: a callable with its input multiple and reach."""
+    """What :func:`hdm.sr.tiling.tiled_forward` and the hdm pipelines need of a generator: a callable
+    ``(N, 3, h, w)`` tensor -> ``(N, 3, s h, s w)`` with its scale, input multiple and reach (and the
+    ``eval``/``to`` of a module, which change nothing here: the session has its own provider)."""
 
     def __init__(self, sr: OnnxSR):
-        self.sr, self.input_multiple, self.receptive_radius = sr, sr.input_multiple, sr.receptive_radius
+        self.sr, self.scale = sr, sr.scale
+        self.input_multiple, self.receptive_radius = sr.input_multiple, sr.receptive_radius
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sr._run(x)
+        return self.sr._run(x.cpu()).to(x.device)
+
+    def eval(self):
+        return self
+
+    def to(self, *args, **kwargs):
+        return self

@@ -36,7 +36,7 @@ def _cmd_cam(args) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for idx, name, p in top_k(classifier, to_model_input(rgb, size=args.size)):
+    for idx, name, p in top_k(classifier, to_model_input(rgb, size=args.size or classifier.input_size)):
         print(f"  {p:6.3f}  {idx:4d}  {name}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=int, default=None, help="class index to explain (default: the top class)")
     p.add_argument("--layers", nargs="+", default=["layer1", "layer2", "layer3", "layer4"], help="target layers")
     p.add_argument("--alpha", default="exp", choices=["exp", "inverse", "equal"], help="HDM-CAM scale weights (eq. 13)")
-    p.add_argument("--size", type=int, default=224, help="model input side in px")
+    p.add_argument("--size", type=int, default=None, help="model input side in px (default: the model's own, 224 or 128)")
     p.add_argument("--out", default="cam_out", help="output folder")
     p.set_defaults(func=_cmd_cam)
 

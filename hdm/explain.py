@@ -14,11 +14,11 @@ from .models import Classifier
 
 __all__ = ["METHODS", "PhotoExplanation", "explain_photo", "top_k"]
 
-#: Display name -> constructor(model, layers, alpha).
+#: Display name -> constructor(model, layers, hdm_options); ``hdm_options`` are HDMCAM's keyword arguments.
 METHODS = {
-    "Grad-CAM": lambda model, layers, alpha: GradCAM(model, layers),
-    "Grad-CAM++": lambda model, layers, alpha: GradCAMPlusPlus(model, layers),
-    "HDM-CAM": lambda model, layers, alpha: HDMCAM(model, layers, alpha=alpha),
+    "Grad-CAM": lambda model, layers, options: GradCAM(model, layers),
+    "Grad-CAM++": lambda model, layers, options: GradCAMPlusPlus(model, layers),
+    "HDM-CAM": lambda model, layers, options: HDMCAM(model, **{"target_layers": layers, **options}),
 }
 
 
@@ -45,10 +45,14 @@ def top_k(classifier: Classifier, x: torch.Tensor, k: int = 5) -> list[tuple[int
 
 def explain_photo(classifier: Classifier, image, *, methods=("Grad-CAM", "Grad-CAM++", "HDM-CAM"),
                   category: int | None = None, layers=("layer1", "layer2", "layer3", "layer4"),
-                  alpha: str = "exp", size: int = 224) -> PhotoExplanation:
-    """Run each method on ``image`` (path, PIL or array) for ``category`` (``None``: the top class)."""
+                  alpha: str = "exp", size: int | None = None, hdm_options: dict | None = None) -> PhotoExplanation:
+    """Run each method on ``image`` (path, PIL or array) for ``category`` (``None``: the top class).
+
+    ``size``: the model's input side (default the classifier's ``input_size``); ``hdm_options``: more
+    HDMCAM keyword arguments (e.g. ``bands``, ``layer_fusion``, ``theta``, its own ``target_layers``)
+    beside ``alpha``."""
     rgb = load_rgb(image)
-    x = to_model_input(rgb, size=size)
+    x = to_model_input(rgb, size=size or classifier.input_size)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
@@ -59,7 +63,7 @@ def explain_photo(classifier: Classifier, image, *, methods=("Grad-CAM", "Grad-C
         raise ValueError(f"class index {category} is out of range: the model has {num} classes (0..{num - 1})")
     maps, overlays, seconds, layer_maps = {}, {}, {}, {}
     for name in methods:
-        cam = METHODS[name](classifier.model, list(layers), alpha)
+        cam = METHODS[name](classifier.model, list(layers), {"alpha": alpha, **(hdm_options or {})})
         start = time.perf_counter()
         result = cam.explain(x, [int(category)], keep_maps=False)
         seconds[name] = time.perf_counter() - start

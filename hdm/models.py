@@ -14,7 +14,7 @@ import torch.nn as nn
 import torchvision
 
 __all__ = ["Classifier", "WeightsUnavailable", "load_resnet50", "load_state_dict_file", "imagenet_weights_path",
-           "torchvision_state_dict",
+           "torchvision_state_dict", "cached_download",
            "load_shapes_resnet50", "shapes_theta_path", "SHAPES_WEIGHTS"]
 
 
@@ -31,6 +31,7 @@ class Classifier:
     source: str  # "imagenet (torchvision)", "file: ...", or "random stand-in"
     categories: list[str]
     note: str = ""  # shown to users, e.g. that a stand-in replaces the real weights
+    input_size: int = 224  # side of the square input the model was trained at
 
 
 def _imagenet_weights():
@@ -50,6 +51,21 @@ def torchvision_state_dict(meta, what: str, alternatives: str) -> dict:
             f"(from {meta.url}) at {path}, or set TORCH_HOME to a folder holding hub/checkpoints/ with it, "
             f"or {alternatives}."
         ) from e
+
+
+def cached_download(url: str, what: str) -> Path:
+    """The file at ``url``, kept in the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and downloaded
+    only once; offline, :class:`WeightsUnavailable` naming where to place the file by hand."""
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, str(path), progress=False)
+    except Exception as e:  # offline: URLError, socket errors, HTTP errors ...
+        raise WeightsUnavailable(f"could not download {what} from {url} ({type(e).__name__}: {e}). "
+                                 f"Offline, place the file at {path}.") from e
+    return path
 
 
 def imagenet_weights_path() -> Path:
@@ -150,4 +166,5 @@ def load_shapes_resnet50(path: str | Path = SHAPES_WEIGHTS) -> Classifier:
     note = (f"trained on hdm.shapes images; held-out accuracy {record['heldout_accuracy']:.4f}"
             if "heldout_accuracy" in record else "")
     names = classes or [f"class {i}" for i in range(model.fc.out_features)]
-    return Classifier(model.eval(), "ResNet-50 (shapes)", f"file: {path}", names, note)
+    size = int(record.get("size", 128))
+    return Classifier(model.eval(), "ResNet-50 (shapes)", f"file: {path}", names, note, input_size=size)

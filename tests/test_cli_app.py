@@ -85,23 +85,31 @@ def test_state_dict_files_round_trip(tmp_path):
         load_state_dict_file(tmp_path / "bad.pth")
 
 
-def test_app_callback_and_errors():
+def test_app_callbacks_show_messages_not_tracebacks(monkeypatch):
     gr = pytest.importorskip("gradio")
     import app
 
     demo = app.build_demo()
     assert isinstance(demo, gr.Blocks)
-    assert "weights:" in app.weights_notice()
-    gallery, probs, layers, caption = app.run_cam(data.astronaut()[::4, ::4], "top", "exp")
-    assert [label.split(" - ")[0] for _, label in gallery] == ["Grad-CAM", "Grad-CAM++", "HDM-CAM"]
+    assert "stand-in" in app.models_notice() and "Device:" in app.models_notice()
+    model = "Random ResNet-50 (stand-in)"
+    gallery, probs, layers, caption = app.run_cam(data.astronaut()[::4, ::4], model, "top class", "exp", "paper")
+    assert [label.split(":")[0] for _, label in gallery] == ["Grad-CAM", "Grad-CAM++", "HDM-CAM"]
     assert all(img.shape == (128, 128, 3) for img, _ in gallery)
     assert len(probs) == 5 and len(layers) == 4 and caption.startswith("Explained class")
     with pytest.raises(gr.Error, match="Upload an image"):
-        app.run_cam(None, "top", "exp")
+        app.run_cam(None, model, "top class", "exp", "paper")
     with pytest.raises(gr.Error, match="out of range"):
-        app.run_cam(data.astronaut()[::4, ::4], "5000", "exp")
+        app.run_cam(data.astronaut()[::4, ::4], model, "5000", "exp", "paper")
     with pytest.raises(gr.Error, match="at least 8 px"):
-        app.run_cam(np.zeros((4, 4, 3), np.uint8), "top", "exp")
+        app.run_cam(np.zeros((4, 4, 3), np.uint8), model, "top class", "exp", "paper")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(app, "cam_view", broken)
+    with pytest.raises(gr.Error, match="Something went wrong \\(RuntimeError: out of memory\\)"):
+        app.run_cam(data.astronaut()[::4, ::4], model, "top class", "exp", "paper")
 
 
 def test_ci_runs_readme_test_command():
@@ -111,3 +119,17 @@ def test_ci_runs_readme_test_command():
     app_cmd, test_cmd = blocks[0].strip(), blocks[1].strip()
     assert "app.py" in app_cmd and "pytest" in test_cmd
     assert test_cmd in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_front_matter_configures_a_gradio_space():
+    """Hugging Face Spaces reads the YAML block that opens README.md."""
+    from packaging.specifiers import SpecifierSet
+
+    readme = (ROOT / "README.md").read_text()
+    assert readme.startswith("---\n")
+    block = readme.split("---\n", 2)[1]
+    meta = dict(line.split(": ", 1) for line in block.strip().splitlines())
+    assert meta["sdk"] == "gradio" and (ROOT / meta["app_file"]).is_file()
+    spec = next(line.split("gradio", 1)[1].split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
+                if line.startswith("gradio"))
+    assert meta["sdk_version"] in SpecifierSet(spec), f"sdk_version {meta['sdk_version']} is outside requirements' {spec}"

@@ -151,6 +151,7 @@ class HDMResult(CAMResult):
             on the subbands of the DWT partition of ``A`` (``LL`` only at level ``J``).
         scale_maps: ``(B, max(J, 1), h, w)`` the per-scale maps ``C_j`` with ``M = sum_j alpha_j C_j``
             (before the ReLU; :func:`fuse_scale_maps` turns them into the CAM for any alpha).
+        activations: ``(B, K, h, w)`` the layer's activation ``A`` (with ``keep_maps`` only).
     """
 
     levels: dict = field(default_factory=dict)
@@ -161,6 +162,7 @@ class HDMResult(CAMResult):
     band_weights: dict = field(default_factory=dict)
     subband_weights: dict = field(default_factory=dict)
     scale_maps: dict = field(default_factory=dict)
+    activations: dict = field(default_factory=dict)
 
 
 def _np(t: torch.Tensor, factor=None):
@@ -306,6 +308,7 @@ class HDMCAM(BaseCAM):
                 result.derivative_subbands[name] = {
                     n: [tuple(_np(b, scale64**n) for b in level) for level in kept[f"sub{n}"]] for n in (2, 3, 4)}
                 result.band_weights[name] = {key: _np(kept[key]) for key in ("W3", "W4", "beta")}
+                result.activations[name] = _np(a)
 
         # Eq. (12): one normalisation per image across layers, channels, scales and bands.
         total = sum(raw.abs().sum(dim=(1, 2)) for *_, raw in per_layer)

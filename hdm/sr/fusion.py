@@ -19,15 +19,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .face_mask import blend, face_mask, mask_support
+from .face_mask import blend, face_mask, map_mask, mask_support
 from .tiling import tiled_forward
 
-__all__ = ["FusionResult", "FaceFusionSR", "to_tensor", "to_image"]
+__all__ = ["FusionResult", "FaceFusionSR", "region_fusion", "to_tensor", "to_image"]
 
 
 def to_tensor(image: np.ndarray, device=None) -> torch.Tensor:
     """``(H, W, 3)`` uint8 (or float in [0, 1]) -> ``(1, 3, H, W)`` float32 in [0, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+    arr = np.ascontiguousarray(image)
+    x = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).permute(2, 0, 1)[None]
     x = x.float() / 255.0 if image.dtype == np.uint8 else x.float()
     return x.to(device) if device is not None else x
 
@@ -149,3 +150,17 @@ def _boxes(found) -> np.ndarray:
     if found.shape[1] == 4:
         found = np.concatenate([found, np.ones((len(found), 1))], axis=1)
     return found[:, :5]
+
+
+def region_fusion(general: np.ndarray, specialist: np.ndarray, saliency: np.ndarray, threshold: float = 0.5,
+                  softness: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """Fusion with a localisation map instead of face boxes (the paper's point that the scheme works for
+    any class a localiser finds, e.g. an HDM-CAM class map): eq. (3) with ``M =``
+    :func:`~hdm.sr.face_mask.map_mask` ``(saliency)``.
+
+    ``general``, ``specialist`` ``(sH, sW, 3)`` float in [0, 1]; ``saliency`` ``(h, w)`` in [0, 1] over the
+    same image (any resolution). Returns ``(mask (sH, sW), fused (sH, sW, 3))``."""
+    if general.shape != specialist.shape:
+        raise ValueError(f"the two SR outputs differ in shape: {general.shape} vs {specialist.shape}")
+    mask = map_mask(saliency, general.shape[:2], threshold, softness)
+    return mask, blend(specialist, general, mask)

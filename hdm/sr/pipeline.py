@@ -16,7 +16,7 @@ import torch
 from .degradations import bicubic_upsample
 from .fusion import FaceFusionSR, FusionResult, to_image, to_tensor
 from .io import SRImage
-from .rrdbnet import RRDBNet, load_rrdbnet
+from .rrdbnet import load_rrdbnet
 from .tiling import tiled_forward
 
 __all__ = ["SR_WEIGHTS", "MODES", "load_generator", "Upscaler", "UpscaleResult"]
@@ -30,13 +30,20 @@ SR_WEIGHTS = {"general": _WEIGHTS_DIR / "sr_general_x4.safetensors", "face": _WE
 MODES = ("general", "face", "fusion", "diffusion", "diffusion-teacher")
 
 
-def load_generator(weights: str | Path, device="cpu") -> RRDBNet:
-    """``"general"`` / ``"face"`` (the shipped files) or a checkpoint path -> RRDBNet in eval mode."""
+def load_generator(weights: str | Path, device="cpu"):
+    """``"general"`` / ``"face"`` (the shipped files) or a checkpoint path -> RRDBNet in eval mode.
+
+    An exported ``.onnx`` generator (``python -m export onnx``) gives its ONNX Runtime session wrapped as
+    a generator (needs the repository's ``export`` package and onnxruntime)."""
     path = SR_WEIGHTS.get(str(weights), Path(weights))
     if not Path(path).is_file():
         hint = (f"the shipped {weights} model is not there: train it with `python -m hdm train-sr` (see docs/sr.md)"
                 if str(weights) in SR_WEIGHTS else "give an RRDBNet checkpoint (hdm, Real-ESRGAN or ESRGAN)")
         raise FileNotFoundError(f"no generator weights at {path}: {hint}")
+    if Path(path).suffix == ".onnx":
+        from export.runtime import OnnxSR  # the deployment runtime lives beside hdm, not in it
+
+        return OnnxSR(path, tile=None).as_generator()
     return load_rrdbnet(path).to(device).eval()
 
 
@@ -57,7 +64,8 @@ class Upscaler:
     Args:
         mode: ``"general"``, ``"face"`` (the face model on the whole image), ``"fusion"``, ``"diffusion"``
             (the one-step student) or ``"diffusion-teacher"`` (the multi-step teacher).
-        general, face: weights (``"general"``/``"face"`` = shipped, or a path) or an ``nn.Module``.
+        general, face: weights (``"general"``/``"face"`` = shipped, or a path, ``.onnx`` included) or a
+            loaded generator (an ``nn.Module``, or an exported one from :func:`load_generator`).
         tile, tile_pad: tiled inference (input pixels; default 512-px tiles, so memory stays bounded on
             large images; ``None`` runs whole images); ``tile_pad=None`` = the model's receptive radius.
         detector: face detector for fusion (default MTCNN).
@@ -86,7 +94,7 @@ class Upscaler:
             return
 
         def get(w):
-            return w.to(self.device).eval() if isinstance(w, torch.nn.Module) else load_generator(w, self.device)
+            return load_generator(w, self.device) if isinstance(w, (str, Path)) else w.to(self.device).eval()
         self.general = get(general) if mode in ("general", "fusion") else None
         self.face = get(face) if mode in ("face", "fusion") else None
         model = self.general if self.general is not None else self.face

@@ -344,7 +344,7 @@ def load_rrdbnet(path_or_state: str | Path | Mapping, *, scale: int | None = Non
         if not path.is_file():
             raise FileNotFoundError(
                 f"no RRDBNet checkpoint at {path}: place the .pth or .safetensors file there "
-                "(Real-ESRGAN / ESRGAN weights are not downloaded by this project)"
+                "(the official Real-ESRGAN x4plus file is downloaded by the app's model hub when online)"
             )
         state, source = load_state_dict_file(path), str(path)
     state = convert_state_dict(state)
