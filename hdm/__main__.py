@@ -199,6 +199,9 @@ def _cmd_eval_cam(args) -> int:
                                       faithfulness=False)
         ablations = cam_benchmark.summarize(ares, references=())
         summary["ablations"] = ablations
+        best, settings = cam_benchmark.best_ablation(ablations)
+        print(f"best ablation variant by mean IoU: {best} {settings} "
+              f"(on a validation split, this is what hdm.cam.hdm_cam.TUNED should hold)")
     data_line = (f"{args.n} hdm.shapes images, seed {args.seed}, {args.size} px, backgrounds "
                  f"{args.backgrounds or 'procedural'}; model {classifier.source}"
                  + (f" ({classifier.note})" if classifier.note else ""))

@@ -25,7 +25,7 @@ from .shapes import ShapesDataset, to_tensor
 from .stats import paired_bootstrap
 
 __all__ = ["LAYERS", "default_methods", "ablation_methods", "evaluate", "EvalResult", "summarize", "markdown",
-           "METRICS", "REFERENCES", "BASELINES", "tuned_hdm_cam"]
+           "METRICS", "REFERENCES", "BASELINES", "tuned_hdm_cam", "ABLATIONS", "best_ablation"]
 
 LAYERS = ["layer1", "layer2", "layer3", "layer4"]
 #: (key, column title, higher is better)
@@ -114,36 +114,49 @@ def default_methods(model, theta=None, seed: int = 0) -> dict[str, Method]:
     return methods
 
 
+#: HDM-CAM variants of the ablation table: name -> HDMCAM keyword arguments (``target_layers`` included).
+ABLATIONS = {
+    "HDM-CAM (exp) [default: diag Hessian, weighted bands, layers 1-4, J=2, sum]": {},
+    "Hessian term alone (bands equal)": {"bands": "equal"},
+    "wavelet term alone (no Hessian)": {"hessian": "none"},
+    "neither (bands equal, no Hessian)": {"bands": "equal", "hessian": "none"},
+    "eigen Hessian, sigmas (0.5, 1, 2)": {"hessian": "eigen"},
+    "eigen Hessian, sigmas (1,)": {"hessian": "eigen", "sigmas": (1.0,)},
+    "eigen Hessian, sigmas (2, 4)": {"hessian": "eigen", "sigmas": (2.0, 4.0)},
+    "layer4 only": {"target_layers": ["layer4"]},
+    "layers 3-4": {"target_layers": ["layer3", "layer4"]},
+    "layers 2-4": {"target_layers": ["layer2", "layer3", "layer4"]},
+    "J=1": {"levels": 1},
+    "J=3": {"levels": 3},
+    "layer fusion mean": {"layer_fusion": "mean"},
+    "bands equal + layer fusion mean": {"bands": "equal", "layer_fusion": "mean"},
+    "bands modulate": {"bands": "modulate"},
+    "bands modulate + layer fusion mean": {"bands": "modulate", "layer_fusion": "mean"},
+    "bands modulate, detail gain 4 (lambda = 1, 4, 4, 4)": {"bands": "modulate", "band_gain": (1.0, 4.0, 4.0, 4.0)},
+    "bands modulate + layer fusion mean, alpha equal": {"bands": "modulate", "layer_fusion": "mean", "alpha": "equal"},
+    "bands modulate + layer fusion mean, alpha inverse": {"bands": "modulate", "layer_fusion": "mean",
+                                                          "alpha": "inverse"},
+    "bands modulate + layer fusion mean, no Hessian": {"bands": "modulate", "layer_fusion": "mean", "hessian": "none"},
+    "bands modulate + layer fusion mean, layers 2-4": {"bands": "modulate", "layer_fusion": "mean",
+                                                       "target_layers": ["layer2", "layer3", "layer4"]},
+    "bands modulate + layer fusion mean, J=1": {"bands": "modulate", "layer_fusion": "mean", "levels": 1},
+}
+
+
+def best_ablation(ablations: dict, metric: str = "miou") -> tuple[str, dict]:
+    """``(name, HDMCAM keyword arguments)`` of the :data:`ABLATIONS` variant with the highest ``metric``
+    in an ablation summary (the rule that picks :data:`hdm.cam.hdm_cam.TUNED` on the validation split)."""
+    scores = {name: m[metric] for name, m in ablations["methods"].items() if name in ABLATIONS}
+    if not scores:
+        raise ValueError("the summary holds none of the ablation variants")
+    name = max(scores, key=scores.get)
+    return name, dict(ABLATIONS[name])
+
+
 def ablation_methods(model) -> dict[str, Method]:
-    """HDM-CAM with one part changed at a time (all alpha = exp unless named)."""
-    variants = {
-        "HDM-CAM (exp) [default: diag Hessian, weighted bands, layers 1-4, J=2, sum]": {},
-        "Hessian term alone (bands equal)": {"bands": "equal"},
-        "wavelet term alone (no Hessian)": {"hessian": "none"},
-        "neither (bands equal, no Hessian)": {"bands": "equal", "hessian": "none"},
-        "eigen Hessian, sigmas (0.5, 1, 2)": {"hessian": "eigen"},
-        "eigen Hessian, sigmas (1,)": {"hessian": "eigen", "sigmas": (1.0,)},
-        "eigen Hessian, sigmas (2, 4)": {"hessian": "eigen", "sigmas": (2.0, 4.0)},
-        "layer4 only": {"target_layers": ["layer4"]},
-        "layers 3-4": {"target_layers": ["layer3", "layer4"]},
-        "layers 2-4": {"target_layers": ["layer2", "layer3", "layer4"]},
-        "J=1": {"levels": 1},
-        "J=3": {"levels": 3},
-        "layer fusion mean": {"layer_fusion": "mean"},
-        "bands equal + layer fusion mean": {"bands": "equal", "layer_fusion": "mean"},
-        "bands modulate": {"bands": "modulate"},
-        "bands modulate + layer fusion mean": {"bands": "modulate", "layer_fusion": "mean"},
-        "bands modulate, detail gain 4 (lambda = 1, 4, 4, 4)": {"bands": "modulate", "band_gain": (1.0, 4.0, 4.0, 4.0)},
-        "bands modulate + layer fusion mean, alpha equal": {"bands": "modulate", "layer_fusion": "mean", "alpha": "equal"},
-        "bands modulate + layer fusion mean, alpha inverse": {"bands": "modulate", "layer_fusion": "mean",
-                                                              "alpha": "inverse"},
-        "bands modulate + layer fusion mean, no Hessian": {"bands": "modulate", "layer_fusion": "mean", "hessian": "none"},
-        "bands modulate + layer fusion mean, layers 2-4": {"bands": "modulate", "layer_fusion": "mean",
-                                                           "target_layers": ["layer2", "layer3", "layer4"]},
-        "bands modulate + layer fusion mean, J=1": {"bands": "modulate", "layer_fusion": "mean", "levels": 1},
-    }
+    """HDM-CAM with one part changed at a time (all alpha = exp unless named): :data:`ABLATIONS`."""
     out = {}
-    for name, kw in variants.items():
+    for name, kw in ABLATIONS.items():
         kw = dict(kw)
         layers = kw.pop("target_layers", LAYERS)
         out[name] = _ours(HDMCAM(model, layers, **kw))

@@ -107,3 +107,15 @@ def test_exported_weights_load_back_with_their_card(tmp_path, tiny_resnet):
     card = write_model_card(path).read_text()
     assert hashlib.sha256(path.read_bytes()).hexdigest() in card
     assert "0.5000" in card and "theta = [0.1, 0.2]" in card
+
+
+def test_best_ablation_picks_the_highest_mean_iou_variant():
+    from hdm.cam_benchmark import ABLATIONS, best_ablation
+
+    names = list(ABLATIONS)
+    summary = {"methods": {names[0]: {"miou": 0.2}, names[3]: {"miou": 0.31}, names[5]: {"miou": 0.3},
+                           "Grad-CAM (layer4)": {"miou": 0.9}}}  # not a variant: never picked
+    assert best_ablation(summary) == (names[3], ABLATIONS[names[3]])
+    assert best_ablation(summary)[1] is not ABLATIONS[names[3]]  # a copy: TUNED edits cannot leak back
+    with pytest.raises(ValueError, match="none of the ablation variants"):
+        best_ablation({"methods": {"Grad-CAM (layer4)": {"miou": 0.9}}})
