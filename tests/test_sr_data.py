@@ -38,6 +38,25 @@ def test_bicubic_matches_pillow_both_ways():
     assert D.mod_crop(np.zeros((95, 127, 3)), 4).shape == (92, 124, 3)
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (5, 4), (17, 9)])
+def test_polyphase_bicubic_upsample_equals_torch_antialiased(scale, size):
+    """The exportable convolution form equals F.interpolate(bicubic, antialias=True), borders included."""
+    import torch.nn.functional as F
+
+    lr = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    ref = F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    torch.testing.assert_close(D.bicubic_upsample(lr, scale), ref, atol=2e-6, rtol=0)
+    torch.testing.assert_close(D.bicubic_upsample(lr[0], scale), ref[0], atol=2e-6, rtol=0)  # (C, h, w) too
+
+
+def test_keys_kernel_partition_of_unity():
+    t = np.linspace(0, 1, 11)
+    total = sum(D.keys_cubic(t + k) for k in range(-2, 3))
+    np.testing.assert_allclose(total, 1, atol=1e-12)
+    assert D.keys_cubic(0) == 1 and D.keys_cubic(1) == 0 and D.keys_cubic(2.5) == 0
+
+
 def test_crops_stay_aligned_and_augmentations_are_dihedral():
     rng = np.random.default_rng(0)
     hr = torch.rand(3, 64, 80)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["bicubic_downsample", "bicubic_upsample", "mod_crop", "random_crop_pair", "augment_pair"]
+__all__ = ["bicubic_downsample", "bicubic_upsample", "keys_cubic", "mod_crop", "random_crop_pair", "augment_pair"]
 
 
 def bicubic_downsample(hr: torch.Tensor, scale: int) -> torch.Tensor:
@@ -36,15 +36,42 @@ def bicubic_downsample(hr: torch.Tensor, scale: int) -> torch.Tensor:
     return lr.clamp(0, 1).reshape(*lead, *lr.shape[-3:])
 
 
+def keys_cubic(t: np.ndarray, a: float = -0.5) -> np.ndarray:
+    """Keys' cubic convolution kernel ``W(t)`` (``a = -0.5``: Pillow, MATLAB, torch's antialiased path)."""
+    t = np.abs(np.asarray(t, dtype=np.float64))
+    near = ((a + 2) * t - (a + 3)) * t * t + 1
+    far = ((t - 5) * t + 8) * t * a - 4 * a
+    return np.where(t < 1, near, np.where(t < 2, far, 0.0))
+
+
+def _upsample_kernel(scale: int, dtype, device) -> torch.Tensor:
+    """``(scale^2, 1, 5, 5)``: for output phase ``(p, q)`` the weights of input taps ``i-2 .. i+2``.
+
+    Output pixel ``s i + p`` sits at input coordinate ``i + d_p``, ``d_p = (2p + 1 - s) / (2s)``
+    (pixel centres aligned), so tap ``i - 2 + k`` has weight ``W(d_p + 2 - k)``."""
+    d = (2 * np.arange(scale) + 1 - scale) / (2 * scale)
+    taps = keys_cubic(d[:, None] + 2 - np.arange(5)[None, :])  # (s, 5)
+    kernel = taps[:, None, :, None] * taps[None, :, None, :]  # (p, q, ky, kx)
+    return torch.as_tensor(kernel.reshape(scale * scale, 1, 5, 5), dtype=dtype, device=device)
+
+
 def bicubic_upsample(lr: torch.Tensor, scale: int) -> torch.Tensor:
     """The bicubic baseline of SR tables: ``(..., C, h, w)`` -> ``(..., C, scale h, scale w)``, clamped.
 
-    ``antialias=True`` also when enlarging: torch's plain bicubic uses ``a = -0.75`` (as OpenCV); its
-    antialiased path uses ``a = -0.5`` (as Pillow and MATLAB)."""
-    lead = lr.shape[:-3]
-    x = lr.reshape(-1, *lr.shape[-3:])
-    up = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False, antialias=True)
-    return up.clamp(0, 1).reshape(*lead, *up.shape[-3:])
+    The same interpolation as ``F.interpolate(mode="bicubic", antialias=True)`` (``a = -0.5``, as
+    Pillow and MATLAB; torch's plain bicubic uses ``a = -0.75``, as OpenCV), with its border rule (the
+    weights of taps inside the image renormalised), written as a polyphase convolution: one 5x5 filter
+    per output phase, then pixel shuffle. That form exports to ONNX (torch's antialiased bicubic does
+    not), so the diffusion student's graph can start from the LR image."""
+    if scale < 1 or int(scale) != scale:
+        raise ValueError(f"scale must be a positive integer, got {scale}")
+    lead, (C, h, w) = lr.shape[:-3], lr.shape[-3:]
+    x = lr.reshape(-1, C, h, w)
+    kernel = _upsample_kernel(int(scale), x.dtype, x.device)
+    num = F.conv2d(F.pad(x, (2, 2, 2, 2)).reshape(-1, 1, h + 4, w + 4), kernel)  # (N C, s^2, h, w)
+    den = F.conv2d(F.pad(torch.ones_like(x[:1, :1]), (2, 2, 2, 2)), kernel)  # the weights inside the image
+    up = F.pixel_shuffle(num / den, int(scale)).reshape(x.shape[0], C, h * scale, w * scale)
+    return up.clamp(0, 1).reshape(*lead, C, h * scale, w * scale)
 
 
 def mod_crop(image: np.ndarray | torch.Tensor, scale: int):
