@@ -7,10 +7,11 @@ from pathlib import Path
 
 
 def _generators(which: str) -> list[tuple[str, Path]]:
-    """``(name, weights)`` for ``general``, ``face``, ``all`` (the shipped ones present) or a file."""
+    """``(name, weights)`` for ``general``, ``face``, ``diffusion`` (the one-step student), ``all`` (the
+    shipped ones present) or a file."""
     from hdm.sr.pipeline import SR_WEIGHTS
 
-    shipped = {k: v for k, v in SR_WEIGHTS.items() if k in ("general", "face")}
+    shipped = {k: v for k, v in SR_WEIGHTS.items() if k in ("general", "face", "diffusion")}
     if which == "all":
         return [(k, v) for k, v in shipped.items() if v.is_file()]
     if which in shipped:
@@ -18,16 +19,36 @@ def _generators(which: str) -> list[tuple[str, Path]]:
     return [(Path(which).stem, Path(which))]
 
 
-def _models(which: str):
-    """``[(name, weights, RRDBNet)]`` for ``--model``, or ``None`` after printing why not."""
+def load_exportable(path):
+    """An exportable model from a weights file: an RRDBNet (hdm, Real-ESRGAN, ESRGAN) or, for an hdm
+    diffusion student, its one-step graph :class:`hdm.diffusion.sampler.OneStepSR`."""
     from hdm.sr.rrdbnet import load_rrdbnet
 
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("arch") == "hdm.diffusion.Denoiser":
+            from hdm.diffusion.sampler import OneStepSR
+            from hdm.diffusion.train import load_diffusion
+
+            if meta.get("stage") != "student":
+                raise ValueError(f"{path} is a multi-step teacher: only the one-step student is exported")
+            sampler = load_diffusion(path, one_step=True)
+            return OneStepSR(sampler.model, sampler.schedule).eval()
+    return load_rrdbnet(path)
+
+
+def _models(which: str):
+    """``[(name, weights, model)]`` for ``--model``, or ``None`` after printing why not."""
     jobs = _generators(which)
     if not jobs:
         print("error: no shipped generator weights found in weights/ (train them, or pass a file)", file=sys.stderr)
         return None
     try:
-        return [(name, weights, load_rrdbnet(weights)) for name, weights in jobs]
+        return [(name, weights, load_exportable(weights)) for name, weights in jobs]
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return None
@@ -121,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("onnx", help="export SR generators to ONNX and check them against torch",
                        description="Export to ONNX (opset 17, dynamic batch/height/width, hdm metadata), then "
                                    "onnx.checker and ONNX Runtime vs torch on several sizes (fp32: max |diff| <= 1e-4).")
-    p.add_argument("--model", default="all", help="general, face, all (the shipped ones) or an RRDBNet checkpoint")
+    p.add_argument("--model", default="all", help="general, face, diffusion (the one-step student), all (the shipped "
+                                                   "ones) or a checkpoint (RRDBNet or hdm diffusion student)")
     p.add_argument("--out", default="exports", help="output folder (or a .onnx file for one model and one precision)")
     p.add_argument("--fp16", default="both", choices=["no", "yes", "both"], help="precision(s) to export")
     p.set_defaults(func=_cmd_onnx)
@@ -138,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="speed of torch, ONNX Runtime and TensorRT per generator and size (ratios)",
                        description="Median time, peak memory and GFLOP/s of each runtime, as ratios to torch eager "
                                    "fp32 in the same run; writes e.g. docs/results/export.md.")
-    p.add_argument("--model", default="all", help="general, face, all (the shipped ones) or an RRDBNet checkpoint")
+    p.add_argument("--model", default="all", help="general, face, diffusion (the one-step student), all (the shipped "
+                                                   "ones) or a checkpoint (RRDBNet or hdm diffusion student)")
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256], help="input sides")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")

@@ -32,7 +32,11 @@ class OnnxSR:
     """``OnnxSR(path)(lr) -> sr``: ``lr`` ``(N, 3, h, w)`` (or ``(h, w, 3)``) float in [0, 1] -> same layout, x scale.
 
     Args: ``providers`` (default :func:`providers_here`), ``tile``/``tile_pad`` as the torch pipeline
-    (``tile_pad=None``: the receptive radius stored in the file, capped at 64)."""
+    (``tile_pad=None``: the receptive radius stored in the file, capped at 64).
+
+    The diffusion student's file also takes ``noise``: ``OnnxSR(path)(lr, seed=0)`` draws it as
+    :class:`hdm.diffusion.sampler.DiffusionSR` does (one seeded ``torch.Generator``, odd sides padded),
+    so a seed gives the torch student's image; tiles cut the LR image and its noise together."""
 
     def __init__(self, path, providers: list[str] | None = None, tile: int | None = 512, tile_pad: int | None = None):
         import onnxruntime as ort
@@ -40,9 +44,11 @@ class OnnxSR:
         self.path, self.meta = Path(path), read_metadata(path)
         self.session = ort.InferenceSession(str(path), providers=providers or providers_here())
         inputs = self.session.get_inputs()
-        if len(inputs) != 1 or inputs[0].name != "lr" or (isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] != 3):
-            raise ValueError(f"{self.path.name} does not take one 'lr' input of 3 channels: "
-                             f"{[(i.name, i.shape) for i in inputs]}")
+        names = [i.name for i in inputs]
+        if names not in (["lr"], ["lr", "noise"]) or (isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] != 3):
+            raise ValueError(f"{self.path.name} does not take an 'lr' input of 3 channels (and, for the diffusion "
+                             f"student, 'noise'): {[(i.name, i.shape) for i in inputs]}")
+        self.takes_noise = names == ["lr", "noise"]
         self.provider = self.session.get_providers()[0]
         self.scale = int(self.meta["hdm.scale"])
         self.input_multiple = int(self.meta.get("hdm.input_multiple", 1))
@@ -51,21 +57,35 @@ class OnnxSR:
 
     def as_generator(self) -> "_Runner":
         """This session as a generator for the torch pipelines (``hdm.sr.pipeline.Upscaler``, fusion)."""
+        if self.takes_noise:
+            raise ValueError(f"{self.path.name} is the diffusion student (it takes noise): call it with a seed instead")
         return _Runner(self)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"{self.path.name} takes (N, 3, h, w) RGB input, got {tuple(x.shape)}")
-        out = self.session.run(None, {"lr": np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0]
-        return torch.from_numpy(out)
+        """``x`` ``(N, 3, h, w)``, or for the student ``(N, 3 + 3 s^2, h, w)``: the LR image and its noise stacked."""
+        channels = 3 + (3 * self.scale ** 2 if self.takes_noise else 0)
+        if x.dim() != 4 or x.shape[1] != channels:
+            raise ValueError(f"{self.path.name} takes (N, 3, h, w) RGB input, got {tuple(x.shape[:1])} + "
+                             f"{tuple(x.shape[1:])}")
+        x = np.ascontiguousarray(x.numpy(), dtype=np.float32)
+        feed = {"lr": x[:, :3], "noise": x[:, 3:]} if self.takes_noise else {"lr": x}
+        return torch.from_numpy(self.session.run(None, feed)[0])
 
-    def __call__(self, lr: np.ndarray) -> np.ndarray:
+    def __call__(self, lr: np.ndarray, seed: int = 0) -> np.ndarray:
         from hdm.sr.tiling import tiled_forward
 
         hwc = lr.ndim == 3
         x = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))
         x = x.permute(2, 0, 1)[None] if hwc else x
-        sr = tiled_forward(self.as_generator(), x, self.scale, self.tile, self.tile_pad).numpy()
+        h, w = x.shape[-2:]
+        if self.takes_noise:  # as DiffusionSR: odd sides repeat their last row/column; noise for the whole image
+            x = torch.nn.functional.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+            gen = torch.Generator(device="cpu").manual_seed(int(seed))
+            noise = torch.randn((x.shape[0], 3 * self.scale ** 2, *x.shape[-2:]), generator=gen)
+            x = torch.cat([x, noise], dim=1)
+        runner = _Runner(self)
+        sr = tiled_forward(runner, x, self.scale, self.tile, self.tile_pad)[..., : h * self.scale, : w * self.scale]
+        sr = sr.numpy()
         return sr[0].transpose(1, 2, 0) if hwc else sr
 
 

@@ -24,13 +24,13 @@ import torch
 __all__ = ["flops", "matmul_gflops", "bench_model", "markdown"]
 
 
-def flops(model, x: torch.Tensor) -> int:
+def flops(model, *xs: torch.Tensor) -> int:
     """FLOPs of one forward pass (multiply-add counted as 2)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
-        model(x)
+        model(*xs)
     return int(counter.get_total_flops())
 
 
@@ -74,26 +74,27 @@ def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int 
     import onnxruntime as ort
 
     from .runtime import providers_here
+    from .to_onnx import example_inputs, input_names
 
     rows = []
     model = model.to(device).eval()
     for size in sizes:
-        x = torch.rand(1, 3, size, size, device=device)
-        n_flops = flops(model, x)
+        xs = tuple(x.to(device) for x in example_inputs(model, size, size, generator=torch.Generator().manual_seed(0)))
+        n_flops = flops(model, *xs)
         runs = {}
         with torch.no_grad():
-            runs["torch eager fp32"] = lambda: model(x)
+            runs["torch eager fp32"] = lambda: model(*xs)
             if device == "cpu":
                 def bf16():
                     with torch.autocast("cpu", dtype=torch.bfloat16):
-                        return model(x)
+                        return model(*xs)
                 runs["torch eager bf16 (autocast)"] = bf16
             else:
                 import copy
 
                 half = copy.deepcopy(model).half()
-                xh = x.half()
-                runs["torch eager fp16"] = lambda: half(xh)
+                xhs = tuple(x.half() for x in xs)
+                runs["torch eager fp16"] = lambda: half(*xhs)
         for provider in providers_here():
             for label, path in (("fp32", onnx_fp32), ("fp16", onnx_fp16)):
                 if path is None:
@@ -108,13 +109,13 @@ def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int 
                 if session.get_providers()[0] != provider:  # it fell back: do not label a CPU run as another
                     print(f"skipped ONNX Runtime {provider}: it fell back to {session.get_providers()[0]}")
                     continue
-                feed = {"lr": x.cpu().numpy()}
+                feed = {name: x.cpu().numpy() for name, x in zip(input_names(model), xs)}
                 runs[f"ONNX Runtime {provider.removesuffix('ExecutionProvider')} {label}"] = \
                     lambda s=session, f=feed: s.run(None, f)
         if engine_builder is not None:
             trt = engine_builder(size)
             if trt is not None:
-                runs["TensorRT fp16"] = lambda: trt(x)
+                runs["TensorRT fp16"] = lambda: trt(*xs)
         for name, fn in runs.items():
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()

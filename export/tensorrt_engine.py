@@ -72,7 +72,10 @@ def build_engine(onnx_path, out=None, min_shape=(1, 3, 16, 16), opt_shape=(1, 3,
     if fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
-    profile.set_shape(network.get_input(0).name, *profile_shapes)
+    for i in range(network.num_inputs):  # lr, and the student's noise: same batch and size, own channels
+        tensor = network.get_input(i)
+        channels = tensor.shape[1]
+        profile.set_shape(tensor.name, *[(shape[0], channels, *shape[2:]) for shape in profile_shapes])
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -105,24 +108,28 @@ class TensorRTSR:
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ValueError(f"expected one input and one output, got {inputs} and {outputs}")
-        self.input_name, self.output_name = inputs[0], outputs[0]
-        for n in (self.input_name, self.output_name):
+        if inputs not in (["lr"], ["lr", "noise"]) or len(outputs) != 1:
+            raise ValueError(f"expected inputs lr (and noise) and one output, got {inputs} and {outputs}")
+        self.input_names, self.output_name = inputs, outputs[0]
+        for n in (*self.input_names, self.output_name):
             if self.engine.get_tensor_dtype(n) != trt.float32:
                 raise ValueError(f"tensor {n} is {self.engine.get_tensor_dtype(n)}, expected float32")
-        self.profile = self.engine.get_tensor_profile_shape(self.input_name, 0)
+        self.profile = self.engine.get_tensor_profile_shape(self.input_names[0], 0)
         self.stream = torch.cuda.Stream()
 
     @torch.no_grad()
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor:
-        lr = lr.contiguous().float().cuda()
-        if not self.context.set_input_shape(self.input_name, tuple(lr.shape)):
-            lo, _, hi = self.profile
-            raise ValueError(f"input {tuple(lr.shape)} is outside the engine's profile {tuple(lo)}..{tuple(hi)}: "
-                             "rebuild it with a wider --min/--max or use tiles")
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """``lr`` (and, for the diffusion student, ``noise``) as CUDA float32 tensors."""
+        if len(inputs) != len(self.input_names):
+            raise ValueError(f"the engine takes {self.input_names}, got {len(inputs)} tensor(s)")
+        inputs = [x.contiguous().float().cuda() for x in inputs]
+        for name, x in zip(self.input_names, inputs):
+            if not self.context.set_input_shape(name, tuple(x.shape)):
+                lo, _, hi = self.profile
+                raise ValueError(f"input {tuple(x.shape)} is outside the engine's profile {tuple(lo)}..{tuple(hi)}: "
+                                 "rebuild it with a wider --min/--max or use tiles")
+            self.context.set_tensor_address(name, x.data_ptr())
         out = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), dtype=torch.float32, device="cuda")
-        self.context.set_tensor_address(self.input_name, lr.data_ptr())
         self.context.set_tensor_address(self.output_name, out.data_ptr())
         self.stream.wait_stream(torch.cuda.current_stream())  # lr is ready
         if not self.context.execute_async_v3(self.stream.cuda_stream):

@@ -1,7 +1,10 @@
 """Export an SR generator to ONNX, self-described and checked against torch.
 
 Graph: input ``lr`` ``(N, 3, h, w)`` float RGB in [0, 1] (NCHW), output ``sr`` ``(N, 3, s h, s w)``,
-not clamped (as the torch model); batch, height and width are dynamic.
+not clamped (as the torch model); batch, height and width are dynamic. The one-step diffusion student
+(:class:`hdm.diffusion.sampler.OneStepSR`) has a second input, ``noise`` ``(N, 3 s^2, h, w)``: its
+standard-normal draw (zeros give the prior's mean); a model names its inputs in ``input_names`` and
+makes examples with ``example_inputs(h, w, n, generator)``.
 
 Opset 17: every op these generators need (convolutions, LeakyReLU, nearest ``Resize``, the
 ``Reshape``/``Transpose`` of pixel-(un)shuffle) exists since opset 13; 17 is inside the range that
@@ -9,6 +12,7 @@ torch's exporter tests most, that TensorRT 8.6+ and 10 parse, and that ONNX Runt
 and old enough that every current runtime reads it.
 
 Metadata (``metadata_props``): ``hdm.model`` (its name), ``hdm.scale``, ``hdm.input`` (range and layout),
+``hdm.inputs`` (the input names, JSON),
 ``hdm.version``, ``hdm.checkpoint_sha256``, ``hdm.precision``, ``hdm.config`` (the architecture), and
 what tiling needs: ``hdm.input_multiple`` and ``hdm.receptive_radius``.
 
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["OPSET", "ExportCheck", "export_onnx", "read_metadata", "check_parity"]
+__all__ = ["OPSET", "ExportCheck", "export_onnx", "read_metadata", "check_parity", "input_names", "example_inputs"]
 
 OPSET = 17
 #: Sizes (h, w) of the parity check: square, odd and non-square.
@@ -33,14 +37,26 @@ CHECK_SIZES = ((16, 16), (23, 17), (32, 48))
 
 
 class _Half(nn.Module):
-    """``model`` in fp16 with float32 input and output."""
+    """``model`` in fp16 with float32 inputs and output."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model.half()
 
-    def forward(self, x):
-        return self.model(x.half()).float()
+    def forward(self, *xs):
+        return self.model(*(x.half() for x in xs)).float()
+
+
+def input_names(model: nn.Module) -> tuple[str, ...]:
+    """The graph's inputs: ``("lr",)`` for a generator, ``("lr", "noise")`` for the diffusion student."""
+    return tuple(getattr(model, "input_names", ("lr",)))
+
+
+def example_inputs(model: nn.Module, h: int, w: int, n: int = 1, generator=None) -> tuple[torch.Tensor, ...]:
+    """Random inputs of LR size ``h x w`` in the order of :func:`input_names`."""
+    if hasattr(model, "example_inputs"):
+        return tuple(model.example_inputs(h, w, n, generator))
+    return (torch.rand(n, 3, h, w, generator=generator),)
 
 
 def export_onnx(model: nn.Module, path, name: str, scale: int, sha256: str = "", fp16: bool = False,
@@ -58,7 +74,8 @@ def export_onnx(model: nn.Module, path, name: str, scale: int, sha256: str = "",
     if fp16:
         net = _Half(net)
     multiple = int(getattr(model, "input_multiple", 1))
-    example = torch.rand(1, 3, 8 * multiple, 8 * multiple)
+    names = input_names(model)
+    example = example_inputs(model, 8 * multiple, 8 * multiple)
     import warnings
 
     # torch's TorchScript exporter (dynamo=False): the torch.export-based one needs the onnxscript package and
@@ -67,11 +84,13 @@ def export_onnx(model: nn.Module, path, name: str, scale: int, sha256: str = "",
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(net, (example,), str(path), opset_version=OPSET, input_names=["lr"], output_names=["sr"],
-                          dynamic_axes={"lr": {0: "batch", 2: "height", 3: "width"},
-                                        "sr": {0: "batch", 2: "out_height", 3: "out_width"}}, dynamo=False)
+        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1")  # a strided slice stays a Slice
+        axes = {name: {0: "batch", 2: "height", 3: "width"} for name in names}
+        torch.onnx.export(net, example, str(path), opset_version=OPSET, input_names=list(names), output_names=["sr"],
+                          dynamic_axes={**axes, "sr": {0: "batch", 2: "out_height", 3: "out_width"}}, dynamo=False)
     proto = onnx.load(str(path))
     meta = {"hdm.model": name, "hdm.scale": str(scale), "hdm.input": "float32 RGB in [0, 1], NCHW",
+            "hdm.inputs": json.dumps(list(names)),
             "hdm.version": __version__, "hdm.checkpoint_sha256": sha256, "hdm.precision": "fp16" if fp16 else "fp32",
             "hdm.config": json.dumps(config or getattr(model, "config", {})),
             "hdm.input_multiple": str(multiple), "hdm.receptive_radius": str(int(getattr(model, "receptive_radius", 16)))}
@@ -124,9 +143,9 @@ def check_parity(model: nn.Module, path, fp16: bool = False, sizes=CHECK_SIZES, 
     worst = {}
     for h, w in sizes:
         h, w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        x = torch.rand(2, 3, h, w, generator=gen)
+        xs = example_inputs(model, h, w, 2, gen)
         with torch.no_grad():
-            ref = model.float().eval()(x).numpy()
-        out = session.run(None, {"lr": x.numpy()})[0]
+            ref = model.float().eval()(*xs).numpy()
+        out = session.run(None, {name: x.numpy() for name, x in zip(input_names(model), xs)})[0]
         worst[f"{h}x{w}"] = float(np.abs(out - ref).max())
     return ExportCheck(worst, None if fp16 else tolerance)

@@ -59,7 +59,7 @@ def test_metadata_round_trip_and_bad_files(tmp_path, tiny):
     for node in proto.graph.node:
         node.input[:] = ["image" if i == "lr" else i for i in node.input]
     onnx.save(proto, str(tmp_path / "renamed.onnx"))
-    with pytest.raises(ValueError, match="one 'lr' input"):
+    with pytest.raises(ValueError, match="does not take an 'lr' input"):
         OnnxSR(tmp_path / "renamed.onnx", providers=["CPUExecutionProvider"])
 
 
@@ -106,3 +106,72 @@ def test_bench_command_prints_ratios(tmp_path, tiny, capsys):
     text = out.read_text()
     assert "| 16x16 | torch eager fp32 |" in text and "1.00x" in text and "ONNX Runtime CPU fp32" in text
     assert "GFLOP/s" in text and "- command: `" in text
+
+
+# -- the one-step diffusion student -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def student(tmp_path_factory):
+    """A tiny untrained student exported as hdm writes it, and its sampler."""
+    from hdm.diffusion.denoiser import Denoiser
+    from hdm.diffusion.schedule import ResShiftSchedule
+    from hdm.diffusion.train import export_diffusion, load_diffusion
+
+    torch.manual_seed(3)
+    net = Denoiser(width=8, blocks=1)
+    for p in net.parameters():  # zero-initialised output layers would hide the network: perturb them
+        p.data += 0.05 * torch.randn_like(p)
+    path = export_diffusion(net, ResShiftSchedule.resshift(4), tmp_path_factory.mktemp("d") / "s.safetensors",
+                            "student", {})
+    return path, load_diffusion(path, one_step=True)
+
+
+def test_one_step_graph_equals_the_student_sampler(student):
+    from hdm.diffusion.sampler import OneStepSR
+
+    _, sampler = student
+    graph = OneStepSR(sampler.model, sampler.schedule).eval()
+    lr = torch.rand(2, 3, 10, 14, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(graph.noise_shape(lr.shape), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(graph(lr, noise), sampler(lr, seed=5), atol=1e-5, rtol=0)
+        mean = graph(lr, torch.zeros_like(noise))
+    assert not torch.allclose(mean, graph(lr, noise))  # the noise input matters
+
+
+def test_student_exports_with_a_noise_input_and_runs_seeded(tmp_path, student):
+    from export.__main__ import load_exportable
+
+    path, sampler = student
+    graph = load_exportable(path)
+    onnx_path = export_onnx(graph, tmp_path / "s.onnx", "diffusion", 4)
+    assert check_parity(graph, onnx_path).passed
+    assert read_metadata(onnx_path)["hdm.inputs"] == '["lr", "noise"]'
+    lr = torch.rand(1, 3, 11, 13, generator=torch.Generator().manual_seed(1))  # odd: padded as the sampler does
+    with torch.no_grad():
+        ref = sampler(lr, seed=7).numpy()
+    for tile in (None, 6):
+        out = OnnxSR(onnx_path, tile=tile)(lr.numpy(), seed=7)
+        assert out.shape == (1, 3, 44, 52) and np.abs(out - ref).max() < 1e-4, tile
+    with pytest.raises(ValueError, match="diffusion student"):
+        OnnxSR(onnx_path).as_generator()
+
+
+def test_bench_command_runs_the_student(tmp_path, student, capsys):
+    path, _ = student
+    out = tmp_path / "export.md"
+    assert main(["bench", "--model", str(path), "--sizes", "16", "--repeats", "1", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    assert "| 16x16 | ONNX Runtime CPU fp32 |" in out.read_text()
+
+
+def test_teachers_are_not_exported(tmp_path):
+    from export.__main__ import load_exportable
+    from hdm.diffusion.denoiser import Denoiser
+    from hdm.diffusion.schedule import ResShiftSchedule
+    from hdm.diffusion.train import export_diffusion
+
+    path = export_diffusion(Denoiser(width=8, blocks=1), ResShiftSchedule.resshift(4), tmp_path / "t.safetensors",
+                            "teacher", {})
+    with pytest.raises(ValueError, match="multi-step teacher"):
+        load_exportable(path)
+    assert main(["onnx", "--model", str(path), "--out", str(tmp_path / "o")]) == 2

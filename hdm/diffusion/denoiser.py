@@ -125,7 +125,7 @@ class Denoiser(nn.Module):
             raise ValueError(f"z_t {tuple(z_t.shape)} and z_y {tuple(z_y.shape)} must match, with "
                              f"{self.channels * self.scale ** 2} channels and even sides")
         t = torch.as_tensor(t, device=z_t.device).reshape(-1).expand(z_t.shape[0])
-        emb = self.emb(timestep_embedding(t, self.width))
+        emb = self.emb(timestep_embedding(t, self.width).to(z_t.dtype))
         if in_scale is not None:
             z_t = z_t * torch.as_tensor(in_scale, dtype=z_t.dtype, device=z_t.device).reshape(-1, 1, 1, 1)
         h = self.conv_in(torch.cat([z_t, z_y], dim=1))

@@ -19,7 +19,7 @@ from ..sr.tiling import tiled_forward
 from .denoiser import Denoiser, from_space, to_space
 from .schedule import ResShiftSchedule
 
-__all__ = ["DiffusionSR", "sample_z"]
+__all__ = ["DiffusionSR", "OneStepSR", "sample_z"]
 
 
 def sample_z(model, schedule: ResShiftSchedule, z_y: torch.Tensor, z_T: torch.Tensor, deterministic: bool = True,
@@ -107,3 +107,42 @@ class DiffusionSR:
                       self.one_step, noise, lambda z, t: self._eval(z, z_y, t), trajectory)
         sr = from_space(z0, s).clamp(0, 1)[..., : h * s, : w * s]
         return (sr, trajectory) if return_trajectory else sr
+
+
+class OneStepSR(nn.Module):
+    """The one-step student as a single graph from the LR image to the SR image (what ``python -m export``
+    compiles): ``(lr, noise) -> sr``.
+
+    ``lr`` ``(N, 3, h, w)`` in [0, 1] with ``h``, ``w`` even; ``noise`` ``(N, 3 s^2, h, w)`` standard normal
+    (the prior's draw, in the space of :func:`~hdm.diffusion.denoiser.to_space`; zeros give the prior's
+    mean) -> ``sr`` ``(N, 3, s h, s w)`` in [0, 1]. With the noise that :class:`DiffusionSR` draws for a
+    seed it gives the same image: ``z_T = z_y + kappa sqrt(eta_T) noise``, one evaluation at ``t = T - 1``.
+    """
+
+    input_names = ("lr", "noise")
+
+    def __init__(self, model: Denoiser, schedule: ResShiftSchedule):
+        super().__init__()
+        self.model, self.schedule, self.scale = model, schedule, model.scale
+        t = torch.tensor([schedule.steps - 1])
+        self.noise_std = float(schedule.kappa * schedule.eta[t].sqrt())
+        self.in_scale = float(schedule.input_scale(t, torch.zeros(1)))
+        self.input_multiple = 2
+        self.receptive_radius = model.receptive_radius + 2  # + the bicubic's reach
+        self.config = {"kind": "diffusion-student", **model.config, "steps": schedule.steps, "kappa": schedule.kappa}
+
+    def noise_shape(self, lr_shape) -> tuple[int, int, int, int]:
+        n, c, h, w = lr_shape
+        return (n, c * self.scale ** 2, h, w)
+
+    def example_inputs(self, h: int, w: int, n: int = 1, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random ``(lr, noise)`` of LR size ``h x w`` (for export and parity checks)."""
+        lr = torch.rand(n, 3, h, w, generator=generator)
+        return lr, torch.randn(self.noise_shape(lr.shape), generator=generator)
+
+    def forward(self, lr: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        s = self.scale
+        z_y = to_space(bicubic_upsample(lr, s), s)
+        z = z_y + self.noise_std * noise
+        t = torch.full((lr.shape[0],), self.schedule.steps - 1, dtype=torch.long, device=lr.device)
+        return from_space(self.model(z, z_y, t, self.in_scale), s).clamp(0, 1)
