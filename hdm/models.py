@@ -53,9 +53,10 @@ def torchvision_state_dict(meta, what: str, alternatives: str) -> dict:
         ) from e
 
 
-def cached_download(url: str, what: str) -> Path:
+def cached_download(url: str, what: str, alternatives: str = "") -> Path:
     """The file at ``url``, kept in the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and downloaded
-    only once; offline, :class:`WeightsUnavailable` naming where to place the file by hand."""
+    only once; offline, :class:`WeightsUnavailable` naming where to place the file by hand (and
+    ``alternatives``, what else the user can do)."""
     path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
     if path.is_file():
         return path
@@ -64,7 +65,8 @@ def cached_download(url: str, what: str) -> Path:
         torch.hub.download_url_to_file(url, str(path), progress=False)
     except Exception as e:  # offline: URLError, socket errors, HTTP errors ...
         raise WeightsUnavailable(f"could not download {what} from {url} ({type(e).__name__}: {e}). "
-                                 f"Offline, place the file at {path}.") from e
+                                 f"Offline, place the file {path.name} at {path}"
+                                 + (f", or {alternatives}." if alternatives else ".")) from e
     return path
 
 

@@ -189,7 +189,7 @@ def test_real_esrgan_offline_message(hub, photo, monkeypatch, tmp_path):
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(ViewError, match="RealESRGAN_x4plus.pth.*place the file"):
+    with pytest.raises(ViewError, match="RealESRGAN_x4plus.pth.*place the file RealESRGAN_x4plus.pth at"):
         fusion_view(hub, photo, "Real-ESRGAN x4plus (official, downloaded)", FACE)
 
 

@@ -17,9 +17,6 @@ cannot be had: the loader then raises :class:`~hdm.models.WeightsUnavailable`, a
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -45,24 +42,14 @@ def load_face_embedder(weights: str = "vggface2", seed: int = 0) -> tuple[nn.Mod
     (seeded stand-in), or a state-dict file."""
     from facenet_pytorch import InceptionResnetV1
 
-    from ..models import WeightsUnavailable, load_state_dict_file
+    from ..models import cached_download, load_state_dict_file
 
     with torch.random.fork_rng():  # a seeded initialisation that leaves the caller's random state alone
         torch.manual_seed(seed)
         model = InceptionResnetV1(pretrained=None, classify=False)
     if weights in FACENET_URLS:
-        url = FACENET_URLS[weights]
-        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-        if not path.is_file():
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                torch.hub.download_url_to_file(url, str(path), progress=False)
-            except Exception as e:  # offline: URLError, socket errors, ...
-                raise WeightsUnavailable(
-                    f"could not download the face-recognition weights ({weights}) for the identity loss "
-                    f"({type(e).__name__}: {e}). Offline, place {path.name} (from {url}) at {path}, or use "
-                    "weights='random' (a named stand-in), or train without the identity term."
-                ) from e
+        path = cached_download(FACENET_URLS[weights], f"the face-recognition weights ({weights}) for the identity loss",
+                               "use weights='random' (a named stand-in), or train without the identity term")
         state, source = torch.load(path, map_location="cpu", weights_only=True), f"facenet-pytorch InceptionResnetV1 ({weights})"
     elif weights == "random":
         return _frozen(model), f"random stand-in (untrained InceptionResnetV1, seed {seed})"
