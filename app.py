@@ -2,7 +2,7 @@
 
 Runs offline (python app.py) and on Hugging Face Spaces. This file only lays out the page: every
 result comes from ``hdm.views`` (tested without a browser), whose errors are shown as messages.
-Environment: ``HDM_HOST``/``HDM_PORT`` (default 127.0.0.1:7860), and the ``HDM_*`` model variables of
+Environment: ``HDM_HOST``/``HDM_PORT`` (default: Gradio's, 127.0.0.1:7860), and the ``HDM_*`` model variables of
 :mod:`hdm.views.hub` (your own classifier or SR weights).
 """
 from __future__ import annotations
@@ -95,7 +95,7 @@ def run_fusion(image, general, face, progress=gr.Progress()):
 @_ui
 def run_diffusion(image, variants, seed, progress=gr.Progress()):
     progress(0.1, desc="Sampling")
-    v = diffusion_view(HUB, image, tuple(variants or ()), int(seed))
+    v = diffusion_view(HUB, image, tuple(variants or ()), int(seed or 0))
     return v.results, v.caption
 
 
@@ -118,7 +118,8 @@ def build_demo() -> gr.Blocks:
     default = default_classifier()
     general_default = next(iter(HUB.general))
     face_default = next(iter(HUB.face))
-    with gr.Blocks(title="hdm: explainability and restoration") as demo:
+    # results are cached files: Gradio deletes those older than an hour, every hour
+    with gr.Blocks(title="hdm: explainability and restoration", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# hdm: HDM-CAM, wavelet subbands and face-fusion super-resolution")
         gr.Markdown(models_notice())
         with gr.Tab("Explain (CAM)"):
@@ -170,8 +171,8 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(scale=2):
                     fu_caption = gr.Markdown()
                     fu_gallery = gr.Gallery(label="general | face | mask | fused", columns=4, height="auto",
-                                            elem_id="fu-gallery")
-                    fu_slider = gr.ImageSlider(label="bicubic | fused", type="numpy")
+                                            elem_id="fu-gallery", format="png")
+                    fu_slider = gr.ImageSlider(label="bicubic | fused", type="numpy", format="png")
                     fu_faces = gr.Dataframe(headers=["face", "x0", "y0", "x1", "y1", "probability"],
                                             label="Faces found (input pixels)")
                     fu_file = gr.File(label="Full-size fused result (PNG)")
@@ -189,7 +190,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(scale=2):
                     df_caption = gr.Markdown()
                     df_gallery = gr.Gallery(label="bicubic | diffusion results", columns=3, height="auto",
-                                            elem_id="df-gallery")
+                                            elem_id="df-gallery", format="png")
             df_button.click(run_diffusion, [df_image, df_variants, df_seed], [df_gallery, df_caption])
 
         with gr.Tab("Region fusion by CAM"):
@@ -206,7 +207,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(scale=2):
                     rf_caption = gr.Markdown()
                     rf_gallery = gr.Gallery(label="class map | mask | general | specialist | fused", columns=5,
-                                            height="auto", elem_id="rf-gallery")
+                                            height="auto", elem_id="rf-gallery", format="png")
                     rf_file = gr.File(label="Full-size fused result (PNG)")
             rf_model.change(on_classifier, rf_model, rf_target)
             rf_button.click(run_region, [rf_image, rf_model, rf_target, rf_general, rf_special, rf_threshold],
@@ -218,5 +219,7 @@ def build_demo() -> gr.Blocks:
 
 
 if __name__ == "__main__":
-    build_demo().launch(server_name=os.environ.get("HDM_HOST", "127.0.0.1"),
-                        server_port=int(os.environ.get("HDM_PORT", "7860")), max_file_size="20mb", ssr_mode=False)
+    # no host given: Gradio's own default (127.0.0.1, or GRADIO_SERVER_NAME, which Spaces sets to 0.0.0.0)
+    port = os.environ.get("HDM_PORT")
+    build_demo().launch(server_name=os.environ.get("HDM_HOST") or None, server_port=int(port) if port else None,
+                        max_file_size="20mb", ssr_mode=False)

@@ -65,8 +65,8 @@ class OnnxSR:
         """``x`` ``(N, 3, h, w)``, or for the student ``(N, 3 + 3 s^2, h, w)``: the LR image and its noise stacked."""
         channels = 3 + (3 * self.scale ** 2 if self.takes_noise else 0)
         if x.dim() != 4 or x.shape[1] != channels:
-            raise ValueError(f"{self.path.name} takes (N, 3, h, w) RGB input, got {tuple(x.shape[:1])} + "
-                             f"{tuple(x.shape[1:])}")
+            what = f"(N, 3, h, w) RGB and (N, {channels - 3}, h, w) noise" if self.takes_noise else "(N, 3, h, w) RGB"
+            raise ValueError(f"{self.path.name} takes {what}, got a tensor of shape {tuple(x.shape)}")
         x = np.ascontiguousarray(x.numpy(), dtype=np.float32)
         feed = {"lr": x[:, :3], "noise": x[:, 3:]} if self.takes_noise else {"lr": x}
         return torch.from_numpy(self.session.run(None, feed)[0])

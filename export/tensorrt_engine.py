@@ -125,7 +125,7 @@ class TensorRTSR:
         inputs = [x.contiguous().float().cuda() for x in inputs]
         for name, x in zip(self.input_names, inputs):
             if not self.context.set_input_shape(name, tuple(x.shape)):
-                lo, _, hi = self.profile
+                lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
                 raise ValueError(f"input {tuple(x.shape)} is outside the engine's profile {tuple(lo)}..{tuple(hi)}: "
                                  "rebuild it with a wider --min/--max or use tiles")
             self.context.set_tensor_address(name, x.data_ptr())

@@ -1,7 +1,8 @@
 """Export an SR generator to ONNX, self-described and checked against torch.
 
 Graph: input ``lr`` ``(N, 3, h, w)`` float RGB in [0, 1] (NCHW), output ``sr`` ``(N, 3, s h, s w)``,
-not clamped (as the torch model); batch, height and width are dynamic. The one-step diffusion student
+not clamped (as the torch model; the diffusion student clamps to [0, 1]); batch, height and width are
+dynamic. The one-step diffusion student
 (:class:`hdm.diffusion.sampler.OneStepSR`) has a second input, ``noise`` ``(N, 3 s^2, h, w)``: its
 standard-normal draw (zeros give the prior's mean); a model names its inputs in ``input_names`` and
 makes examples with ``example_inputs(h, w, n, generator)``.

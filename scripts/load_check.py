@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--url", help="a running app (default: start app.py on a free loopback port)")
     p.add_argument("--n", type=int, default=20, help="concurrent requests")
     p.add_argument("--model", default=None, help="classifier choice (default: the app's default)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds to wait for all answers")
+    p.add_argument("--timeout", type=float, default=600, help="seconds to wait for all answers (later ones count as lost)")
     p.add_argument("--out", help="also write the report to this markdown file (e.g. docs/results/app_load.md)")
     args = p.parse_args(argv)
 
@@ -104,10 +104,12 @@ def main(argv=None) -> int:
 
         print(f"{args.n} concurrent requests to {url} /run_cam ({model}) ...", flush=True)
         start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.n) as pool:
-            futures = [pool.submit(request, path) for path in images]
-            results = [f.result(timeout=args.timeout) for f in futures]
+        pool = ThreadPoolExecutor(max_workers=args.n)
+        futures = [pool.submit(request, path) for path in images]
+        done, _ = wait(futures, timeout=args.timeout)  # unanswered after the timeout: lost
+        results = [f.result() for f in futures if f in done]
         wall = time.perf_counter() - start
+        pool.shutdown(wait=False, cancel_futures=True)
     finally:
         if proc is not None:
             proc.terminate()

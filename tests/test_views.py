@@ -109,8 +109,12 @@ def test_pyramid_mosaic_layout_matches_pywavelets():
 
 
 def test_pyramid_mosaic_odd_sizes_and_errors():
-    mosaic = pyramid_mosaic(haar_wavedec2(torch.rand(15, 9, dtype=torch.float64), 2))
-    assert mosaic.shape == (16, 10)  # ceil to the level-1 bands, as the transform pads
+    pyramid = haar_wavedec2(torch.rand(15, 9, dtype=torch.float64), 2)  # bands 8x5, then 4x3
+    mosaic = pyramid_mosaic(pyramid)
+    assert mosaic.shape == (16, 12)  # level 2's mosaic is 8x6: the 8x5 level-1 bands are padded to it
+    lh1 = np.abs(pyramid.details[0][0].numpy())
+    np.testing.assert_allclose(mosaic[8:, :5], np.clip(lh1 / np.quantile(lh1, 0.99), 0, 1), atol=1e-6)  # all of LH_1
+    assert np.all(mosaic[8:, 5] == 0) and np.all(mosaic[:8, 11] == 0)  # the padding columns of LH_1 and HL_1
     with pytest.raises(ValueError, match="one \\(h, w\\) map"):
         pyramid_mosaic(haar_wavedec2(torch.rand(2, 8, 8), 1))
 
@@ -234,3 +238,20 @@ def test_region_view_fuses_inside_the_class_map(hub, photo, tmp_path):
     with pytest.raises(ViewError, match="threshold"):
         region_view(hub, photo, RANDOM, "top class", GENERAL, FACE, 1.5)
 
+
+
+def test_hub_user_files_each_load_their_own_path(monkeypatch, tmp_path):
+    """Every HDM_* variable's choice loads its own file (no late-binding mix-up between them)."""
+    import hdm.views.hub as hub_module
+
+    monkeypatch.setattr(hub_module, "load_resnet50", lambda path: f"resnet from {path}")
+    env = {"HDM_CLASSIFIER": str(tmp_path / "cls.pth"), "HDM_SR_GENERAL": str(tmp_path / "gen.pth"),
+           "HDM_SR_FACE": str(tmp_path / "face.pth")}
+    hub = ModelHub(weights_dir=tmp_path, exports_dir=tmp_path, device="cpu", env=env)
+    assert hub.classifier("Your ResNet-50 (cls.pth)").obj == f"resnet from {tmp_path / 'cls.pth'}"
+    with pytest.raises(FileNotFoundError, match="gen.pth"):
+        hub.get(hub.general, "your general model (gen.pth)")
+    with pytest.raises(FileNotFoundError, match="face.pth"):
+        hub.get(hub.face, "your face model (face.pth)")
+    with pytest.raises(KeyError, match="unknown model"):
+        hub.classifier("nope")

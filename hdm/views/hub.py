@@ -24,7 +24,7 @@ from typing import Callable
 
 import torch
 
-from ..models import WeightsUnavailable, cached_download, load_resnet50, load_shapes_resnet50
+from ..models import cached_download, load_resnet50, load_shapes_resnet50
 
 __all__ = ["ModelHub", "Served", "REAL_ESRGAN_X4PLUS", "WEIGHTS_DIR", "EXPORTS_DIR", "DIFFUSION_FILES"]
 
@@ -69,7 +69,8 @@ class ModelHub:
         self.exports_dir = Path(exports_dir or env.get("HDM_EXPORTS_DIR") or EXPORTS_DIR)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._cache: dict[str, Served] = {}
-        self._loading = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}  # one per choice: a slow load blocks only its own model
+        self._meta = threading.Lock()
 
         shapes = self.weights_dir / "shapes_resnet50.safetensors"
         self.classifiers: dict[str, Callable[[], tuple[object, str]]] = {}
@@ -77,7 +78,7 @@ class ModelHub:
             self.classifiers["Shapes ResNet-50 (hdm demo weights)"] = lambda: self._shapes(shapes)
         if env.get("HDM_CLASSIFIER"):
             user = Path(env["HDM_CLASSIFIER"])
-            self.classifiers[f"Your ResNet-50 ({user.name})"] = lambda: (load_resnet50(str(user)), f"your file {user}")
+            self.classifiers[f"Your ResNet-50 ({user.name})"] = lambda u=user: (load_resnet50(str(u)), f"your file {u}")
         self.classifiers["ImageNet ResNet-50 (torchvision, downloaded)"] = lambda: (
             load_resnet50("imagenet"), "official torchvision IMAGENET1K_V2 weights")
         self.classifiers["Random ResNet-50 (stand-in)"] = lambda: (
@@ -103,9 +104,14 @@ class ModelHub:
         choice and the loader's error (``WeightsUnavailable``, ``FileNotFoundError``, ``ValueError``)."""
         if choice not in table:
             raise KeyError(f"unknown model {choice!r}; choose from {list(table)}")
-        with self._loading:
+        served = self._cache.get(choice)
+        if served is not None:
+            return served
+        with self._meta:
+            lock = self._locks.setdefault(choice, threading.Lock())
+        with lock:  # the first request loads; concurrent ones for the same model wait for it
             if choice not in self._cache:
-                obj, label = table[choice]()
+                obj, label = table[choice]()  # a failure is not cached: the next request tries again
                 self._cache[choice] = Served(obj, label, threading.Lock())
             return self._cache[choice]
 
@@ -152,19 +158,3 @@ class ModelHub:
 
         path = cached_download(REAL_ESRGAN_X4PLUS, "Real-ESRGAN x4plus")
         return load_rrdbnet(path).to(self.device).eval(), f"official Real-ESRGAN x4plus ({path.name})"
-
-    def default_classifier(self) -> str:
-        """The shipped model when present, else ImageNet when it loads (cached or online), else the stand-in."""
-        names = list(self.classifiers)
-        if names[0].startswith("Shapes") or names[0].startswith("Your"):
-            return names[0]
-        try:
-            self.classifier(names[0])
-            return names[0]
-        except WeightsUnavailable:
-            return names[-1]
-
-    def status(self) -> str:
-        """Markdown: which weights each loaded model uses (the app's "weights in use" notice)."""
-        lines = [f"- **{name}**: {s.label}" for name, s in self._cache.items()]
-        return "\n".join(lines) if lines else "- no model loaded yet"

@@ -41,9 +41,25 @@ def _generator(hub: ModelHub, table: dict, choice: str):
         raise ViewError(f"Cannot load {choice}: {e}") from None
 
 
+#: Full-size results for download; files older than this many seconds are removed on the next write.
+DOWNLOAD_AGE = 3600
+
+
 def _download(image: np.ndarray, name: str, out_dir=None) -> Path:
-    folder = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="hdm_sr_"))
-    return write_image(folder / name, image)
+    """Write the full-size result for download: into ``out_dir``, or a shared temporary folder whose
+    files older than :data:`DOWNLOAD_AGE` are removed here (a long-running Space must not fill its disk)."""
+    if out_dir:
+        return write_image(Path(out_dir) / name, image)
+    folder = Path(tempfile.gettempdir()) / "hdm_downloads"
+    folder.mkdir(exist_ok=True)
+    now = time.time()
+    for old in folder.iterdir():
+        try:
+            if now - old.stat().st_mtime > DOWNLOAD_AGE:
+                old.unlink()
+        except OSError:  # another request removed it first
+            pass
+    return write_image(Path(tempfile.mkdtemp(dir=folder)) / name, image)
 
 
 @dataclass
@@ -112,7 +128,7 @@ def diffusion_view(hub: ModelHub, image, variants=tuple(DIFFUSION_FILES), seed: 
     for variant in variants:
         try:
             served = hub.diffusion(variant)
-        except (FileNotFoundError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - a missing or unreadable file only drops its column
             missing.append(f"{variant}: {e}")
             continue
         start = time.perf_counter()
@@ -125,7 +141,7 @@ def diffusion_view(hub: ModelHub, image, variants=tuple(DIFFUSION_FILES), seed: 
         raise ViewError("No diffusion model is available: " + "; ".join(missing))
     caption = f"Seed {seed}, {hub.device.type.upper()}."
     if missing:
-        caption += " Not shown (weights missing): " + "; ".join(missing)
+        caption += " Not shown (weights missing or unreadable): " + "; ".join(missing)
     return DiffusionView(results, caption)
 
 

@@ -40,14 +40,19 @@ def _show(band: torch.Tensor, detail: bool) -> torch.Tensor:
 
 def pyramid_mosaic(pyramid: HaarPyramid) -> np.ndarray:
     """``(h, w)`` float in [0, 1]: every subband of a 2-D pyramid (one map, no batch dimensions) in the
-    usual layout, each band scaled for display on its own (so the mosaic shows where, not how much)."""
+    usual layout, each band scaled for display on its own (so the mosaic shows where, not how much).
+    With odd sizes a quadrant can be a pixel larger than its band: the band is padded with zeros."""
     if pyramid.ll.dim() != 2:
         raise ValueError(f"pyramid_mosaic takes the pyramid of one (h, w) map, got bands of {tuple(pyramid.ll.shape)}")
     canvas = _show(pyramid.ll, detail=False)
+
+    def fit(x, h, w):  # zero-pad to (h, w): odd sizes make a coarser mosaic one pixel larger than a band
+        return F.pad(x, (0, w - x.shape[1], 0, h - x.shape[0]))
+
     for j in range(pyramid.levels, 0, -1):
         lh, hl, hh = (_show(b, detail=True) for b in pyramid.details[j - 1])
-        h, w = lh.shape
-        canvas = F.pad(canvas, (0, max(0, w - canvas.shape[1]), 0, max(0, h - canvas.shape[0])))[:h, :w]
+        h, w = max(lh.shape[0], canvas.shape[0]), max(lh.shape[1], canvas.shape[1])
+        canvas, lh, hl, hh = (fit(x, h, w) for x in (canvas, lh, hl, hh))
         canvas = torch.cat([torch.cat([canvas, hl], dim=1), torch.cat([lh, hh], dim=1)], dim=0)
     return canvas.float().numpy()
 
