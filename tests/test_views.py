@@ -34,7 +34,8 @@ def weights(tmp_path_factory):
     """A weights folder with tiny generators and one tiny diffusion student (made here, untrained)."""
     folder = tmp_path_factory.mktemp("weights")
     export_generator(_tiny(0), folder / "sr_general_x4.safetensors", {})
-    export_generator(_tiny(1), folder / "sr_face_x4.safetensors", {})
+    export_generator(_tiny(1), folder / "sr_face_x4.safetensors",
+                     {"notes": ["face-identity embedder: random stand-in (untrained InceptionResnetV1, seed 0)"]})
     torch.manual_seed(2)
     export_diffusion(Denoiser(width=8, blocks=1), ResShiftSchedule.resshift(4),
                      folder / DIFFUSION_FILES["one step, with HF loss"], "student", {})
@@ -170,6 +171,7 @@ def test_fusion_view_blends_through_the_face_mask(hub, photo, tmp_path, monkeypa
     assert v.fused.shape == v.general.shape == v.bicubic.shape == (384, 384, 3)
     assert v.faces == [[1, 30.0, 20.0, 62.0, 60.0, 0.99]]
     assert "1 face found and fused" in v.caption and "demo weights" in v.caption
+    assert "trained with: face-identity embedder: random stand-in" in v.caption  # the card's stand-in, named
     # far from the face the fused image is the general model's; at the face centre the face model's
     assert np.array_equal(v.fused[:20], v.general[:20])
     assert np.abs(v.fused[160, 184].astype(int) - v.face[160, 184].astype(int)).max() <= 1

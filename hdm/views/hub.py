@@ -126,7 +126,7 @@ class ModelHub:
             raise KeyError(f"unknown diffusion variant {variant!r}; choose from {list(DIFFUSION_FILES)}")
         path = self.weights_dir / DIFFUSION_FILES[variant]
         table = {variant: lambda: (load_diffusion(path, one_step=variant.startswith("one step"), tile=256,
-                                                  device=self.device), f"hdm demo weights {path.name}")}
+                                                  device=self.device), f"hdm demo weights {path.name}" + _notes(path))}
         return self.get(table, variant)
 
     def face_detector(self):
@@ -151,10 +151,25 @@ class ModelHub:
         if not Path(path).is_file():
             raise FileNotFoundError(f"no weights at {path}: the {label} are not there (train them with "
                                     "`python -m hdm train-sr`, see docs/sr.md, or pick another model)")
-        return load_generator(path, self.device), label
+        return load_generator(path, self.device), label + _notes(path)
 
     def _real_esrgan(self) -> tuple[object, str]:
         from ..sr.rrdbnet import load_rrdbnet
 
         path = cached_download(REAL_ESRGAN_X4PLUS, "Real-ESRGAN x4plus")
         return load_rrdbnet(path).to(self.device).eval(), f"official Real-ESRGAN x4plus ({path.name})"
+
+
+def _notes(path: Path) -> str:
+    """What a training run recorded about stand-ins or dropped terms (an hdm safetensors file's record),
+    for the label; empty for other files."""
+    if Path(path).suffix != ".safetensors":
+        return ""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            notes = json.loads((f.metadata() or {}).get("record", "{}")).get("notes", [])
+    except (OSError, ValueError):
+        return ""
+    return f"; trained with: {'; '.join(notes)}" if notes else ""
