@@ -17,6 +17,7 @@ reproducible, can be read in any order, and its classes are balanced (``label = 
 from __future__ import annotations
 
 import math
+import os
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,8 @@ class Sample:
 
 
 class BackgroundBank:
-    """Photos from a folder, decoded once and shrunk so their short side is ``short_side`` px.
+    """Photos from a folder (or several: a list, or paths joined by ``os.pathsep``, e.g. ``a:b``), decoded
+    once and shrunk so their short side is ``short_side`` px.
 
     ``crop(rng, size)`` cuts a random square (a random 35-100 % of the short side) resized to ``size``.
     With ``augment=True`` (for training only; the benchmark's splits use none) crops also span
@@ -65,13 +67,16 @@ class BackgroundBank:
     """
 
     def __init__(self, folder, short_side: int = 384, augment: bool = False):
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise FileNotFoundError(f"background folder not found: {folder}")
-        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-        if not paths:
-            raise ValueError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) in {folder}")
-        self.folder, self.paths, self.photos, self.augment = folder, paths, [], bool(augment)
+        folders = [Path(f) for f in (str(folder).split(os.pathsep) if isinstance(folder, (str, Path)) else folder)]
+        paths = []
+        for f in folders:
+            if not f.is_dir():
+                raise FileNotFoundError(f"background folder not found: {f}")
+            found = sorted(p for p in f.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
+            if not found:
+                raise ValueError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) in {f}")
+            paths += found
+        self.folder, self.paths, self.photos, self.augment = folders[0], paths, [], bool(augment)
         for p in paths:
             with Image.open(p) as im:
                 im = im.convert("RGB")

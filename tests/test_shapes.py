@@ -25,6 +25,19 @@ def test_bank_loads_photos_only_and_crops_to_size(bank):
     assert crop.shape == (48, 48, 3) and crop.dtype == np.uint8
 
 
+def test_bank_joins_several_folders(bank, tmp_path):
+    import os
+
+    other = tmp_path / "more"
+    other.mkdir()
+    Image.fromarray(data.camera()).save(other / "camera.png")  # grey photos become RGB
+    joined = BackgroundBank(f"{bank.folder}{os.pathsep}{other}", short_side=160)
+    assert len(joined) == 5 and joined.paths[-1].name == "camera.png" and joined.photos[-1].shape[2] == 3
+    assert len(BackgroundBank([bank.folder, other], short_side=160)) == 5
+    with pytest.raises(FileNotFoundError, match="not found"):
+        BackgroundBank([bank.folder, tmp_path / "nope"])
+
+
 def test_bank_rejects_missing_or_empty_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         BackgroundBank(tmp_path / "nope")
