@@ -153,3 +153,21 @@ def test_map_mask_from_a_localisation_map():
     assert map_mask(np.zeros((4, 4)), (16, 16)).max() == 0
     with pytest.raises(ValueError):
         map_mask(cam, (16, 16), threshold=1.5)
+
+
+def test_folders_leave_out_evaluation_photos_by_content(tmp_path):
+    from hdm.sr.data import FaceFolder, HRFolder, folder_digests
+
+    train, evaluation = tmp_path / "train", tmp_path / "eval"
+    train.mkdir()
+    evaluation.mkdir()
+    photos = {"a": skdata.astronaut()[:160, :160], "b": skdata.coffee()[:160, :160], "c": skdata.chelsea()[:160, :160]}
+    for name, rgb in photos.items():
+        Image.fromarray(rgb).save(train / f"{name}.png")
+    Image.fromarray(photos["b"]).save(evaluation / "renamed.png")  # the same picture under another name
+    digests = folder_digests([evaluation])
+    folder = HRFolder(train, progress=False, exclude=digests)
+    assert folder.names == ["a.png", "c.png"] and folder.excluded == ["b.png"]
+    assert HRFolder(train, progress=False).excluded == []
+    faces = FaceFolder(train, min_side=64, aligned=True, progress=False, exclude=digests)
+    assert [n.split("#")[0] for n in faces.names] == ["a.png", "c.png"] and faces.excluded == ["b.png"]

@@ -33,7 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..sr.data import HRFolder, PairedPatches
+from ..sr.data import HRFolder, PairedPatches, folder_digests
 from ..sr.degradations import bicubic_upsample
 from ..training import (agree_on_step, check_resume, cosine_lr, ema_decay_at, ema_update, init_distributed,
                         replicas_identical, trim_log)
@@ -59,6 +59,7 @@ class DiffusionTrainConfig:
     ema: float = 0.999
     seed: int = 0
     hr_downscale: float = 1.0
+    exclude: list = field(default_factory=list)  # folders of evaluation photos never to train on (by content)
     width: int = 64                    # denoiser width (teacher; the student copies the teacher)
     blocks: int = 2
     timesteps: int = 15                # ResShift's T
@@ -149,7 +150,9 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    source = HRFolder(cfg.hr, hr_downscale=cfg.hr_downscale, min_side=cfg.hr_size, progress=progress and rank == 0)
+    exclude = folder_digests(cfg.exclude) if cfg.exclude else frozenset()
+    source = HRFolder(cfg.hr, hr_downscale=cfg.hr_downscale, min_side=cfg.hr_size, progress=progress and rank == 0,
+                      exclude=exclude)
     data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed)
 
     teacher = None
@@ -183,6 +186,8 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
             print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
     agree_on_step(step, device)
     cfg.notes = []
+    if source.excluded:
+        cfg.notes.append(f"left out (also in {', '.join(map(str, cfg.exclude))}): {', '.join(source.excluded)}")
     distance, distance_name = None, ""
     if cfg.hf_weight > 0:
         distance, distance_name = perceptual_distance(cfg.perceptual, device)

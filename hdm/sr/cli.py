@@ -233,6 +233,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--ema", type=float, help="EMA decay of the exported weights (default 0.999)")
     p.add_argument("--seed", type=int, help="default 0")
     p.add_argument("--hr-downscale", dest="hr_downscale", type=float, help="shrink photos by this first (default 1)")
+    p.add_argument("--exclude", action="append", help="a folder of evaluation photos: any training photo equal to "
+                                                      "one of them (same pixels) is left out, and named (repeatable)")
     p.add_argument("--faces-aligned", dest="faces_aligned", action="store_true", default=None,
                    help="the folder holds aligned face images (FFHQ), not photos to detect faces in")
     p.add_argument("--init", help="generator weights to start from (the face model: the general model)")
@@ -274,6 +276,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--ema", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--hr-downscale", dest="hr_downscale", type=float)
+    p.add_argument("--exclude", action="append", help="a folder of evaluation photos never to train on (repeatable)")
     p.add_argument("--width", type=int, help="denoiser width (default 64)")
     p.add_argument("--blocks", type=int, help="residual blocks per level (default 2)")
     p.add_argument("--timesteps", type=int, help="diffusion steps T (default 15, as ResShift)")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from .degradations import augment_pair, bicubic_downsample
 
-__all__ = ["PHOTO_SUFFIXES", "list_photos", "HRFolder", "FaceFolder", "PairedPatches"]
+__all__ = ["PHOTO_SUFFIXES", "list_photos", "image_digest", "folder_digests", "HRFolder", "FaceFolder", "PairedPatches"]
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -50,6 +50,19 @@ def _load(path: Path) -> torch.Tensor:
     with Image.open(path) as im:
         im = ImageOps.exif_transpose(im).convert("RGB")
         return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255.0
+
+
+def image_digest(x: torch.Tensor) -> str:
+    """sha256 of a decoded image ``(3, H, W)`` in [0, 1] (as :func:`_load` gives it): the same picture in
+    two folders, or saved twice losslessly, has the same digest."""
+    import hashlib
+
+    return hashlib.sha256(_to_uint8(x).numpy().tobytes() + str(tuple(x.shape)).encode()).hexdigest()
+
+
+def folder_digests(folders) -> set[str]:
+    """Digests of every image in ``folders`` (recursive): the evaluation photos a training run must not see."""
+    return {image_digest(_load(p)) for folder in folders for p in list_photos(folder, recursive=True)}
 
 
 def _shrink(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -77,14 +90,20 @@ def _crop(x: torch.Tensor, top: int, left: int, h: int, w: int) -> torch.Tensor:
 
 class HRFolder:
     """HR photos of a folder (and its subfolders) in memory: ``images`` list of ``(3, H, W)`` uint8
-    tensors (a quarter of float32's memory)."""
+    tensors (a quarter of float32's memory). ``exclude``: digests (:func:`folder_digests`) of images to
+    leave out, e.g. the evaluation photos; their names go to ``excluded``."""
 
-    def __init__(self, folder, hr_downscale: float = 1.0, min_side: int = 0, progress: bool = True):
+    def __init__(self, folder, hr_downscale: float = 1.0, min_side: int = 0, progress: bool = True,
+                 exclude: set[str] = frozenset()):
         if hr_downscale < 1:
             raise ValueError(f"hr_downscale must be >= 1, got {hr_downscale}")
-        self.folder, self.images, self.names = Path(folder), [], []
+        self.folder, self.images, self.names, self.excluded = Path(folder), [], [], []
         for p in tqdm(list_photos(folder, recursive=True), desc=f"loading {Path(folder).name}", disable=not progress):
-            x = _shrink(_load(p), hr_downscale)
+            x = _load(p)
+            if exclude and image_digest(x) in exclude:
+                self.excluded.append(p.name)
+                continue
+            x = _shrink(x, hr_downscale)
             if min(x.shape[-2:]) >= min_side:
                 self.images.append(_to_uint8(x))
                 self.names.append(p.name)
@@ -100,13 +119,16 @@ class FaceFolder(HRFolder):
     folder of photos; ``aligned=True`` takes every image as one face (FFHQ's layout)."""
 
     def __init__(self, folder, min_side: int = 96, margin: float = 0.3, aligned: bool = False, min_prob: float = 0.95,
-                 progress: bool = True):
+                 progress: bool = True, exclude: set[str] = frozenset()):
         from .faces import FaceDetector, square_crop_box
 
-        self.folder, self.images, self.names = Path(folder), [], []
+        self.folder, self.images, self.names, self.excluded = Path(folder), [], [], []
         detector = None if aligned else FaceDetector(min_prob=min_prob)
         for p in tqdm(list_photos(folder, recursive=True), desc=f"faces in {Path(folder).name}", disable=not progress):
             x = _load(p)
+            if exclude and image_digest(x) in exclude:
+                self.excluded.append(p.name)
+                continue
             if aligned:
                 crops = [x]
             else:

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from ..training import (agree_on_step, check_resume, cosine_lr, ema_decay_at, ema_update, init_distributed, loud,
                         replicas_identical, trim_log)
-from .data import FaceFolder, HRFolder, PairedPatches
+from .data import FaceFolder, HRFolder, PairedPatches, folder_digests
 from .degradations import bicubic_upsample
 from .rrdbnet import PRESETS, RRDBNet, load_rrdbnet
 
@@ -66,6 +66,7 @@ class SRTrainConfig:
     ema: float = 0.999
     seed: int = 0
     hr_downscale: float = 1.0            # shrink photos by this before use as HR
+    exclude: list = field(default_factory=list)  # folders of evaluation photos never to train on (by content)
     face_resize: tuple[int, int] | None = None  # faces: random short side before the crop; None: (hr_size, max(148, hr_size))
     faces_aligned: bool = False          # a folder of aligned faces (FFHQ) instead of photos
     init: str | None = None              # generator weights to start from (the face model: the general one)
@@ -179,13 +180,18 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
 
+    exclude = folder_digests(cfg.exclude) if cfg.exclude else frozenset()
     if cfg.kind == "face":
-        source = FaceFolder(cfg.hr, min_side=cfg.hr_size, aligned=cfg.faces_aligned, progress=progress and rank == 0)
+        source = FaceFolder(cfg.hr, min_side=cfg.hr_size, aligned=cfg.faces_aligned, progress=progress and rank == 0,
+                            exclude=exclude)
         resize = tuple(cfg.face_resize) if cfg.face_resize else (cfg.hr_size, max(148, cfg.hr_size))
         data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed, resize_range=resize)
     else:
-        source = HRFolder(cfg.hr, hr_downscale=cfg.hr_downscale, min_side=cfg.hr_size, progress=progress and rank == 0)
+        source = HRFolder(cfg.hr, hr_downscale=cfg.hr_downscale, min_side=cfg.hr_size, progress=progress and rank == 0,
+                          exclude=exclude)
         data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed)
+    if source.excluded:
+        loud(f"left out of training, being evaluation photos: {', '.join(source.excluded)}", rank)
 
     generator = (load_rrdbnet(cfg.init) if cfg.init else RRDBNet(scale=cfg.scale, **PRESETS[cfg.preset])).to(device)
     if generator.scale != cfg.scale:
@@ -217,6 +223,8 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
             print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
     agree_on_step(step, device)  # e.g. checkpoints on separate disks
     cfg.notes = []
+    if source.excluded:
+        cfg.notes.append(f"left out (also in {', '.join(map(str, cfg.exclude))}): {', '.join(source.excluded)}")
     losses = _build_losses(cfg, rank, device)
     g_model = nn.parallel.DistributedDataParallel(generator) if world > 1 else generator
     d_model = nn.parallel.DistributedDataParallel(disc) if (world > 1 and disc is not None) else disc
