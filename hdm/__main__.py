@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -76,10 +77,11 @@ def _cmd_compare_cam(args) -> int:
 def _cmd_train_cam_model(args) -> int:
     from .train_classifier import train
 
-    for folder in (args.backgrounds, args.val_backgrounds):
-        if folder and not Path(folder).is_dir():
-            print(f"error: background folder not found: {folder}", file=sys.stderr)
-            return 2
+    for folders in (args.backgrounds, args.val_backgrounds):
+        for folder in (folders.split(os.pathsep) if folders else []):
+            if not Path(folder).is_dir():
+                print(f"error: background folder not found: {folder}", file=sys.stderr)
+                return 2
     command = "python -m hdm " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("__main__.py") else ""
     train(args.out, args.backgrounds, args.val_backgrounds, steps=args.steps, batch_size=args.batch, lr=args.lr,
           optimizer=args.optimizer, weight_decay=args.weight_decay, curriculum_steps=args.curriculum_steps,
@@ -252,7 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-cam-model", help="train the shapes ResNet-50 of the CAM benchmark (resumable)",
                        description="Train a ResNet-50 from scratch on hdm.shapes images (resumes from OUT/last.pt).")
-    p.add_argument("--backgrounds", default=None, help="photo folder for training backgrounds (default: procedural)")
+    p.add_argument("--backgrounds", default=None, help="photo folder for training backgrounds, or several joined by "
+                                                       f"'{os.pathsep}' (default: procedural)")
     p.add_argument("--val-backgrounds", default=None, help="photo folder for the held-out split (default: procedural)")
     p.add_argument("--steps", type=int, default=3500)
     p.add_argument("--batch", type=int, default=32)
