@@ -114,7 +114,6 @@ class TensorRTSR:
         for n in (*self.input_names, self.output_name):
             if self.engine.get_tensor_dtype(n) != trt.float32:
                 raise ValueError(f"tensor {n} is {self.engine.get_tensor_dtype(n)}, expected float32")
-        self.profile = self.engine.get_tensor_profile_shape(self.input_names[0], 0)
         self.stream = torch.cuda.Stream()
 
     @torch.no_grad()

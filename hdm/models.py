@@ -14,7 +14,7 @@ import torch.nn as nn
 import torchvision
 
 __all__ = ["Classifier", "WeightsUnavailable", "load_resnet50", "load_state_dict_file", "imagenet_weights_path",
-           "torchvision_state_dict", "cached_download",
+           "torchvision_state_dict", "cached_download", "hub_checkpoint_path",
            "load_shapes_resnet50", "shapes_theta_path", "SHAPES_WEIGHTS"]
 
 
@@ -38,11 +38,16 @@ def _imagenet_weights():
     return torchvision.models.ResNet50_Weights.IMAGENET1K_V2
 
 
+def hub_checkpoint_path(url: str) -> Path:
+    """Where torch's hub cache keeps the file of ``url`` (``$TORCH_HOME/hub/checkpoints/<name>``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
 def torchvision_state_dict(meta, what: str, alternatives: str) -> dict:
     """The state dict of torchvision weights ``meta`` (a ``WeightsEnum`` member, or anything with ``url``
     and ``get_state_dict``) from the torch hub cache, else downloaded; offline, :class:`WeightsUnavailable`
     naming the file to place where (``what`` names the weights, ``alternatives`` says what else to do)."""
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(meta.url)
+    path = hub_checkpoint_path(meta.url)
     try:
         return meta.get_state_dict(progress=False, check_hash=False)
     except Exception as e:  # offline: URLError, socket errors, ...
@@ -57,7 +62,7 @@ def cached_download(url: str, what: str, alternatives: str = "") -> Path:
     """The file at ``url``, kept in the torch hub cache (``$TORCH_HOME/hub/checkpoints``) and downloaded
     only once; offline, :class:`WeightsUnavailable` naming where to place the file by hand (and
     ``alternatives``, what else the user can do)."""
-    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    path = hub_checkpoint_path(url)
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,8 +77,7 @@ def cached_download(url: str, what: str, alternatives: str = "") -> Path:
 
 def imagenet_weights_path() -> Path:
     """Where torchvision caches the ResNet-50 ImageNet file (``$TORCH_HOME/hub/checkpoints/...``)."""
-    url = _imagenet_weights().url
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    return hub_checkpoint_path(_imagenet_weights().url)
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:

@@ -10,19 +10,16 @@ scikit-image ships them, so this command recreates them anywhere.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
+
 #: scikit-image images that are photographs or photo-like textures (binary and synthetic ones left out).
 NAMES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
          "camera", "coins", "moon", "page", "text", "grass", "gravel", "brick", "cell", "clock")
-
-
-def _digest(rgb: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(rgb).tobytes() + str(rgb.shape).encode()).hexdigest()
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -38,27 +35,24 @@ def main(argv=None) -> int:
     p.add_argument("--exclude", action="append", default=[], help="folder of images never to include (repeatable)")
     args = p.parse_args(argv)
 
+    import torch
     from PIL import Image
     from skimage import data
 
-    excluded = set()
-    for folder in args.exclude:
-        folder = Path(folder)
-        if not folder.is_dir():
-            print(f"error: no folder {folder}", file=sys.stderr)
-            return 2
-        for path in folder.rglob("*"):
-            try:
-                with Image.open(path) as im:
-                    excluded.add(_digest(_rgb(np.asarray(im.convert("RGB")))))
-            except (OSError, ValueError):
-                continue
+    sys.path.insert(0, str(ROOT))
+    from hdm.sr.data import folder_digests, image_digest  # the digest train-sr --exclude uses
+
+    try:
+        excluded = folder_digests(args.exclude)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written, skipped = [], []
     for name in NAMES:
         rgb = _rgb(getattr(data, name)())
-        if _digest(rgb) in excluded:
+        if image_digest(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0) in excluded:
             skipped.append(name)
             continue
         Image.fromarray(rgb).save(out / f"skimage_{name}.png")

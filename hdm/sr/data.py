@@ -98,11 +98,7 @@ class HRFolder:
         if hr_downscale < 1:
             raise ValueError(f"hr_downscale must be >= 1, got {hr_downscale}")
         self.folder, self.images, self.names, self.excluded = Path(folder), [], [], []
-        for p in tqdm(list_photos(folder, recursive=True), desc=f"loading {Path(folder).name}", disable=not progress):
-            x = _load(p)
-            if exclude and image_digest(x) in exclude:
-                self.excluded.append(p.name)
-                continue
+        for p, x in self._photos(f"loading {self.folder.name}", progress, exclude):
             x = _shrink(x, hr_downscale)
             if min(x.shape[-2:]) >= min_side:
                 self.images.append(_to_uint8(x))
@@ -112,6 +108,16 @@ class HRFolder:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def _photos(self, desc: str, progress: bool, exclude: set[str]):
+        """``(path, (3, H, W) float image)`` of each photo of ``self.folder`` (with a progress bar), those
+        whose digest is in ``exclude`` left out and named in ``self.excluded``."""
+        for p in tqdm(list_photos(self.folder, recursive=True), desc=desc, disable=not progress):
+            x = _load(p)
+            if exclude and image_digest(x) in exclude:
+                self.excluded.append(p.name)
+                continue
+            yield p, x
 
 
 class FaceFolder(HRFolder):
@@ -124,11 +130,7 @@ class FaceFolder(HRFolder):
 
         self.folder, self.images, self.names, self.excluded = Path(folder), [], [], []
         detector = None if aligned else FaceDetector(min_prob=min_prob)
-        for p in tqdm(list_photos(folder, recursive=True), desc=f"faces in {Path(folder).name}", disable=not progress):
-            x = _load(p)
-            if exclude and image_digest(x) in exclude:
-                self.excluded.append(p.name)
-                continue
+        for p, x in self._photos(f"faces in {self.folder.name}", progress, exclude):
             if aligned:
                 crops = [x]
             else:

@@ -154,10 +154,10 @@ class ModelHub:
         return load_generator(path, self.device), label + _notes(path)
 
     def _real_esrgan(self) -> tuple[object, str]:
-        from ..sr.rrdbnet import load_rrdbnet
+        from ..sr.pipeline import load_generator
 
         path = cached_download(REAL_ESRGAN_X4PLUS, "Real-ESRGAN x4plus")
-        return load_rrdbnet(path).to(self.device).eval(), f"official Real-ESRGAN x4plus ({path.name})"
+        return load_generator(path, self.device), f"official Real-ESRGAN x4plus ({path.name})"
 
 
 def _notes(path: Path) -> str:
@@ -165,11 +165,10 @@ def _notes(path: Path) -> str:
     for the label; empty for other files."""
     if Path(path).suffix != ".safetensors":
         return ""
-    from safetensors import safe_open
+    from ..sr.card import read_record
 
     try:
-        with safe_open(str(path), "pt") as f:
-            notes = json.loads((f.metadata() or {}).get("record", "{}")).get("notes", [])
+        notes = read_record(path)[1].get("notes", [])
     except (OSError, ValueError):
         return ""
     return f"; trained with: {'; '.join(notes)}" if notes else ""
