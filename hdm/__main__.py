@@ -21,8 +21,8 @@ def _classifier(weights: str):
 def _cmd_cam(args) -> int:
     from PIL import Image
 
-    from .explain import METHODS, explain_photo, top_k
-    from .images import load_rgb, to_model_input
+    from .explain import METHODS, explain_photo
+    from .images import load_rgb
 
     classifier = _classifier(args.weights)
     if classifier is None:
@@ -37,7 +37,7 @@ def _cmd_cam(args) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for idx, name, p in top_k(classifier, to_model_input(rgb, size=args.size or classifier.input_size)):
+    for idx, name, p in result.top:
         print(f"  {p:6.3f}  {idx:4d}  {name}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,7 +24,8 @@ METHODS = {
 
 @dataclass
 class PhotoExplanation:
-    """Maps of one photo: per method the map ``(H, W)`` in [0, 1], its overlay and its time."""
+    """Maps of one photo: per method the map ``(H, W)`` in [0, 1], its overlay and its time; ``top`` the
+    model's most probable classes ``[(index, name, probability)]``."""
 
     rgb: np.ndarray
     category: int
@@ -33,6 +34,7 @@ class PhotoExplanation:
     overlays: dict[str, np.ndarray]
     seconds: dict[str, float]
     layer_maps: dict[str, np.ndarray]  # HDM-CAM's per-layer maps, each normalised to [0, 1]
+    top: list[tuple[int, str, float]]
 
 
 def top_k(classifier: Classifier, x: torch.Tensor, k: int = 5) -> list[tuple[int, str, float]]:
@@ -45,19 +47,21 @@ def top_k(classifier: Classifier, x: torch.Tensor, k: int = 5) -> list[tuple[int
 
 def explain_photo(classifier: Classifier, image, *, methods=("Grad-CAM", "Grad-CAM++", "HDM-CAM"),
                   category: int | None = None, layers=("layer1", "layer2", "layer3", "layer4"),
-                  alpha: str = "exp", size: int | None = None, hdm_options: dict | None = None) -> PhotoExplanation:
+                  alpha: str = "exp", size: int | None = None, hdm_options: dict | None = None,
+                  k: int = 5) -> PhotoExplanation:
     """Run each method on ``image`` (path, PIL or array) for ``category`` (``None``: the top class).
 
     ``size``: the model's input side (default the classifier's ``input_size``); ``hdm_options``: more
     HDMCAM keyword arguments (e.g. ``bands``, ``layer_fusion``, ``theta``, its own ``target_layers``)
-    beside ``alpha``."""
+    beside ``alpha``; ``k``: how many classes ``top`` lists."""
     rgb = load_rgb(image)
     x = to_model_input(rgb, size=size or classifier.input_size)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    ranked = top_k(classifier, x, k)
     if category is None:
-        category = top_k(classifier, x, 1)[0][0]
+        category = ranked[0][0]
     num = len(classifier.categories)
     if not 0 <= int(category) < num:
         raise ValueError(f"class index {category} is out of range: the model has {num} classes (0..{num - 1})")
@@ -72,4 +76,5 @@ def explain_photo(classifier: Classifier, image, *, methods=("Grad-CAM", "Grad-C
         if name == "HDM-CAM":
             for layer, m in result.layer_maps.items():
                 layer_maps[layer] = normalize_maps(torch.from_numpy(m[:1]))[0].numpy()
-    return PhotoExplanation(rgb, int(category), classifier.categories[int(category)], maps, overlays, seconds, layer_maps)
+    return PhotoExplanation(rgb, int(category), classifier.categories[int(category)], maps, overlays, seconds, layer_maps,
+                            ranked)

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cam.hdm_cam import TUNED
-from ..explain import explain_photo, top_k
-from ..images import to_model_input
+from ..explain import explain_photo
 from .hub import ModelHub
 from .inputs import MAX_SIDE, ViewError, check_image
 
@@ -86,11 +85,10 @@ def cam_view(hub: ModelHub, image, model: str, target=TOP, alpha: str = "exp", v
     options = hdm_options(classifier, variant, alpha)
     alpha = options.pop("alpha")
     with served.lock:
-        result = explain_photo(classifier, rgb, category=category, alpha=alpha, hdm_options=options)
-        ranked = top_k(classifier, to_model_input(rgb, size=classifier.input_size), k)
+        result = explain_photo(classifier, rgb, category=category, alpha=alpha, hdm_options=options, k=k)
     overlays = [(result.overlays[m], f"{m}: {result.seconds[m] * 1000:.0f} ms") for m in result.overlays]
     layers = [((np.clip(m, 0, 1) * 255).astype(np.uint8), name) for name, m in result.layer_maps.items()]
-    probabilities = {f"{i}: {name}": p for i, name, p in ranked}
+    probabilities = {f"{i}: {name}": p for i, name, p in result.top}
     settings = ", ".join(f"{k}={v}" for k, v in options.items() if k != "theta")
     caption = (f"Explained class **{result.category}: {result.category_name}** with {model} "
                f"({served.label}). HDM-CAM: {variant} variant, alpha={alpha}"
