@@ -171,3 +171,22 @@ def test_folders_leave_out_evaluation_photos_by_content(tmp_path):
     assert HRFolder(train, progress=False).excluded == []
     faces = FaceFolder(train, min_side=64, aligned=True, progress=False, exclude=digests)
     assert [n.split("#")[0] for n in faces.names] == ["a.png", "c.png"] and faces.excluded == ["b.png"]
+
+
+def test_folders_join_several_folders(tmp_path):
+    import os
+
+    from hdm.sr.data import HRFolder, split_folders
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, rgb in ((first, skdata.astronaut()), (second, skdata.coffee())):
+        folder.mkdir()
+        Image.fromarray(rgb[:128, :128]).save(folder / "x.png")
+    joined = HRFolder(f"{first}{os.pathsep}{second}", progress=False)
+    assert len(joined) == 2 and joined.folders == [first, second]
+    assert torch.equal(joined.images[1], HRFolder(second, progress=False).images[0])
+    assert len(HRFolder([first, second], progress=False)) == 2
+    with pytest.raises(FileNotFoundError, match="nope"):
+        HRFolder(f"{first}{os.pathsep}{tmp_path / 'nope'}", progress=False)
+    with pytest.raises(ValueError, match="no folder"):
+        split_folders("")

@@ -94,6 +94,29 @@ def test_resumed_run_equals_uninterrupted_and_exports(hr_folder, tmp_path):
         train(tiny(hr_folder, tmp_path / "b", hr_size=48), progress=False)
 
 
+def test_a_second_segment_records_where_it_started(hr_folder, tmp_path):
+    """--init from an hdm export: the new record holds the init's sha256 and training record (kept in
+    the checkpoint, so a resume after the init file was replaced still names the original), and the
+    model card lists both segments."""
+    from hdm.sr.card import read_record, write_sr_card
+    from hdm.training import sha256
+
+    first = tmp_path / "model.safetensors"
+    train(tiny(hr_folder, tmp_path / "s1", steps=2, export=str(first), command="segment one"), progress=False)
+    digest = sha256(first)
+    train(tiny(hr_folder, tmp_path / "s2", init=str(first), stop_at=2, export=str(first), command="segment two"),
+          progress=False)
+    first.write_bytes(b"replaced")  # e.g. overwritten by another export before the resume
+    record, _ = train(tiny(hr_folder, tmp_path / "s2", init=str(first), export=str(first), command="segment two"),
+                      progress=False)
+    assert record["init"]["sha256"] == digest and record["init"]["record"]["command"] == "segment one"
+    assert read_record(first)[1]["init"]["sha256"] == digest
+    card = write_sr_card(first).read_text()
+    assert "segment two" in card and "segment one" in card and digest in card
+    with pytest.raises(FileNotFoundError, match="--init"):
+        train(tiny(hr_folder, tmp_path / "s3", init=str(tmp_path / "nope.safetensors")), progress=False)
+
+
 def test_missing_pretrained_networks_are_named_or_dropped(hr_folder, tmp_path, monkeypatch):
     def offline(url, dst, progress=False):
         raise urllib.error.URLError("no network")

@@ -38,8 +38,11 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
              "`hdm.sr.rrdbnet.load_rrdbnet(path)`; inputs RGB in [0, 1]; float32 safetensors.", "",
              "## Data", ""]
     if role == "face":
-        lines.append(f"- faces found by MTCNN in the photos of `{cfg.get('hr')}` (square crops with a 30 % margin, "
-                     f"randomly shrunk to a short side in {cfg.get('face_resize')} px before {cfg.get('hr_size')}-px crops)")
+        hr_size = cfg.get("hr_size", 120)
+        low, high = cfg.get("face_resize") or (hr_size, max(148, hr_size))  # SRTrainConfig's default
+        lines.append(f"- {record.get('images', '?')} faces found by MTCNN in the photos of `{cfg.get('hr')}` (square "
+                     f"crops with a 30 % margin, randomly shrunk to a short side in [{low}, {high}] px before "
+                     f"{hr_size}-px crops)")
     else:
         lines.append(f"- HR photos of `{cfg.get('hr')}`" + (f", each shrunk by {cfg.get('hr_downscale')} first"
                                                              if cfg.get("hr_downscale", 1) != 1 else "")
@@ -57,6 +60,7 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
               + (f"; initialised from `{cfg.get('init')}`" if cfg.get("init") else "")]
     for note in record.get("notes", []):
         lines.append(f"- **{note}**")
+    lines += _earlier_segments(record.get("init"))
     lines += ["", "## Metrics", ""]
     results = Path(results_json) if results_json else None
     if results and results.is_file():
@@ -75,6 +79,22 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
     card = weights.with_suffix(".md")
     card.write_text("\n".join(lines) + "\n")
     return card
+
+
+def _earlier_segments(init: dict | None) -> list[str]:
+    """The training segments before this one, newest first, from the ``init`` chain of the record."""
+    lines = []
+    while init:
+        lines.append(f"- started from `{init['path']}` as it was then (sha256 `{init['sha256']}`)"
+                     + ("" if init.get("record") else ", whose training is not recorded in the file"))
+        record = init.get("record") or {}
+        if record:
+            cfg = record.get("config", {})
+            lines.append(f"  - which was trained by `{record.get('command') or 'python -m hdm train-sr ...'}` "
+                         f"({record.get('date')}; {record.get('steps')} steps x batch {cfg.get('batch')}, "
+                         f"{record.get('train_seconds', 0) / 60:.1f} min on {record.get('device')})")
+        init = record.get("init")
+    return lines
 
 
 def _numel(shape) -> int:

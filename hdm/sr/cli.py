@@ -220,7 +220,8 @@ def add_parsers(sub) -> None:
                     "Multi-process: torchrun --nproc_per_node N -m hdm train-sr ...")
     # defaults live in SRTrainConfig; None here means "not given"
     p.add_argument("--config", help="JSON file of SRTrainConfig fields")
-    p.add_argument("--hr", help="folder of HR photos (general) or of photos with faces (face)")
+    p.add_argument("--hr", help="folder of HR photos (general) or of photos with faces (face); several joined "
+                                "by os.pathsep (e.g. train:extra)")
     p.add_argument("--out", help="checkpoint and log folder (default runs/sr_general)")
     p.add_argument("--kind", choices=["general", "face"], help="default general")
     p.add_argument("--preset", choices=["compact", "esrgan"], help="generator size (default compact)")
@@ -264,7 +265,7 @@ def add_parsers(sub) -> None:
                     "from it (--stage student --teacher FILE), with (--hf-weight > 0) or without the multi-scale "
                     "high-frequency error-map loss. Flags override --config; torchrun works as for train-sr.")
     p.add_argument("--config", help="JSON file of DiffusionTrainConfig fields")
-    p.add_argument("--hr", help="folder of HR photos")
+    p.add_argument("--hr", help="folder of HR photos; several joined by os.pathsep (e.g. train:extra)")
     p.add_argument("--out", help="checkpoint and log folder (default runs/diffusion_teacher)")
     p.add_argument("--stage", choices=["teacher", "student"])
     p.add_argument("--teacher", help="the teacher's exported weights (for --stage student)")

@@ -25,9 +25,20 @@ from tqdm import tqdm
 
 from .degradations import augment_pair, bicubic_downsample
 
-__all__ = ["PHOTO_SUFFIXES", "list_photos", "image_digest", "folder_digests", "HRFolder", "FaceFolder", "PairedPatches"]
+__all__ = ["PHOTO_SUFFIXES", "split_folders", "list_photos", "image_digest", "folder_digests", "HRFolder", "FaceFolder",
+           "PairedPatches"]
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def split_folders(folders) -> list[Path]:
+    """One folder, several joined by ``os.pathsep`` (``train:extra`` on Linux), or a list of them -> paths."""
+    import os
+
+    parts = str(folders).split(os.pathsep) if isinstance(folders, (str, Path)) else list(folders)
+    if not parts or not all(str(p) for p in parts):
+        raise ValueError(f"no folder given in {folders!r}")
+    return [Path(p) for p in parts]
 
 
 def list_photos(folder, recursive: bool = False) -> list[Path]:
@@ -89,16 +100,18 @@ def _crop(x: torch.Tensor, top: int, left: int, h: int, w: int) -> torch.Tensor:
 
 
 class HRFolder:
-    """HR photos of a folder (and its subfolders) in memory: ``images`` list of ``(3, H, W)`` uint8
-    tensors (a quarter of float32's memory). ``exclude``: digests (:func:`folder_digests`) of images to
-    leave out, e.g. the evaluation photos; their names go to ``excluded``."""
+    """HR photos of a folder (and its subfolders; several folders joined by ``os.pathsep`` or as a list)
+    in memory: ``images`` list of ``(3, H, W)`` uint8 tensors (a quarter of float32's memory).
+    ``exclude``: digests (:func:`folder_digests`) of images to leave out, e.g. the evaluation photos;
+    their names go to ``excluded``."""
 
     def __init__(self, folder, hr_downscale: float = 1.0, min_side: int = 0, progress: bool = True,
                  exclude: set[str] = frozenset()):
         if hr_downscale < 1:
             raise ValueError(f"hr_downscale must be >= 1, got {hr_downscale}")
-        self.folder, self.images, self.names, self.excluded = Path(folder), [], [], []
-        for p, x in self._photos(f"loading {self.folder.name}", progress, exclude):
+        self.folders = split_folders(folder)
+        self.folder, self.images, self.names, self.excluded = self.folders[0], [], [], []
+        for p, x in self._photos("loading HR photos", progress, exclude):
             x = _shrink(x, hr_downscale)
             if min(x.shape[-2:]) >= min_side:
                 self.images.append(_to_uint8(x))
@@ -110,9 +123,10 @@ class HRFolder:
         return len(self.images)
 
     def _photos(self, desc: str, progress: bool, exclude: set[str]):
-        """``(path, (3, H, W) float image)`` of each photo of ``self.folder`` (with a progress bar), those
+        """``(path, (3, H, W) float image)`` of each photo of ``self.folders`` (with a progress bar), those
         whose digest is in ``exclude`` left out and named in ``self.excluded``."""
-        for p in tqdm(list_photos(self.folder, recursive=True), desc=desc, disable=not progress):
+        paths = [p for f in self.folders for p in list_photos(f, recursive=True)]
+        for p in tqdm(paths, desc=desc, disable=not progress):
             x = _load(p)
             if exclude and image_digest(x) in exclude:
                 self.excluded.append(p.name)
@@ -128,9 +142,10 @@ class FaceFolder(HRFolder):
                  progress: bool = True, exclude: set[str] = frozenset()):
         from .faces import FaceDetector, square_crop_box
 
-        self.folder, self.images, self.names, self.excluded = Path(folder), [], [], []
+        self.folders = split_folders(folder)
+        self.folder, self.images, self.names, self.excluded = self.folders[0], [], [], []
         detector = None if aligned else FaceDetector(min_prob=min_prob)
-        for p, x in self._photos(f"faces in {self.folder.name}", progress, exclude):
+        for p, x in self._photos("finding faces", progress, exclude):
             if aligned:
                 crops = [x]
             else:

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..training import (agree_on_step, check_resume, cosine_lr, ema_decay_at, ema_update, init_distributed, loud,
-                        replicas_identical, trim_log)
+                        replicas_identical, sha256, trim_log)
 from .data import FaceFolder, HRFolder, PairedPatches, folder_digests
 from .degradations import bicubic_upsample
 from .rrdbnet import PRESETS, RRDBNet, load_rrdbnet
@@ -193,7 +193,20 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
     if source.excluded:
         loud(f"left out of training, being evaluation photos: {', '.join(source.excluded)}", rank)
 
-    generator = (load_rrdbnet(cfg.init) if cfg.init else RRDBNet(scale=cfg.scale, **PRESETS[cfg.preset])).to(device)
+    ckpt = out / "last.pt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else None
+    if state is not None:
+        check_resume(ckpt, json.loads(state.get("config", "{}")), asdict(cfg),
+                     ("kind", "preset", "scale", "hr_size", "batch", "seed", "hr", "steps", "lr", "gan_weight"))
+    if state is not None and "init" in state:  # the init file as it was when the run began (it may be replaced)
+        init_info = json.loads(state["init"])
+    else:
+        init_info = _provenance(cfg.init) if cfg.init else None
+    if cfg.init:  # the architecture is the init's; a resume takes it from the checkpoint
+        generator = load_rrdbnet(state["generator"] if state is not None else cfg.init)
+    else:
+        generator = RRDBNet(scale=cfg.scale, **PRESETS[cfg.preset])
+    generator = generator.to(device)
     if generator.scale != cfg.scale:
         raise ValueError(f"--init is a x{generator.scale} model, the run is x{cfg.scale}")
     generator.train()
@@ -205,11 +218,8 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
         disc = UNetDiscriminatorSN().to(device).train()
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
     ema = {k: v.detach().clone() for k, v in generator.state_dict().items()}
-    step, ckpt, seconds_before = 0, out / "last.pt", 0.0
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        check_resume(ckpt, json.loads(state.get("config", "{}")), asdict(cfg),
-                     ("kind", "preset", "scale", "hr_size", "batch", "seed", "hr", "steps", "lr", "gan_weight"))
+    step, seconds_before = 0, 0.0
+    if state is not None:
         generator.load_state_dict(state["generator"])
         opt_g.load_state_dict(state["opt_g"])
         ema = {k: v.to(device) for k, v in state["ema"].items()}
@@ -237,7 +247,7 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
         if rank != 0:
             return
         state = {"generator": generator.state_dict(), "opt_g": opt_g.state_dict(), "ema": ema, "step": at,
-                 "config": config_json, "seconds": seconds_before + time.time() - t0}
+                 "config": config_json, "seconds": seconds_before + time.time() - t0, "init": json.dumps(init_info)}
         if disc is not None:
             state.update(disc=disc.state_dict(), opt_d=opt_d.state_dict())
         torch.save(state, out / "last.pt.tmp")
@@ -309,7 +319,7 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
     record = {"config": json.loads(config_json), "notes": cfg.notes, "steps": cfg.steps, "world_size": world,
               "replicas_identical": identical, "date": time.strftime("%Y-%m-%d"),
               "train_seconds": round(seconds_before + time.time() - t0, 1), "device": str(device),
-              "images": len(source), "command": cfg.command}
+              "images": len(source), "command": cfg.command, "init": init_info}
     if rank == 0:
         (out / "record.json").write_text(json.dumps(record, indent=2))
         if cfg.export:
@@ -320,6 +330,18 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
     if world > 1:
         dist.barrier()
     return record, final
+
+
+def _provenance(init) -> dict:
+    """Where the starting weights came from: path, sha256 and (for hdm's own exports) their training
+    record, which may name its own ``init``: the model card lists every training segment."""
+    from .card import read_record
+
+    path = Path(init)
+    if not path.is_file():
+        raise FileNotFoundError(f"--init weights not found: {path}")
+    record = read_record(path)[1] if path.suffix == ".safetensors" else {}
+    return {"path": str(init), "sha256": sha256(path), "record": record or None}
 
 
 def _arch(model: RRDBNet) -> dict:
