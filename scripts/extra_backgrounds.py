@@ -1,4 +1,5 @@
-"""Write scikit-image's bundled photos to a folder, as extra training backgrounds for the CAM benchmark.
+"""Write scikit-image's bundled photos to a folder: extra training backgrounds for the CAM benchmark
+and extra HR photos for the general SR model's second segment (docs/sr.md).
 
     python scripts/extra_backgrounds.py --out runs/backgrounds_skimage --exclude ../shared/data/eval
 

@@ -4,6 +4,7 @@ JSON file (``docs/results/sr.json``), plus the sha256 of the weights."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from ..training import sha256
@@ -48,7 +49,12 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
                                                              if cfg.get("hr_downscale", 1) != 1 else "")
                      + f"; random {cfg.get('hr_size')}-px HR crops, dihedral flips")
     lines += ["- LR = antialiased bicubic x1/4 of the HR crop (hdm.sr.degradations)",
-              "- the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences", "",
+              "- the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences"]
+    made_here = [f for f in str(cfg.get("hr", "")).split(os.pathsep) if Path(f).parts[:1] == ("runs",)]
+    if made_here:
+        lines.append(f"- {', '.join(f'`{f}`' for f in made_here)}: written by a project script, not kept in the "
+                     "repository (docs/sr.md gives the command)")
+    lines += ["",
               "## Recipe", "",
               f"- command: `{record.get('command') or 'python -m hdm train-sr ...'}`",
               f"- date: {record.get('date')}; {record.get('steps')} steps x batch {cfg.get('batch')}, "
