@@ -31,7 +31,10 @@ def _machine() -> str:
 
 
 def _header(title: str, data: str) -> list[str]:
-    cmd = "python -m hdm " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("__main__.py") else " ".join(sys.argv)
+    argv0 = Path(sys.argv[0]) if sys.argv else Path()
+    # ``python -m hdm ...`` or ``python -m export ...``: argv[0] is that package's __main__.py
+    cmd = (f"python -m {argv0.parent.name} " + " ".join(sys.argv[1:]) if argv0.name == "__main__.py"
+           else " ".join(sys.argv))
     return [f"# {title}", "", f"- command: `{cmd}`", f"- date: {_dt.date.today().isoformat()}",
             f"- machine: {_machine()}", f"- data: {data}", ""]
 

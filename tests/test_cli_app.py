@@ -133,3 +133,14 @@ def test_readme_front_matter_configures_a_gradio_space():
     spec = next(line.split("gradio", 1)[1].split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
                 if line.startswith("gradio"))
     assert meta["sdk_version"] in SpecifierSet(spec), f"sdk_version {meta['sdk_version']} is outside requirements' {spec}"
+
+
+def test_results_headers_name_the_command_that_wrote_them(monkeypatch):
+    """docs/results/*.md quote their command: the right package for `python -m hdm` and `python -m export`."""
+    from hdm.bench import _header
+
+    for package in ("hdm", "export"):
+        monkeypatch.setattr(sys, "argv", [f"/repo/{package}/__main__.py", "bench", "--out", "x.md"])
+        assert f"- command: `python -m {package} bench --out x.md`" in _header("t", "d")
+    monkeypatch.setattr(sys, "argv", ["scripts/tool.py", "--n", "3"])
+    assert "- command: `scripts/tool.py --n 3`" in _header("t", "d")
