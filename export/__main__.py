@@ -125,7 +125,7 @@ def _cmd_bench(args) -> int:
                 shape = (1, 3, size, size)
                 return TensorRTSR(build_engine(fp32, None, shape, shape, shape, fp16=True))
             results[f"{name} ({weights.name})"] = speed.bench_model(model, fp32, fp16, tuple(args.sizes), args.repeats,
-                                                                  device, engine)
+                                                                  device, engine, weights=weights)
     header = hdm_bench._header(f"Export speed: SR generators on {device}",
                                "random input of each size, batch 1; " + ("TensorRT fp16 included" if trt_ok
                                                                           else f"no TensorRT: {trt_why}"))

@@ -8,20 +8,23 @@ TensorRT fp16 engine when TensorRT and a GPU are present. Also: the model's FLOP
 reference rate (a float32 matmul of 2048 x 2048 on the same device, measured in the same run: a
 practical peak, not the vendor's number; half-precision rows are compared with it too, so their
 percentages can exceed what their own peak allows; on a GPU, torch's "fp32" convolutions use TF32 by
-default). Peak memory: ``torch.cuda.max_memory_allocated`` for the torch rows on the GPU (ONNX
-Runtime's and TensorRT's memory is outside torch's allocator: "-"); on the CPU the growth of the
-process's peak resident memory, which only ever grows, so a runtime that stays under an earlier peak
-shows "-". ONNX Runtime GPU timings include copying the input to the GPU and the output back.
+default). Peak memory: on the GPU, ``torch.cuda.max_memory_allocated`` for the torch rows (ONNX
+Runtime's and TensorRT's memory is outside torch's allocator: "-"); on the CPU, each runtime runs once
+more in a fresh process (:func:`cpu_peak_mb`) and the row gives how far its peak resident memory rose
+above where it stood after loading the model, sizes in ascending order: the working memory of a call
+(activations, workspace, output), first-call set-up included. In the timing process itself that
+figure would be hidden by memory earlier runtimes freed and the allocator kept. ONNX Runtime GPU
+timings include copying the input to the GPU and the output back.
 """
 from __future__ import annotations
 
-import resource
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
-__all__ = ["flops", "matmul_gflops", "bench_model", "markdown"]
+__all__ = ["flops", "matmul_gflops", "bench_model", "cpu_peak_mb", "markdown"]
 
 
 def flops(model, *xs: torch.Tensor) -> int:
@@ -65,25 +68,85 @@ def _time(fn, repeats: int, device: str, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+def _peaks_in_child(kind: str, path: str, names: list[str], inputs: dict, threads: int) -> dict[int, float]:
+    """Run in a fresh process: load one runtime, then call it once per size (ascending); the rise of
+    peak resident memory (MB) above its level after loading, per size."""
+    torch.set_num_threads(threads)
+    if kind.startswith("torch"):
+        from .__main__ import load_exportable
+
+        model = load_exportable(path).eval()
+
+        def run(arrays):
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=kind == "torch-bf16"):
+                model(*(torch.from_numpy(a) for a in arrays))
+    else:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+        def run(arrays):
+            session.run(None, dict(zip(names, arrays)))
+    base = _proc_status_mb("VmRSS")
+    try:  # start the high-water mark here (Linux >= 4.0), so a transient peak while loading is not counted
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    peaks = {}
+    for size in sorted(inputs):
+        run(inputs[size])
+        peaks[size] = max(0.0, _proc_status_mb("VmHWM") - base)
+    return peaks
+
+
+def _proc_status_mb(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process in MB. Not ``getrusage``'s ``ru_maxrss``: Linux
+    carries that across ``exec``, so a freshly spawned child starts with its parent's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+def cpu_peak_mb(weights, onnx_fp32, onnx_fp16, inputs: dict, names: list[str]) -> dict[tuple[str, int], float]:
+    """``{(runtime, size): MB}`` for the CPU rows, each runtime measured in its own fresh process.
+    ``inputs``: ``{size: tuple of numpy arrays}`` (the model's inputs at that size)."""
+    import multiprocessing
+
+    if not Path("/proc/self/status").is_file():
+        return {}  # not Linux: peak memory is not measured ("-")
+    jobs = [("torch eager fp32", "torch", weights), ("torch eager bf16 (autocast)", "torch-bf16", weights),
+            ("ONNX Runtime CPU fp32", "onnx", onnx_fp32), ("ONNX Runtime CPU fp16", "onnx", onnx_fp16)]
+    context = multiprocessing.get_context("spawn")  # fresh: nothing inherited from this process's allocator
+    peaks = {}
+    for runtime, kind, path in jobs:
+        if path is None:
+            continue
+        with context.Pool(1) as pool:
+            found = pool.apply(_peaks_in_child, (kind, str(path), names, inputs, torch.get_num_threads()))
+        peaks.update({(runtime, size): mb for size, mb in found.items()})
+    return peaks
 
 
 def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int = 5, device: str = "cpu",
-                engine_builder=None) -> list[dict]:
-    """Rows ``{"size", "runtime", "seconds", "peak_mb", "gflops"}`` for one model (see the module docstring)."""
+                engine_builder=None, weights=None) -> list[dict]:
+    """Rows ``{"size", "runtime", "seconds", "peak_mb", "gflops"}`` for one model (see the module docstring).
+    ``weights``: the model's file, for the CPU peak memory (measured in fresh processes); ``None``: not measured."""
     import onnxruntime as ort
 
     from .runtime import providers_here
     from .to_onnx import example_inputs, input_names
 
-    rows = []
+    rows, cpu_inputs = [], {}
     model = model.to(device).eval()
     with torch.no_grad():  # one pass over every size first: the allocator settles (glibc raises its mmap
         for size in sizes:  # threshold after large frees), so the first model measured is not penalised
             model(*(x.to(device) for x in example_inputs(model, size, size, generator=torch.Generator().manual_seed(0))))
     for size in sizes:
         xs = tuple(x.to(device) for x in example_inputs(model, size, size, generator=torch.Generator().manual_seed(0)))
+        cpu_inputs[size] = tuple(x.cpu().numpy() for x in xs)
         n_flops = flops(model, *xs)
         runs = {}
         with torch.no_grad():
@@ -123,18 +186,20 @@ def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int 
         for name, fn in runs.items():
             if device.startswith("cuda"):
                 torch.cuda.reset_peak_memory_stats()
-            before = _rss_mb()
             with torch.no_grad():
                 seconds = _time(fn, repeats, device)
-            if device.startswith("cuda"):
+            peak = None
+            if device.startswith("cuda") and name.startswith("torch"):
                 # torch's allocator sees torch's own memory only; ONNX Runtime's and TensorRT's are not in it
-                peak = torch.cuda.max_memory_allocated() / 2 ** 20 if name.startswith("torch") else None
-            else:
-                peak = (_rss_mb() - before) or None
+                peak = torch.cuda.max_memory_allocated() / 2 ** 20
             rows.append({"size": size, "runtime": name, "seconds": seconds, "peak_mb": peak,
                          "gflops": n_flops / seconds / 1e9, "flops": n_flops})
         if device == "cpu":
             model.float()
+    if device == "cpu" and weights is not None:
+        peaks = cpu_peak_mb(weights, onnx_fp32, onnx_fp16, cpu_inputs, input_names(model))
+        for row in rows:
+            row["peak_mb"] = peaks.get((row["runtime"], row["size"]))
     return rows
 
 
@@ -147,7 +212,7 @@ def markdown(results: dict, header: list[str], reference_gflops: float, device: 
         for size in sorted({r["size"] for r in rows}):
             base = next(r for r in rows if r["size"] == size and r["runtime"] == "torch eager fp32")["seconds"]
             for r in (r for r in rows if r["size"] == size):
-                peak = "-" if not r["peak_mb"] else f"{r['peak_mb']:.0f}"
+                peak = "-" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
                 lines.append(f"| {size}x{size} | {r['runtime']} | {r['seconds']:.4f} | {base / r['seconds']:.2f}x | "
                              f"{r['gflops']:.1f} | {100 * r['gflops'] / reference_gflops:.0f} % | {peak} |")
         lines.append("")

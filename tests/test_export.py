@@ -2,6 +2,8 @@
 TensorRT path skipped with a reason where it cannot run."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -106,6 +108,23 @@ def test_bench_command_prints_ratios(tmp_path, tiny, capsys):
     text = out.read_text()
     assert "| 16x16 | torch eager fp32 |" in text and "1.00x" in text and "ONNX Runtime CPU fp32" in text
     assert "GFLOP/s" in text and "- command: `" in text
+    # every CPU row has its peak memory, measured in a fresh process per runtime
+    rows = [line.split("|")[1:-1] for line in text.splitlines() if line.startswith("| 16x16 |")]
+    assert len(rows) == 4 and all(float(r[-1]) >= 0 for r in rows)
+
+
+def test_cpu_peak_memory_grows_with_the_input(tmp_path, tiny):
+    """Measured in fresh processes: the torch run's working memory at 256x256 input (x4: 1024x1024
+    feature maps, 32 MB each) is far above that at 16x16."""
+    from export.speed import cpu_peak_mb
+    from hdm.sr.train import export_generator
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("peak memory is measured from /proc (Linux)")
+    weights = export_generator(tiny, tmp_path / "g.safetensors", {})
+    inputs = {s: (np.random.default_rng(0).random((1, 3, s, s), dtype=np.float32),) for s in (16, 256)}
+    peaks = cpu_peak_mb(weights, None, None, inputs, ["lr"])
+    assert peaks[("torch eager fp32", 256)] > peaks[("torch eager fp32", 16)] + 20
 
 
 # -- the one-step diffusion student -----------------------------------------------------------------
