@@ -92,11 +92,13 @@ def _peaks_in_child(kind: str, path: str, names: list[str], inputs: dict, thread
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:
-        pass
+        return {}
+    if _proc_status_mb("VmHWM") > _proc_status_mb("VmRSS") + 1:  # the reset did not take: the peak would
+        return {}                                                # include loading, so none is reported
     peaks = {}
     for size in sorted(inputs):
         run(inputs[size])
-        peaks[size] = max(0.0, _proc_status_mb("VmHWM") - base)
+        peaks[size] = max(0.0, _proc_status_mb("VmHWM") - base)  # RSS may sit a little under base after reset
     return peaks
 
 
@@ -114,6 +116,8 @@ def cpu_peak_mb(weights, onnx_fp32, onnx_fp16, inputs: dict, names: list[str]) -
     """``{(runtime, size): MB}`` for the CPU rows, each runtime measured in its own fresh process.
     ``inputs``: ``{size: tuple of numpy arrays}`` (the model's inputs at that size)."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     if not Path("/proc/self/status").is_file():
         return {}  # not Linux: peak memory is not measured ("-")
@@ -124,8 +128,12 @@ def cpu_peak_mb(weights, onnx_fp32, onnx_fp16, inputs: dict, names: list[str]) -
     for runtime, kind, path in jobs:
         if path is None:
             continue
-        with context.Pool(1) as pool:
-            found = pool.apply(_peaks_in_child, (kind, str(path), names, inputs, torch.get_num_threads()))
+        try:
+            with ProcessPoolExecutor(1, mp_context=context) as pool:
+                found = pool.submit(_peaks_in_child, kind, str(path), names, inputs, torch.get_num_threads()).result()
+        except BrokenProcessPool:  # e.g. killed for memory: no figure for this runtime ("-"), the bench goes on
+            print(f"peak memory of {runtime}: its process died; not measured")
+            continue
         peaks.update({(runtime, size): mb for size, mb in found.items()})
     return peaks
 
@@ -162,7 +170,8 @@ def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int 
                 half = copy.deepcopy(model).half()
                 xhs = tuple(x.half() for x in xs)
                 runs["torch eager fp16"] = lambda: half(*xhs)
-        for provider in providers_here():
+        # --device cpu compares CPU runtimes only (onnxruntime-gpu would also offer CUDA/TensorRT here)
+        for provider in (["CPUExecutionProvider"] if device == "cpu" else providers_here()):
             for label, path in (("fp32", onnx_fp32), ("fp16", onnx_fp16)):
                 if path is None:
                     continue

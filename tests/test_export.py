@@ -124,6 +124,8 @@ def test_cpu_peak_memory_grows_with_the_input(tmp_path, tiny):
     weights = export_generator(tiny, tmp_path / "g.safetensors", {})
     inputs = {s: (np.random.default_rng(0).random((1, 3, s, s), dtype=np.float32),) for s in (16, 256)}
     peaks = cpu_peak_mb(weights, None, None, inputs, ["lr"])
+    if not peaks:
+        pytest.skip("this kernel does not let a process reset its peak resident memory (/proc/self/clear_refs)")
     assert peaks[("torch eager fp32", 256)] > peaks[("torch eager fp32", 16)] + 20
 
 

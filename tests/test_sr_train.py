@@ -112,7 +112,11 @@ def test_a_second_segment_records_where_it_started(hr_folder, tmp_path):
     assert record["init"]["sha256"] == digest and record["init"]["record"]["command"] == "segment one"
     assert read_record(first)[1]["init"]["sha256"] == digest
     card = write_sr_card(first).read_text()
-    assert "segment two" in card and "segment one" in card and digest in card
+    assert "segment two" in card and card.index(f"started from `{first}`") < card.index("trained by `segment one`")
+    assert digest in card
+    # a resume must name the same --init (here: none) as the run it continues
+    with pytest.raises(ValueError, match="other settings"):
+        train(tiny(hr_folder, tmp_path / "s2", steps=4), progress=False)
     with pytest.raises(FileNotFoundError, match="--init"):
         train(tiny(hr_folder, tmp_path / "s3", init=str(tmp_path / "nope.safetensors")), progress=False)
 

@@ -40,7 +40,8 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
              "## Data", ""]
     if role == "face":
         hr_size = cfg.get("hr_size", 120)
-        low, high = cfg.get("face_resize") or (hr_size, max(148, hr_size))  # SRTrainConfig's default
+        # the range the run used (records before it was stored: SRTrainConfig's default then)
+        low, high = record.get("face_resize") or cfg.get("face_resize") or (hr_size, max(148, hr_size))
         lines.append(f"- {record.get('images', '?')} faces found by MTCNN in the photos of `{cfg.get('hr')}` (square "
                      f"crops with a 30 % margin, randomly shrunk to a short side in [{low}, {high}] px before "
                      f"{hr_size}-px crops)")
@@ -50,10 +51,12 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
                      + f"; random {cfg.get('hr_size')}-px HR crops, dihedral flips")
     lines += ["- LR = antialiased bicubic x1/4 of the HR crop (hdm.sr.degradations)",
               "- the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences"]
-    made_here = [f for f in str(cfg.get("hr", "")).split(os.pathsep) if Path(f).parts[:1] == ("runs",)]
+    hr = cfg.get("hr", "")
+    folders = hr if isinstance(hr, list) else str(hr).split(os.pathsep)
+    made_here = [f for f in folders if "runs" in Path(f).parts]
     if made_here:
-        lines.append(f"- {', '.join(f'`{f}`' for f in made_here)}: written by a project script, not kept in the "
-                     "repository (docs/sr.md gives the command)")
+        lines.append(f"- {', '.join(f'`{f}`' for f in made_here)}: made by this project, not kept in the "
+                     "repository (docs/sr.md gives the commands of the shipped models)")
     lines += ["",
               "## Recipe", "",
               f"- command: `{record.get('command') or 'python -m hdm train-sr ...'}`",
@@ -89,17 +92,19 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
 
 def _earlier_segments(init: dict | None) -> list[str]:
     """The training segments before this one, newest first, from the ``init`` chain of the record."""
-    lines = []
+    lines, depth = [], 0
     while init:
-        lines.append(f"- started from `{init['path']}` as it was then (sha256 `{init['sha256']}`)"
+        indent = "  " * depth
+        lines.append(f"{indent}- {'started' if depth == 0 else 'which itself started'} from `{init['path']}` as it "
+                     f"was then (sha256 `{init['sha256']}`)"
                      + ("" if init.get("record") else ", whose training is not recorded in the file"))
         record = init.get("record") or {}
         if record:
             cfg = record.get("config", {})
-            lines.append(f"  - which was trained by `{record.get('command') or 'python -m hdm train-sr ...'}` "
+            lines.append(f"{indent}  - trained by `{record.get('command') or 'python -m hdm train-sr ...'}` "
                          f"({record.get('date')}; {record.get('steps')} steps x batch {cfg.get('batch')}, "
                          f"{record.get('train_seconds', 0) / 60:.1f} min on {record.get('device')})")
-        init = record.get("init")
+        init, depth = record.get("init"), depth + 1
     return lines
 
 

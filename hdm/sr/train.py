@@ -187,6 +187,7 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
         resize = tuple(cfg.face_resize) if cfg.face_resize else (cfg.hr_size, max(148, cfg.hr_size))
         data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed, resize_range=resize)
     else:
+        resize = None
         source = HRFolder(cfg.hr, hr_downscale=cfg.hr_downscale, min_side=cfg.hr_size, progress=progress and rank == 0,
                           exclude=exclude)
         data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed)
@@ -197,13 +198,15 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
     state = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else None
     if state is not None:
         check_resume(ckpt, json.loads(state.get("config", "{}")), asdict(cfg),
-                     ("kind", "preset", "scale", "hr_size", "batch", "seed", "hr", "steps", "lr", "gan_weight"))
+                     ("kind", "preset", "scale", "hr_size", "batch", "seed", "hr", "steps", "lr", "gan_weight", "init"))
     if state is not None and "init" in state:  # the init file as it was when the run began (it may be replaced)
         init_info = json.loads(state["init"])
     else:
         init_info = _provenance(cfg.init) if cfg.init else None
-    if cfg.init:  # the architecture is the init's; a resume takes it from the checkpoint
-        generator = load_rrdbnet(state["generator"] if state is not None else cfg.init)
+    if state is not None:  # a resume takes the architecture from the checkpoint (the init file may be gone)
+        generator = load_rrdbnet(state["generator"])
+    elif cfg.init:
+        generator = load_rrdbnet(cfg.init)
     else:
         generator = RRDBNet(scale=cfg.scale, **PRESETS[cfg.preset])
     generator = generator.to(device)
@@ -319,7 +322,7 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
     record = {"config": json.loads(config_json), "notes": cfg.notes, "steps": cfg.steps, "world_size": world,
               "replicas_identical": identical, "date": time.strftime("%Y-%m-%d"),
               "train_seconds": round(seconds_before + time.time() - t0, 1), "device": str(device),
-              "images": len(source), "command": cfg.command, "init": init_info}
+              "images": len(source), "command": cfg.command, "init": init_info, "face_resize": resize}
     if rank == 0:
         (out / "record.json").write_text(json.dumps(record, indent=2))
         if cfg.export:
