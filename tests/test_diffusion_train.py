@@ -71,6 +71,12 @@ def test_student_distils_the_teacher_in_one_step(hr_folder, tmp_path):
     after = student(lr, seed=4)
     assert (after - target).pow(2).mean() < (before - target).pow(2).mean()
     assert student.one_step and student.evaluations == 1
+    # the export writes a model card naming the teacher by its sha256
+    from hdm.training import sha256
+
+    card = (tmp_path / "s.md").read_text()
+    assert "one-step **student**" in card and sha256(tmp_path / "t.safetensors") in card
+    assert sha256(tmp_path / "s.safetensors") in card and "Not evaluated yet" in card
     lr = torch.rand(2, 3, 12, 12)
     out = student(lr, seed=0)
     assert out.shape == (2, 3, 48, 48)
@@ -109,7 +115,11 @@ def test_eval_diffusion_writes_the_ablation_table(hr_folder, tmp_path):
     args = ["eval-diffusion", "--hr", str(hr_folder), "--teacher", str(tmp_path / "t.safetensors"), "--teacher-hf",
             str(tmp_path / "th.safetensors"), "--student", str(tmp_path / "t.safetensors"), "--perceptual", "haarpsi",
             "--bootstrap", "50", "--out", str(out), "--json", str(js)]
-    assert main(args) == 0
+    assert main(args[:-2] + ["--cards"]) == 2  # the cards quote the JSON file
+    assert main(args + ["--cards"]) == 0
+    card = (tmp_path / "th.md").read_text()
+    assert "**teacher** (4 sampling steps), with the multi-scale" in card and "| teacher+HF |" in card
+    assert "| bicubic |" in card and "high-frequency error-map loss distance: 1 - HaarPSI" in card
     text = out.read_text()
     assert "| bicubic |" in text and "teacher+HF - teacher" in text and "## Goals" in text and "HaarPSI" in text
     summary = json.loads(js.read_text())["summary"]

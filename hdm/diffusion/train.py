@@ -36,7 +36,7 @@ from tqdm import tqdm
 from ..sr.data import HRFolder, PairedPatches, folder_digests
 from ..sr.degradations import bicubic_upsample
 from ..training import (agree_on_step, check_resume, cosine_lr, ema_decay_at, ema_update, init_distributed,
-                        replicas_identical, trim_log)
+                        replicas_identical, sha256, trim_log)
 from .denoiser import Denoiser, from_space, to_space
 from .sampler import DiffusionSR, sample_z
 from .schedule import ResShiftSchedule
@@ -155,10 +155,11 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
                       exclude=exclude)
     data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed)
 
-    teacher = None
+    teacher, teacher_sha256 = None, None
     if cfg.stage == "student":
         if _stage_of(cfg.teacher) != "teacher":
             raise ValueError(f"--teacher {cfg.teacher} is a {_stage_of(cfg.teacher)} model, not a teacher")
+        teacher_sha256 = sha256(cfg.teacher)
         teacher_sr = load_diffusion(cfg.teacher, one_step=False, device=device)
         teacher = _frozen(teacher_sr.model)
         schedule = teacher_sr.schedule
@@ -275,11 +276,15 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
     final.eval()
     record = {"config": json.loads(config_json), "notes": cfg.notes, "steps": cfg.steps, "world_size": world,
               "date": time.strftime("%Y-%m-%d"), "train_seconds": round(seconds_before + time.time() - t0, 1),
-              "device": str(device), "images": len(source), "command": cfg.command}
+              "device": str(device), "images": len(source), "command": cfg.command,
+              "teacher_sha256": teacher_sha256}
     if rank == 0:
         (out / "record.json").write_text(json.dumps(record, indent=2))
         if cfg.export:
+            from .card import write_diffusion_card
+
             print(f"wrote {export_diffusion(final, schedule, cfg.export, cfg.stage, record)}", file=sys.stderr)
+            print(f"wrote {write_diffusion_card(cfg.export)}", file=sys.stderr)
     return record, final
 
 

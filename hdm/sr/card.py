@@ -4,6 +4,7 @@ JSON file (``docs/results/sr.json``), plus the sha256 of the weights."""
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
     from safetensors import safe_open
 
     with safe_open(str(weights), "pt") as f:
-        n_params = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())
+        n_params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
     lines = [f"# {weights.name}", "",
              f"An RRDBNet (ESRGAN) x{arch.get('scale', 4)} generator, {arch.get('num_feat')} features, "
              f"{arch.get('num_block')} RRDB blocks, growth {arch.get('num_grow_ch')} ({n_params:,} parameters): "
@@ -106,10 +107,3 @@ def _earlier_segments(init: dict | None) -> list[str]:
                          f"{record.get('train_seconds', 0) / 60:.1f} min on {record.get('device')})")
         init, depth = record.get("init"), depth + 1
     return lines
-
-
-def _numel(shape) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n

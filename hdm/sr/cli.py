@@ -179,6 +179,9 @@ def _cmd_eval_diffusion(args) -> int:
     from ..losses.lpips import perceptual_distance
 
     given = {"teacher": args.teacher, "student": args.student, "teacher+HF": args.teacher_hf, "student+HF": args.student_hf}
+    if args.cards and not args.json:
+        print("error: --cards needs --json (the cards quote that file)", file=sys.stderr)
+        return 2
     try:
         models = {name: load_diffusion(path, one_step=name.startswith("student"), device=args.device)
                   for name, path in given.items() if path}
@@ -209,6 +212,12 @@ def _cmd_eval_diffusion(args) -> int:
         Path(args.json).write_text(json.dumps(_without_nan({"summary": summary, "images": records}), indent=2,
                                               allow_nan=False) + "\n")
         print(f"wrote {args.json}")
+    if args.cards:
+        from ..diffusion.card import write_diffusion_card
+
+        for name, path in given.items():
+            if path and Path(path).suffix == ".safetensors":
+                print(f"wrote {write_diffusion_card(path, args.json, method=name)}")
     return 0
 
 
@@ -311,6 +320,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--bootstrap", type=int, default=2000)
     p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/diffusion.md)")
+    p.add_argument("--cards", action="store_true",
+                   help="rewrite the model cards of the evaluated .safetensors models with these figures (needs --json)")
     p.add_argument("--json", default=None)
     p.set_defaults(func=_cmd_eval_diffusion)
 
