@@ -176,7 +176,7 @@ def test_folders_leave_out_evaluation_photos_by_content(tmp_path):
 def test_folders_join_several_folders(tmp_path):
     import os
 
-    from hdm.sr.data import HRFolder, split_folders
+    from hdm.sr.data import HRFolder, folder_digests, split_folders
 
     first, second = tmp_path / "first", tmp_path / "second"
     for folder, rgb in ((first, skdata.astronaut()), (second, skdata.coffee())):
@@ -184,6 +184,9 @@ def test_folders_join_several_folders(tmp_path):
         Image.fromarray(rgb[:128, :128]).save(folder / "x.png")
     joined = HRFolder(f"{first}{os.pathsep}{second}", progress=False)
     assert len(joined) == 2 and joined.folders == [first, second]
+    assert joined.names == ["first/x.png", "second/x.png"]  # the same file name in two folders stays apart
+    digests = folder_digests([second])
+    assert HRFolder([first, second], progress=False, exclude=digests).excluded == ["second/x.png"]
     assert torch.equal(joined.images[1], HRFolder(second, progress=False).images[0])
     assert len(HRFolder([first, second], progress=False)) == 2
     with pytest.raises(FileNotFoundError, match="nope"):

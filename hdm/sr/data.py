@@ -111,11 +111,11 @@ class HRFolder:
             raise ValueError(f"hr_downscale must be >= 1, got {hr_downscale}")
         self.folders = split_folders(folder)
         self.folder, self.images, self.names, self.excluded = self.folders[0], [], [], []
-        for p, x in self._photos("loading HR photos", progress, exclude):
+        for label, x in self._photos("loading HR photos", progress, exclude):
             x = _shrink(x, hr_downscale)
             if min(x.shape[-2:]) >= min_side:
                 self.images.append(_to_uint8(x))
-                self.names.append(p.name)
+                self.names.append(label)
         if not self.images:
             raise ValueError(f"no image in {folder} has a side of at least {min_side} px (after /{hr_downscale})")
 
@@ -123,15 +123,17 @@ class HRFolder:
         return len(self.images)
 
     def _photos(self, desc: str, progress: bool, exclude: set[str]):
-        """``(path, (3, H, W) float image)`` of each photo of ``self.folders`` (with a progress bar), those
+        """``(label, (3, H, W) float image)`` of each photo of ``self.folders`` (with a progress bar), those
         whose digest is in ``exclude`` left out and named in ``self.excluded``."""
-        paths = [p for f in self.folders for p in list_photos(f, recursive=True)]
-        for p in tqdm(paths, desc=desc, disable=not progress):
+        paths = [(f, p) for f in self.folders for p in list_photos(f, recursive=True)]
+        for folder, p in tqdm(paths, desc=desc, disable=not progress):
+            # the file name; with several folders, prefixed by its folder's (the same name may be in two)
+            label = p.name if len(self.folders) == 1 else f"{folder.name}/{p.name}"
             x = _load(p)
             if exclude and image_digest(x) in exclude:
-                self.excluded.append(p.name)
+                self.excluded.append(label)
                 continue
-            yield p, x
+            yield label, x
 
 
 class FaceFolder(HRFolder):
@@ -145,7 +147,7 @@ class FaceFolder(HRFolder):
         self.folders = split_folders(folder)
         self.folder, self.images, self.names, self.excluded = self.folders[0], [], [], []
         detector = None if aligned else FaceDetector(min_prob=min_prob)
-        for p, x in self._photos("finding faces", progress, exclude):
+        for label, x in self._photos("finding faces", progress, exclude):
             if aligned:
                 crops = [x]
             else:
@@ -157,7 +159,7 @@ class FaceFolder(HRFolder):
             for k, c in enumerate(crops):
                 if min(c.shape[-2:]) >= min_side:
                     self.images.append(_to_uint8(c).contiguous())
-                    self.names.append(f"{p.name}#{k}")
+                    self.names.append(f"{label}#{k}")
         if not self.images:
             raise ValueError(f"no face of at least {min_side} px found in {folder}")
 
