@@ -31,7 +31,7 @@ import torchvision
 from tqdm import tqdm
 
 from .shapes import CLASSES, BackgroundBank, ShapesDataset
-from .training import sha256
+from .training import write_model_card as _write_card_file
 
 __all__ = ["train", "accuracy", "export_weights", "write_model_card", "precise_bn", "calibrate_bn"]
 
@@ -338,9 +338,4 @@ def write_model_card(weights) -> Path:
                   "minimising the classifier's cross-entropy on x * CAM.", "",
                   "| alpha mode | objective on the calibration split |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in t["objective"].items()]
-    lines += ["", "## Files", "", "| file | sha256 |", "|---|---|", f"| {weights.name} | `{sha256(weights)}` |"]
-    if theta_path.is_file():
-        lines.append(f"| {theta_path.name} | `{sha256(theta_path)}` |")
-    card = weights.with_suffix(".md")
-    card.write_text("\n".join(lines) + "\n")
-    return card
+    return _write_card_file(weights, lines, [theta_path] if theta_path.is_file() else [])

@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 __all__ = ["cosine_lr", "ema_update", "ema_decay_at", "init_distributed", "replicas_identical", "loud", "sha256",
-           "check_resume", "trim_log", "agree_on_step"]
+           "write_model_card", "check_resume", "trim_log", "agree_on_step"]
 
 
 def cosine_lr(step: int, steps: int, lr: float, warmup: int) -> float:
@@ -77,6 +77,17 @@ def sha256(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def write_model_card(weights, lines: list[str], extra_files=()) -> Path:
+    """Write ``<stem>.md`` beside ``weights``: ``lines``, then a Files table with the sha256 of the
+    weights and of ``extra_files`` (the form ``tests/test_shipped_weights.py`` checks)."""
+    weights = Path(weights)
+    lines = list(lines) + ["", "## Files", "", "| file | sha256 |", "|---|---|"]
+    lines += [f"| {Path(f).name} | `{sha256(f)}` |" for f in (weights, *extra_files)]
+    card = weights.with_suffix(".md")
+    card.write_text("\n".join(lines) + "\n")
+    return card
 
 
 def check_resume(ckpt: Path, before: dict, now: dict, fixed) -> None:

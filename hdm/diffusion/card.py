@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from ..training import sha256
+from ..training import write_model_card
 
 __all__ = ["write_diffusion_card"]
 
@@ -75,7 +75,4 @@ def write_diffusion_card(weights, results_json=None, method: str | None = None) 
             lines.append(f"\n(no `{method}` row in that file)")
     else:
         lines.append("Not evaluated yet: run `python -m hdm eval-diffusion ... --json docs/results/diffusion.json --cards`.")
-    lines += ["", "## Files", "", "| file | sha256 |", "|---|---|", f"| {weights.name} | `{sha256(weights)}` |"]
-    card = weights.with_suffix(".md")
-    card.write_text("\n".join(lines) + "\n")
-    return card
+    return write_model_card(weights, lines)

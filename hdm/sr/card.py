@@ -8,7 +8,7 @@ import math
 import os
 from pathlib import Path
 
-from ..training import sha256
+from ..training import write_model_card
 
 __all__ = ["write_sr_card", "read_record"]
 
@@ -85,10 +85,7 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
                              + f" | {v['out_psnr']:.2f} / {v['out_ssim']:.4f} |")
     else:
         lines.append("Not evaluated yet: run `python -m hdm eval-sr ... --json docs/results/sr.json --cards`.")
-    lines += ["", "## Files", "", "| file | sha256 |", "|---|---|", f"| {weights.name} | `{sha256(weights)}` |"]
-    card = weights.with_suffix(".md")
-    card.write_text("\n".join(lines) + "\n")
-    return card
+    return write_model_card(weights, lines)
 
 
 def _earlier_segments(init: dict | None) -> list[str]:
