@@ -1,19 +1,29 @@
 """Image I/O and conversion between photos (uint8 HWC) and model tensors (float NCHW)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "load_rgb", "to_model_input", "overlay_heatmap"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "split_folders", "load_rgb", "to_model_input", "overlay_heatmap"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 #: Largest side accepted, to keep memory bounded on a 2-core CPU or a shared Space.
 MAX_SIDE = 4096
+
+
+def split_folders(folders) -> list[Path]:
+    """One folder, several joined by ``os.pathsep`` (``train:extra`` on Linux), or a list of them -> paths
+    (the form every ``--hr`` / ``--backgrounds`` option takes)."""
+    parts = str(folders).split(os.pathsep) if isinstance(folders, (str, Path)) else list(folders)
+    if not parts or not all(str(p) for p in parts):
+        raise ValueError(f"no folder given in {folders!r}")
+    return [Path(p) for p in parts]
 
 
 def load_rgb(image) -> np.ndarray:

@@ -17,16 +17,14 @@ reproducible, can be read in any order, and its classes are balanced (``label = 
 from __future__ import annotations
 
 import math
-import os
 import string
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from .images import IMAGENET_MEAN, IMAGENET_STD
+from .images import IMAGENET_MEAN, IMAGENET_STD, split_folders
 
 __all__ = ["CLASSES", "BackgroundBank", "Sample", "render_sample", "ShapesDataset", "PHOTO_SUFFIXES"]
 
@@ -67,7 +65,7 @@ class BackgroundBank:
     """
 
     def __init__(self, folder, short_side: int = 384, augment: bool = False):
-        folders = [Path(f) for f in (str(folder).split(os.pathsep) if isinstance(folder, (str, Path)) else folder)]
+        folders = split_folders(folder)
         paths = []
         for f in folders:
             if not f.is_dir():

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
+from ..images import split_folders
 from ..training import write_model_card
 
 __all__ = ["write_sr_card", "read_record"]
@@ -52,9 +52,7 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
                      + f"; random {cfg.get('hr_size')}-px HR crops, dihedral flips")
     lines += ["- LR = antialiased bicubic x1/4 of the HR crop (hdm.sr.degradations)",
               "- the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences"]
-    hr = cfg.get("hr", "")
-    folders = hr if isinstance(hr, list) else str(hr).split(os.pathsep)
-    made_here = [f for f in folders if "runs" in Path(f).parts]
+    made_here = [f for f in split_folders(cfg.get("hr") or ".") if "runs" in f.parts]
     if made_here:
         lines.append(f"- {', '.join(f'`{f}`' for f in made_here)}: made by this project, not kept in the "
                      "repository (docs/sr.md gives the commands of the shipped models)")

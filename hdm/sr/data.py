@@ -23,22 +23,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..images import split_folders
 from .degradations import augment_pair, bicubic_downsample
 
 __all__ = ["PHOTO_SUFFIXES", "split_folders", "list_photos", "image_digest", "folder_digests", "HRFolder", "FaceFolder",
            "PairedPatches"]
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
-
-def split_folders(folders) -> list[Path]:
-    """One folder, several joined by ``os.pathsep`` (``train:extra`` on Linux), or a list of them -> paths."""
-    import os
-
-    parts = str(folders).split(os.pathsep) if isinstance(folders, (str, Path)) else list(folders)
-    if not parts or not all(str(p) for p in parts):
-        raise ValueError(f"no folder given in {folders!r}")
-    return [Path(p) for p in parts]
 
 
 def list_photos(folder, recursive: bool = False) -> list[Path]:
