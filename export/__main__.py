@@ -19,30 +19,10 @@ def _generators(which: str) -> list[tuple[str, Path]]:
     return [(Path(which).stem, Path(which))]
 
 
-def load_exportable(path):
-    """An exportable model from a weights file: an RRDBNet (hdm, Real-ESRGAN, ESRGAN) or, for an hdm
-    diffusion student, its one-step graph :class:`hdm.diffusion.sampler.OneStepSR`."""
-    from hdm.sr.rrdbnet import load_rrdbnet
-
-    path = Path(path)
-    if path.suffix == ".safetensors" and path.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
-        if meta.get("arch") == "hdm.diffusion.Denoiser":
-            from hdm.diffusion.sampler import OneStepSR
-            from hdm.diffusion.train import load_diffusion
-
-            if meta.get("stage") != "student":
-                raise ValueError(f"{path} is a multi-step teacher: only the one-step student is exported")
-            sampler = load_diffusion(path, one_step=True)
-            return OneStepSR(sampler.model, sampler.schedule).eval()
-    return load_rrdbnet(path)
-
-
 def _models(which: str):
     """``[(name, weights, model)]`` for ``--model``, or ``None`` after printing why not."""
+    from .to_onnx import load_exportable
+
     jobs = _generators(which)
     if not jobs:
         print("error: no shipped generator weights found in weights/ (train them, or pass a file)", file=sys.stderr)

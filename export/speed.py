@@ -73,7 +73,7 @@ def _peaks_in_child(kind: str, path: str, names: list[str], inputs: dict, thread
     peak resident memory (MB) above its level after loading, per size."""
     torch.set_num_threads(threads)
     if kind.startswith("torch"):
-        from .__main__ import load_exportable
+        from .to_onnx import load_exportable
 
         model = load_exportable(path).eval()
 
@@ -147,14 +147,14 @@ def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int 
     from .runtime import providers_here
     from .to_onnx import example_inputs, input_names
 
-    rows, cpu_inputs = [], {}
+    rows = []
     model = model.to(device).eval()
+    inputs = {s: tuple(x.to(device) for x in example_inputs(model, s, s, generator=torch.Generator().manual_seed(0)))
+              for s in sizes}
     with torch.no_grad():  # one pass over every size first: the allocator settles (glibc raises its mmap
-        for size in sizes:  # threshold after large frees), so the first model measured is not penalised
-            model(*(x.to(device) for x in example_inputs(model, size, size, generator=torch.Generator().manual_seed(0))))
-    for size in sizes:
-        xs = tuple(x.to(device) for x in example_inputs(model, size, size, generator=torch.Generator().manual_seed(0)))
-        cpu_inputs[size] = tuple(x.cpu().numpy() for x in xs)
+        for xs in inputs.values():  # threshold after large frees), so the first model measured is not penalised
+            model(*xs)
+    for size, xs in inputs.items():
         n_flops = flops(model, *xs)
         runs = {}
         with torch.no_grad():
@@ -206,7 +206,8 @@ def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int 
         if device == "cpu":
             model.float()
     if device == "cpu" and weights is not None:
-        peaks = cpu_peak_mb(weights, onnx_fp32, onnx_fp16, cpu_inputs, input_names(model))
+        arrays = {size: tuple(x.numpy() for x in xs) for size, xs in inputs.items()}
+        peaks = cpu_peak_mb(weights, onnx_fp32, onnx_fp16, arrays, input_names(model))
         for row in rows:
             row["peak_mb"] = peaks.get((row["runtime"], row["size"]))
     return rows

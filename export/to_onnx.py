@@ -30,7 +30,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-__all__ = ["OPSET", "ExportCheck", "export_onnx", "read_metadata", "check_parity", "input_names", "example_inputs"]
+__all__ = ["OPSET", "ExportCheck", "load_exportable", "export_onnx", "read_metadata", "check_parity", "input_names",
+           "example_inputs"]
 
 OPSET = 17
 #: Sizes (h, w) of the parity check: square, odd and non-square.
@@ -46,6 +47,28 @@ class _Half(nn.Module):
 
     def forward(self, *xs):
         return self.model(*(x.half() for x in xs)).float()
+
+
+def load_exportable(path):
+    """An exportable model from a weights file: an RRDBNet (hdm, Real-ESRGAN, ESRGAN) or, for an hdm
+    diffusion student, its one-step graph :class:`hdm.diffusion.sampler.OneStepSR`."""
+    from hdm.sr.rrdbnet import load_rrdbnet
+
+    path = Path(path)
+    if path.suffix == ".safetensors" and path.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("arch") == "hdm.diffusion.Denoiser":
+            from hdm.diffusion.sampler import OneStepSR
+            from hdm.diffusion.train import load_diffusion
+
+            if meta.get("stage") != "student":
+                raise ValueError(f"{path} is a multi-step teacher: only the one-step student is exported")
+            sampler = load_diffusion(path, one_step=True)
+            return OneStepSR(sampler.model, sampler.schedule).eval()
+    return load_rrdbnet(path)
 
 
 def input_names(model: nn.Module) -> tuple[str, ...]:

@@ -160,7 +160,7 @@ def test_one_step_graph_equals_the_student_sampler(student):
 
 
 def test_student_exports_with_a_noise_input_and_runs_seeded(tmp_path, student):
-    from export.__main__ import load_exportable
+    from export.to_onnx import load_exportable
 
     path, sampler = student
     graph = load_exportable(path)
@@ -186,7 +186,7 @@ def test_bench_command_runs_the_student(tmp_path, student, capsys):
 
 
 def test_teachers_are_not_exported(tmp_path):
-    from export.__main__ import load_exportable
+    from export.to_onnx import load_exportable
     from hdm.diffusion.denoiser import Denoiser
     from hdm.diffusion.schedule import ResShiftSchedule
     from hdm.diffusion.train import export_diffusion
