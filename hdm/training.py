@@ -13,7 +13,7 @@ import torch.distributed as dist
 import torch.nn as nn
 
 __all__ = ["cosine_lr", "ema_update", "ema_decay_at", "init_distributed", "replicas_identical", "loud", "sha256",
-           "write_model_card", "check_resume", "trim_log", "agree_on_step"]
+           "run_summary", "write_model_card", "check_resume", "trim_log", "agree_on_step"]
 
 
 def cosine_lr(step: int, steps: int, lr: float, warmup: int) -> float:
@@ -77,6 +77,14 @@ def sha256(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def run_summary(record: dict, processes: bool = True) -> str:
+    """``date; N steps x batch B, M min on DEVICE (K processes)`` of a training record, for model cards."""
+    world = record.get("world_size", 1)
+    return (f"{record.get('date')}; {record.get('steps')} steps x batch {record.get('config', {}).get('batch')}, "
+            f"{record.get('train_seconds', 0) / 60:.1f} min on {record.get('device')}"
+            + (f" ({world} process{'es' if world > 1 else ''})" if processes else ""))
 
 
 def write_model_card(weights, lines: list[str], extra_files=()) -> Path:

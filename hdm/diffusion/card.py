@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from ..training import write_model_card
+from ..training import run_summary, write_model_card
 
 __all__ = ["write_diffusion_card"]
 
@@ -50,9 +50,7 @@ def write_diffusion_card(weights, results_json=None, method: str | None = None) 
              "- the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences", "",
              "## Recipe", "",
              f"- command: `{record.get('command') or 'python -m hdm train-diffusion ...'}`",
-             f"- date: {record.get('date')}; {record.get('steps')} steps x batch {cfg.get('batch')}, "
-             f"{record.get('train_seconds', 0) / 60:.1f} min on {record.get('device')} "
-             f"({record.get('world_size', 1)} process{'es' if record.get('world_size', 1) > 1 else ''})",
+             f"- date: {run_summary(record)}",
              f"- Adam lr {cfg.get('lr')} (warm-up {cfg.get('warmup')}, cosine to 0), EMA {cfg.get('ema')} (exported), "
              f"seed {cfg.get('seed')}; HF loss weight {cfg.get('hf_weight')}"
              + (f"; ground-truth term weight {cfg.get('gt_weight')}" if stage == "student" else "")]

@@ -8,7 +8,8 @@ import math
 from pathlib import Path
 
 from ..images import split_folders
-from ..training import write_model_card
+from .data import face_resize_range
+from ..training import run_summary, write_model_card
 
 __all__ = ["write_sr_card", "read_record"]
 
@@ -41,8 +42,8 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
              "## Data", ""]
     if role == "face":
         hr_size = cfg.get("hr_size", 120)
-        # the range the run used (records before it was stored: SRTrainConfig's default then)
-        low, high = record.get("face_resize") or cfg.get("face_resize") or (hr_size, max(148, hr_size))
+        # the range the run used (records from before it was stored: the same rule, from the config)
+        low, high = record.get("face_resize") or face_resize_range(hr_size, cfg.get("face_resize"))
         lines.append(f"- {record.get('images', '?')} faces found by MTCNN in the photos of `{cfg.get('hr')}` (square "
                      f"crops with a 30 % margin, randomly shrunk to a short side in [{low}, {high}] px before "
                      f"{hr_size}-px crops)")
@@ -59,9 +60,7 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
     lines += ["",
               "## Recipe", "",
               f"- command: `{record.get('command') or 'python -m hdm train-sr ...'}`",
-              f"- date: {record.get('date')}; {record.get('steps')} steps x batch {cfg.get('batch')}, "
-              f"{record.get('train_seconds', 0) / 60:.1f} min on {record.get('device')} "
-              f"({record.get('world_size', 1)} process{'es' if record.get('world_size', 1) > 1 else ''})",
+              f"- date: {run_summary(record)}",
               f"- Adam lr {cfg.get('lr')} (warm-up {cfg.get('warmup')}, cosine to 0), EMA {cfg.get('ema')} (exported); "
               f"loss weights: L1 {cfg.get('pixel_weight')}, perceptual {cfg.get('perceptual_weight')}, "
               f"RaGAN {cfg.get('gan_weight')}, face identity {cfg.get('identity_weight')} (n = {cfg.get('identity_n')})"
@@ -96,9 +95,7 @@ def _earlier_segments(init: dict | None) -> list[str]:
                      + ("" if init.get("record") else ", whose training is not recorded in the file"))
         record = init.get("record") or {}
         if record:
-            cfg = record.get("config", {})
             lines.append(f"{indent}  - trained by `{record.get('command') or 'python -m hdm train-sr ...'}` "
-                         f"({record.get('date')}; {record.get('steps')} steps x batch {cfg.get('batch')}, "
-                         f"{record.get('train_seconds', 0) / 60:.1f} min on {record.get('device')})")
+                         f"({run_summary(record, processes=False)})")
         init, depth = record.get("init"), depth + 1
     return lines

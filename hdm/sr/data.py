@@ -27,7 +27,7 @@ from ..images import split_folders
 from .degradations import augment_pair, bicubic_downsample
 
 __all__ = ["PHOTO_SUFFIXES", "split_folders", "list_photos", "image_digest", "folder_digests", "HRFolder", "FaceFolder",
-           "PairedPatches"]
+           "PairedPatches", "face_resize_range"]
 
 PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -153,6 +153,12 @@ class FaceFolder(HRFolder):
                     self.names.append(f"{label}#{k}")
         if not self.images:
             raise ValueError(f"no face of at least {min_side} px found in {folder}")
+
+
+def face_resize_range(hr_size: int, face_resize=None) -> tuple[int, int]:
+    """The short sides faces are shrunk to before an ``hr_size`` crop: ``face_resize`` if given, else
+    ``(hr_size, max(148, hr_size))`` (the paper's 80-148 px, starting at the crop size)."""
+    return tuple(face_resize) if face_resize else (hr_size, max(148, hr_size))
 
 
 class PairedPatches(torch.utils.data.Dataset):

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from ..training import (agree_on_step, check_resume, cosine_lr, ema_decay_at, ema_update, init_distributed, loud,
                         replicas_identical, sha256, trim_log)
-from .data import FaceFolder, HRFolder, PairedPatches, folder_digests
+from .data import FaceFolder, HRFolder, PairedPatches, face_resize_range, folder_digests
 from .degradations import bicubic_upsample
 from .rrdbnet import PRESETS, RRDBNet, load_rrdbnet
 
@@ -184,7 +184,7 @@ def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
     if cfg.kind == "face":
         source = FaceFolder(cfg.hr, min_side=cfg.hr_size, aligned=cfg.faces_aligned, progress=progress and rank == 0,
                             exclude=exclude)
-        resize = tuple(cfg.face_resize) if cfg.face_resize else (cfg.hr_size, max(148, cfg.hr_size))
+        resize = face_resize_range(cfg.hr_size, cfg.face_resize)
         data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed, resize_range=resize)
     else:
         resize = None
