@@ -15,11 +15,11 @@ __all__ = ["write_diffusion_card"]
 def _metadata(weights) -> dict:
     from safetensors import safe_open
 
+    from .train import diffusion_metadata
+
+    meta = diffusion_metadata(weights)
     with safe_open(str(weights), "pt") as f:
-        meta = f.metadata() or {}
         n_params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
-    if meta.get("arch") != "hdm.diffusion.Denoiser":
-        raise ValueError(f"{weights} is not an hdm diffusion model (arch {meta.get('arch')!r})")
     return {"config": json.loads(meta.get("config", "{}")), "schedule": json.loads(meta.get("schedule", "{}")),
             "stage": meta.get("stage", "?"), "record": json.loads(meta.get("record", "{}")), "parameters": n_params}
 

@@ -41,7 +41,7 @@ from .denoiser import Denoiser, from_space, to_space
 from .sampler import DiffusionSR, sample_z
 from .schedule import ResShiftSchedule
 
-__all__ = ["DiffusionTrainConfig", "train", "export_diffusion", "load_diffusion"]
+__all__ = ["DiffusionTrainConfig", "train", "export_diffusion", "load_diffusion", "diffusion_metadata"]
 
 
 @dataclass
@@ -94,16 +94,9 @@ def export_diffusion(model: Denoiser, schedule: ResShiftSchedule, path, stage: s
 def load_diffusion(path, one_step: bool | None = None, tile: int | None = None, device="cpu",
                    tile_pad: int | None = None) -> DiffusionSR:
     """An exported model as a :class:`DiffusionSR` (the student runs one step unless ``one_step=False``)."""
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no diffusion weights at {path}: train them with `python -m hdm train-diffusion`")
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("arch") != "hdm.diffusion.Denoiser":
-        raise ValueError(f"{path} is not an hdm diffusion model (arch {meta.get('arch')!r})")
+    meta = diffusion_metadata(path)
     model = Denoiser(**json.loads(meta["config"]))
     model.load_state_dict(load_file(str(path)))
     sched = json.loads(meta["schedule"])
@@ -115,13 +108,19 @@ def load_diffusion(path, one_step: bool | None = None, tile: int | None = None, 
     return DiffusionSR(model.to(device).eval(), schedule, one_step=one_step, tile=tile, tile_pad=tile_pad)
 
 
-def _stage_of(path) -> str:
+def diffusion_metadata(path) -> dict[str, str]:
+    """The safetensors metadata of an exported hdm diffusion model (``config``, ``schedule``, ``stage``,
+    ``record``, as :func:`export_diffusion` writes them); a clear error for a missing or foreign file."""
     from safetensors import safe_open
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"no diffusion weights at {path}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no diffusion weights at {path}: train them with `python -m hdm train-diffusion`")
     with safe_open(str(path), "pt") as f:
-        return (f.metadata() or {}).get("stage", "unknown")
+        meta = f.metadata() or {}
+    if meta.get("arch") != "hdm.diffusion.Denoiser":
+        raise ValueError(f"{path} is not an hdm diffusion model (arch {meta.get('arch')!r})")
+    return meta
 
 
 def _frozen(model: nn.Module) -> nn.Module:
@@ -157,8 +156,9 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
 
     teacher, teacher_sha256 = None, None
     if cfg.stage == "student":
-        if _stage_of(cfg.teacher) != "teacher":
-            raise ValueError(f"--teacher {cfg.teacher} is a {_stage_of(cfg.teacher)} model, not a teacher")
+        stage = diffusion_metadata(cfg.teacher).get("stage", "unknown")
+        if stage != "teacher":
+            raise ValueError(f"--teacher {cfg.teacher} is a {stage} model, not a teacher")
         teacher_sha256 = sha256(cfg.teacher)
         teacher_sr = load_diffusion(cfg.teacher, one_step=False, device=device)
         teacher = _frozen(teacher_sr.model)
