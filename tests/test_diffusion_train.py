@@ -81,6 +81,14 @@ def test_student_distils_the_teacher_in_one_step(hr_folder, tmp_path):
     out = student(lr, seed=0)
     assert out.shape == (2, 3, 48, 48)
     torch.testing.assert_close(student(lr, seed=0), out)
+    # the control arm's ground-truth term: MSE of the same one-step output, scaled by its weight
+    firsts = []
+    for w in (1.0, 2.0):
+        train(tiny(hr_folder, tmp_path / f"gt{w}", stage="student", teacher=str(tmp_path / "t.safetensors"), steps=1,
+                   gt_weight=w), progress=False)
+        firsts.append(json.loads((tmp_path / f"gt{w}" / "log.jsonl").read_text().splitlines()[0]))
+    assert firsts[0]["gt"] > 0 and firsts[0]["distill"] == firsts[1]["distill"]
+    assert firsts[1]["gt"] == pytest.approx(2 * firsts[0]["gt"], rel=1e-4)
     with pytest.raises(ValueError, match="teacher"):
         train(tiny(hr_folder, tmp_path / "x", stage="student"), progress=False)
     with pytest.raises(ValueError, match="not a teacher"):
@@ -111,9 +119,13 @@ def test_eval_diffusion_writes_the_ablation_table(hr_folder, tmp_path):
     for name, hf in (("t", 0.0), ("th", 1.0)):
         train(tiny(hr_folder, tmp_path / name, steps=1, hf_weight=hf, perceptual="haarpsi",
                    export=str(tmp_path / f"{name}.safetensors")), progress=False)
+    import shutil
+
+    shutil.copy(tmp_path / "t.safetensors", tmp_path / "g.safetensors")  # a stand-in for the control arm's file
     out, js = tmp_path / "d.md", tmp_path / "d.json"
     args = ["eval-diffusion", "--hr", str(hr_folder), "--teacher", str(tmp_path / "t.safetensors"), "--teacher-hf",
-            str(tmp_path / "th.safetensors"), "--student", str(tmp_path / "t.safetensors"), "--perceptual", "haarpsi",
+            str(tmp_path / "th.safetensors"), "--student", str(tmp_path / "t.safetensors"), "--student-gt",
+            str(tmp_path / "g.safetensors"), "--perceptual", "haarpsi",
             "--bootstrap", "50", "--out", str(out), "--json", str(js)]
     assert main(args[:-2] + ["--cards"]) == 2  # the cards quote the JSON file
     assert main(args + ["--cards"]) == 0
@@ -122,6 +134,7 @@ def test_eval_diffusion_writes_the_ablation_table(hr_folder, tmp_path):
     assert "| bicubic |" in card and "high-frequency error-map loss distance: 1 - HaarPSI" in card
     text = out.read_text()
     assert "| bicubic |" in text and "teacher+HF - teacher" in text and "## Goals" in text and "HaarPSI" in text
+    assert "student+GT - student" in text and "| student+GT |" in text and "| student+GT |" in (tmp_path / "g.md").read_text()
     summary = json.loads(js.read_text())["summary"]
     assert summary["methods"]["teacher"]["evaluations"] == 4 and summary["methods"]["student"]["evaluations"] == 1
     # the HF error: 0 for the HR image itself, about 1 for a flat (detail-free) image

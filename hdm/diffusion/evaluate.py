@@ -129,7 +129,9 @@ def markdown(summary: dict, header: list[str], notes: list[str], distance_name: 
         lines.append(f"| {m} | " + " | ".join(f"{v[k]:.4f}" if k != "psnr" else f"{v[k]:.2f}" for k in keys)
                      + f" | {v['evaluations']} | {v['seconds_per_image']:.3f} |")
     if summary["comparisons"]:
-        lines += ["", "## With minus without the high-frequency loss (mean, 95 % paired-bootstrap CI; `*` excludes 0)", "",
+        lines += ["", "## Paired differences (mean, 95 % paired-bootstrap CI; `*` excludes 0)", "",
+                  "`+HF`: trained with the high-frequency error-map loss; `+GT`: the control, a student with a plain "
+                  "ground-truth MSE term instead (hdm.diffusion.train).", "",
                   "| comparison | " + " | ".join(title.get(k, k) for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for c, comp in summary["comparisons"].items():
             cells = []
@@ -157,6 +159,12 @@ def markdown(summary: dict, header: list[str], notes: list[str], distance_name: 
             goals.append(f"| {name} with the HF loss ahead on {distance_name} | {per['diff']:+.4f} [{per['diff_lo']:+.4f}, "
                          f"{per['diff_hi']:+.4f}] | {'yes' if per['diff_hi'] < 0 else 'no'} |")
             goals.append(f"| {name}: PSNR cost of the HF loss (reported) | {ps['diff']:+.3f} dB | - |")
+    c = summary["comparisons"].get("student+HF - student+GT")
+    if c:  # not a goal of the issue: does the HF loss beat plain ground-truth supervision?
+        for key, label in (("hf_error", "HF error"), ("perceptual", distance_name)):
+            r = c[key]
+            goals.append(f"| control: student+HF ahead of student+GT on {label} (reported) | {r['diff']:+.4f} "
+                         f"[{r['diff_lo']:+.4f}, {r['diff_hi']:+.4f}] | {'yes' if r['diff_hi'] < 0 else 'no'} |")
     if goals:
         lines += ["", "## Goals", "", "| goal | measured | met |", "|---|---|---|", *goals]
     return "\n".join(lines) + "\n"

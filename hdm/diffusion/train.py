@@ -5,11 +5,11 @@ multi-scale high-frequency error-map loss (spec part B).
   ``L = MSE(z0_hat, z0) + hf_weight * L_HF(x0_hat, x0)``.
 - ``stage="student"`` (SinSR): start from the teacher; per batch, ``z_T`` from the prior, the frozen
   teacher's deterministic trajectory from ``z_T`` gives ``z0_teacher``, and
-  ``L = MSE(f(z_T), z0_teacher) + hf_weight * L_HF`` (+ ``gt_weight * MSE(f(q_sample(z0, z_y, T-1)), z0)``,
-  off by default). SinSR's consistency-preserving term maps the ground truth to *its own* noise through
-  a learned inverse of the teacher; the optional term here uses a forward-process sample instead,
-  which on the same inputs as the distillation term pulls the student toward ``E[z0 | z_T]``, a
-  blur of what the teacher produces: it is there for experiments, not used for the shipped models.
+  ``L = MSE(f(z_T), z0_teacher) + hf_weight * L_HF(f(z_T), x0) + gt_weight * MSE(f(z_T), z0)``.
+  The last term (off by default) is the ablation's control: plain pixel supervision by the ground truth
+  on the same one-step output the HF loss sees, so "+HF vs without" can be told apart from "any
+  ground-truth term vs none". (SinSR's own consistency-preserving term needs a learned inverse of the
+  teacher and is not built here.)
 
 ``L_HF`` (:func:`hdm.losses.hf_error.hf_error_map_loss`) runs on images in [0, 1] with the distance
 of :func:`hdm.losses.lpips.perceptual_distance` (LPIPS, or the named HaarPSI stand-in offline). With
@@ -67,7 +67,7 @@ class DiffusionTrainConfig:
     power: float = 0.3
     hf_weight: float = 0.0             # the high-frequency error-map loss (0: the run without it)
     perceptual: str = "auto"           # its distance: "auto" | "lpips" | "haarpsi"
-    gt_weight: float = 0.0             # student: the ground-truth term (off: see the module docstring)
+    gt_weight: float = 0.0             # student: MSE of the one-step output to the ground truth (a control)
     val: str | None = None             # HR photos for the periodic PSNR check (a monitor only)
     val_n: int = 4
     val_every: int = 250
@@ -231,7 +231,6 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
         mine = slice(rank * per_rank, (rank + 1) * per_rank)
         noise = torch.randn((cfg.batch, *z0.shape[1:]), generator=gen)[mine].to(device)
         t = torch.randint(0, T, (cfg.batch,), generator=gen)[mine].to(device)
-        noise2 = torch.randn((cfg.batch, *z0.shape[1:]), generator=gen)[mine].to(device)
         parts = {}
         if cfg.stage == "teacher":
             z0_hat = net(schedule.q_sample(z0, z_y, t, noise), z_y, t, schedule.input_scale(t, z0))
@@ -245,8 +244,7 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
             z0_hat = net(z_T, z_y, last, scale_last)
             parts["distill"] = F.mse_loss(z0_hat, target)
             if cfg.gt_weight > 0:
-                gt_in = schedule.q_sample(z0, z_y, last, noise2)
-                parts["gt"] = cfg.gt_weight * F.mse_loss(net(gt_in, z_y, last, scale_last), z0)
+                parts["gt"] = cfg.gt_weight * F.mse_loss(z0_hat, z0)
         if distance is not None:
             parts["hf"] = cfg.hf_weight * hf_error_map_loss(from_space(z0_hat, cfg.scale), hr_img, distance)
         loss = sum(parts.values())

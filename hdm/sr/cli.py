@@ -178,7 +178,8 @@ def _cmd_eval_diffusion(args) -> int:
     from ..diffusion.train import load_diffusion
     from ..losses.lpips import perceptual_distance
 
-    given = {"teacher": args.teacher, "student": args.student, "teacher+HF": args.teacher_hf, "student+HF": args.student_hf}
+    given = {"teacher": args.teacher, "student": args.student, "teacher+HF": args.teacher_hf, "student+HF": args.student_hf,
+             "student+GT": args.student_gt}
     if args.cards and not args.json:
         print("error: --cards needs --json (the cards quote that file)", file=sys.stderr)
         return 2
@@ -186,7 +187,7 @@ def _cmd_eval_diffusion(args) -> int:
         models = {name: load_diffusion(path, one_step=name.startswith("student"), device=args.device)
                   for name, path in given.items() if path}
         if not models:
-            raise ValueError("give at least one of --teacher, --student, --teacher-hf, --student-hf")
+            raise ValueError("give at least one of --teacher, --student, --teacher-hf, --student-hf, --student-gt")
         distance, distance_name = perceptual_distance(args.perceptual, args.device)
         nr, skipped = no_reference_metrics(args.device) if not args.no_iqa else ({}, "CLIPIQA and MUSIQ skipped (--no-iqa)")
         records = evaluate_models(args.hr, models, distance, nr, seed=args.seed, limit=args.limit)
@@ -194,7 +195,8 @@ def _cmd_eval_diffusion(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     evaluations = {name: m.evaluations for name, m in models.items()}
-    summary = summarize(records, evaluations, [("teacher+HF", "teacher"), ("student+HF", "student")], args.bootstrap)
+    summary = summarize(records, evaluations, [("teacher+HF", "teacher"), ("student+HF", "student"),
+                                               ("student+GT", "student"), ("student+HF", "student+GT")], args.bootstrap)
     notes = [f"{name}: {path}" for name, path in given.items() if path]
     if "HaarPSI" in distance_name:
         notes.append("caution: models trained with the HF loss on the HaarPSI stand-in are also judged on it here; "
@@ -294,7 +296,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--power", type=float, help="schedule exponent p (default 0.3, as ResShift)")
     p.add_argument("--hf-weight", dest="hf_weight", type=float, help="weight of the HF error-map loss (0: without it)")
     p.add_argument("--perceptual", choices=["auto", "lpips", "haarpsi"], help="the HF loss's distance (default auto)")
-    p.add_argument("--gt-weight", dest="gt_weight", type=float, help="student: ground-truth term weight (default 1)")
+    p.add_argument("--gt-weight", dest="gt_weight", type=float, help="student: weight of MSE(one-step output, ground truth), the control arm of the ablation (default 0)")
     p.add_argument("--val", help="HR photos for the periodic PSNR check (a monitor only)")
     p.add_argument("--val-every", dest="val_every", type=int)
     p.add_argument("--ckpt-every", dest="ckpt_every", type=int)
@@ -312,6 +314,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--student", help="student distilled without the HF loss")
     p.add_argument("--teacher-hf", dest="teacher_hf", help="teacher trained with the HF loss")
     p.add_argument("--student-hf", dest="student_hf", help="student distilled with the HF loss")
+    p.add_argument("--student-gt", dest="student_gt",
+                   help="control: student distilled without the HF loss but with a ground-truth MSE term (--gt-weight)")
     p.add_argument("--perceptual", default="auto", choices=["auto", "lpips", "haarpsi"])
     p.add_argument("--no-iqa", action="store_true",
                    help="skip CLIPIQA and MUSIQ (by default they are added when pyiqa and their weights load)")
