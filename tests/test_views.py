@@ -1,6 +1,8 @@
 """The app's views without a browser: inputs -> images, captions and error messages (hdm.views)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import pywt
@@ -257,3 +259,19 @@ def test_hub_user_files_each_load_their_own_path(monkeypatch, tmp_path):
         hub.get(hub.face, "your face model (face.pth)")
     with pytest.raises(KeyError, match="unknown model"):
         hub.classifier("nope")
+
+
+def test_diffusion_view_serves_the_shipped_models(photo, tmp_path):
+    """With the repository's weights/ every diffusion variant is shown, seeded, and the students take one step."""
+    shipped = Path(__file__).resolve().parent.parent / "weights"
+    if not all((shipped / f).is_file() for f in DIFFUSION_FILES.values()):
+        pytest.skip("the diffusion weights are not shipped")
+    hub = ModelHub(weights_dir=shipped, exports_dir=tmp_path, device="cpu", env={})
+    small = photo[:48, 24:72]
+    v = diffusion_view(hub, small, tuple(DIFFUSION_FILES), seed=1)
+    assert "Not shown" not in v.caption
+    assert [c.split(" (")[0] for _, c in v.results] == ["bicubic", *DIFFUSION_FILES]
+    for (img, caption), variant in zip(v.results[1:], DIFFUSION_FILES):
+        assert img.shape == (192, 192, 3) and caption.startswith(f"{variant} ({'1 step' if 'one' in variant else '15 steps'})")
+    again = diffusion_view(hub, small, ("multi-step, with HF loss",), seed=1)
+    assert np.array_equal(again.results[1][0], v.results[3][0])  # the sampler's noise is seeded
