@@ -172,3 +172,35 @@ def test_torchrun_two_processes_equal_one(hr_folder, tmp_path):
     b = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["model"]
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
     assert json.loads((tmp_path / "two" / "record.json").read_text())["world_size"] == 2
+
+
+def test_eval_diffusion_adds_the_pyiqa_columns_when_they_load(hr_folder, tmp_path, monkeypatch, capsys):
+    """pyiqa's CLIPIQA and MUSIQ need downloaded weights: a stand-in module (scores = mean brightness)
+    checks the wiring; a create_metric that fails (offline) is reported, not fatal."""
+    import sys
+    import types
+
+    from hdm.diffusion.evaluate import no_reference_metrics
+
+    calls = []
+
+    def create_metric(name, device="cpu"):
+        calls.append(name)
+        return lambda img: img.mean() * (2 if name == "musiq" else 1)
+
+    monkeypatch.setitem(sys.modules, "pyiqa", types.SimpleNamespace(create_metric=create_metric))
+    train(tiny(hr_folder, tmp_path / "t", steps=1, export=str(tmp_path / "t.safetensors")), progress=False)
+    js = tmp_path / "d.json"
+    assert main(["eval-diffusion", "--hr", str(hr_folder), "--student", str(tmp_path / "t.safetensors"), "--perceptual",
+                 "haarpsi", "--bootstrap", "20", "--json", str(js)]) == 0
+    assert calls == ["clipiqa", "musiq"]
+    summary = json.loads(js.read_text())["summary"]["methods"]
+    assert summary["bicubic"]["MUSIQ"] == pytest.approx(2 * summary["bicubic"]["CLIPIQA"])
+    assert "CLIPIQA ↑" in capsys.readouterr().out
+
+    def offline(name, device="cpu"):
+        raise OSError("no internet")
+
+    monkeypatch.setitem(sys.modules, "pyiqa", types.SimpleNamespace(create_metric=offline))
+    metrics, why = no_reference_metrics()
+    assert metrics == {} and "could not be loaded (OSError: no internet)" in why
