@@ -44,6 +44,8 @@ def models_notice() -> str:
     lines = ["**Models.** Each result says which weights made it."]
     lines.append("- Classifiers: " + "; ".join(HUB.classifiers))
     lines.append("- General SR: " + "; ".join(HUB.general) + ". Face SR: " + "; ".join(HUB.face))
+    shipped = HUB.diffusion_shipped
+    lines.append("- Diffusion SR (hdm demo weights): " + ("; ".join(shipped) if shipped else "none in " + str(HUB.weights_dir)))
     lines.append("- 'downloaded' models need the network (offline they fail with a message naming the file "
                  "to place); 'stand-in' means random weights whose output means nothing; 'demo weights' are "
                  "trained by this project on small data (see weights/README.md).")
@@ -120,7 +122,7 @@ def build_demo() -> gr.Blocks:
     face_default = next(iter(HUB.face))
     # results are cached files: Gradio deletes those older than an hour, every hour
     with gr.Blocks(title="hdm: explainability and restoration", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# hdm: HDM-CAM, wavelet subbands and face-fusion super-resolution")
+        gr.Markdown("# hdm: HDM-CAM, wavelet subbands, face-fusion and diffusion super-resolution")
         gr.Markdown(models_notice())
         with gr.Tab("Explain (CAM)"):
             with gr.Row():

@@ -217,6 +217,7 @@ def test_onnx_generator_serves_the_views(weights, photo, tmp_path, monkeypatch):
 
 
 def test_diffusion_view_lists_missing_weights(hub, photo, tmp_path):
+    assert hub.diffusion_shipped == ["one step, with HF loss"]
     v = diffusion_view(hub, photo, tuple(DIFFUSION_FILES), seed=3)
     assert [c.split(" (")[0].split(":")[0] for _, c in v.results] == ["bicubic", "one step, with HF loss"]
     assert all(img.shape == (384, 384, 3) for img, _ in v.results)
@@ -267,9 +268,13 @@ def test_diffusion_view_serves_the_shipped_models(photo, tmp_path):
     if not all((shipped / f).is_file() for f in DIFFUSION_FILES.values()):
         pytest.skip("the diffusion weights are not shipped")
     hub = ModelHub(weights_dir=shipped, exports_dir=tmp_path, device="cpu", env={})
+    assert hub.diffusion_shipped == list(DIFFUSION_FILES)
     small = photo[:48, 24:72]
     v = diffusion_view(hub, small, tuple(DIFFUSION_FILES), seed=1)
     assert "Not shown" not in v.caption
+    for variant, file in DIFFUSION_FILES.items():
+        assert f"{variant}: hdm demo weights {file}" in v.caption  # names the weights behind each result
+    assert "HaarPSI" in v.caption  # and the stand-in the "+HF" models trained with
     assert [c.split(" (")[0] for _, c in v.results] == ["bicubic", *DIFFUSION_FILES]
     for (img, caption), variant in zip(v.results[1:], DIFFUSION_FILES):
         assert img.shape == (192, 192, 3) and caption.startswith(f"{variant} ({'1 step' if 'one' in variant else '15 steps'})")

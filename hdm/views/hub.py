@@ -118,6 +118,11 @@ class ModelHub:
     def classifier(self, choice: str) -> Served:
         return self.get(self.classifiers, choice)
 
+    @property
+    def diffusion_shipped(self) -> list[str]:
+        """The :data:`DIFFUSION_FILES` variants whose weights are in ``weights_dir``."""
+        return [v for v, name in DIFFUSION_FILES.items() if (self.weights_dir / name).is_file()]
+
     def diffusion(self, variant: str) -> Served:
         """A :class:`hdm.diffusion.sampler.DiffusionSR` for a :data:`DIFFUSION_FILES` variant."""
         from ..diffusion.train import load_diffusion

@@ -124,7 +124,7 @@ def diffusion_view(hub: ModelHub, image, variants=tuple(DIFFUSION_FILES), seed: 
     if unknown or not variants:
         raise ViewError(f"Pick one or more of {list(DIFFUSION_FILES)}" + (f"; unknown: {unknown}" if unknown else "."))
     lr = to_tensor(rgb, hub.device)
-    results, missing = [(to_uint8(to_image(bicubic_upsample(lr.cpu(), 4))), "bicubic")], []
+    results, missing, labels = [(to_uint8(to_image(bicubic_upsample(lr.cpu(), 4))), "bicubic")], [], []
     for variant in variants:
         try:
             served = hub.diffusion(variant)
@@ -136,10 +136,11 @@ def diffusion_view(hub: ModelHub, image, variants=tuple(DIFFUSION_FILES), seed: 
             sr = served.obj(lr, seed=int(seed))
         took = time.perf_counter() - start
         steps = served.obj.evaluations
+        labels.append(f"{variant}: {served.label}")
         results.append((to_uint8(to_image(sr)), f"{variant} ({steps} step{'s' if steps > 1 else ''}): {took:.2f} s"))
     if len(results) == 1:
         raise ViewError("No diffusion model is available: " + "; ".join(missing))
-    caption = f"Seed {seed}, {hub.device.type.upper()}."
+    caption = f"Seed {seed}, {hub.device.type.upper()}. Weights: " + " | ".join(labels) + "."
     if missing:
         caption += " Not shown (weights missing or unreadable): " + "; ".join(missing)
     return DiffusionView(results, caption)
