@@ -110,3 +110,16 @@ def test_shipped_diffusion_models_beat_bicubic(name):
     model = load_diffusion(weights)
     assert model.evaluations == (1 if "student" in name else 15)
     assert _diffusion_gain(weights, data.astronaut()[:224, 144:336]) > GAINS[name]
+
+
+def test_diffusion_figure_script(tmp_path):
+    """scripts/diffusion_figure.py draws from the shipped models, and names missing weights."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("diffusion_figure", WEIGHTS.parent / "scripts" / "diffusion_figure.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--weights", str(tmp_path), "--out", str(tmp_path / "f.png")]) == 1
+    if not all((WEIGHTS / f"{c}.safetensors").is_file() for c in script.COLUMNS):
+        pytest.skip("the diffusion weights are not shipped")
+    assert script.main(["--out", str(tmp_path / "f.png")]) == 0 and (tmp_path / "f.png").stat().st_size > 10_000
