@@ -32,14 +32,15 @@ def write_diffusion_card(weights, results_json=None, method: str | None = None) 
     record, arch, stage = meta["record"], meta["config"], meta["stage"]
     cfg = record.get("config", {})
     hf = cfg.get("hf_weight", 0) > 0
-    method = method or f"{stage}{'+HF' if hf else ''}{'+GT' if cfg.get('gt_weight', 0) > 0 else ''}"
+    gt = stage == "student" and cfg.get("gt_weight", 0) > 0
+    method = method or f"{stage}{'+HF' if hf else ''}{'+GT' if gt else ''}"
     steps_t = len(meta["schedule"].get("eta", []))
     what = (f"ResShift-style **teacher** ({steps_t} sampling steps)" if stage == "teacher" else
             f"SinSR-style one-step **student** (distilled from `{cfg.get('teacher')}`)")
     lines = [f"# {weights.name}", "",
              f"hdm's diffusion SR x{arch.get('scale', 4)} {what}, "
              f"{'with' if hf else 'without'} the multi-scale high-frequency error-map loss"
-             f"{' (the control arm: a ground-truth MSE term instead)' if cfg.get('gt_weight', 0) > 0 and not hf else ''}"
+             f"{', with a ground-truth MSE term (the ablation control when without the loss)' if gt else ''}"
              " (docs/diffusion.md): a "
              f"pixel-space denoiser at LR resolution (U-Net width {arch.get('width')}, {arch.get('blocks')} blocks per "
              f"level, {meta['parameters']:,} parameters), kappa {meta['schedule'].get('kappa')}. Load it with "

@@ -139,6 +139,8 @@ def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoi
         raise ValueError(f"stage must be 'teacher' or 'student', got {cfg.stage!r}")
     if cfg.stage == "student" and not cfg.teacher:
         raise ValueError("the student needs --teacher (the teacher's exported weights)")
+    if cfg.stage == "teacher" and cfg.gt_weight:
+        raise ValueError("gt_weight is the student's control term; the teacher's loss is already MSE to the ground truth")
     if cfg.hr_size < 128 or cfg.hr_size % (2 * cfg.scale):
         raise ValueError(f"hr_size must be >= 128 and a multiple of {2 * cfg.scale}, got {cfg.hr_size}")
     rank, world = init_distributed(cfg.device)
