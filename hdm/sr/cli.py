@@ -315,7 +315,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--teacher-hf", dest="teacher_hf", help="teacher trained with the HF loss")
     p.add_argument("--student-hf", dest="student_hf", help="student distilled with the HF loss")
     p.add_argument("--student-gt", dest="student_gt",
-                   help="control: student distilled without the HF loss but with a ground-truth MSE term (--gt-weight)")
+                   help="control: a student distilled with a ground-truth MSE term (--gt-weight) instead of the HF loss; distil it from the +HF teacher so that only the loss differs from --student-hf")
     p.add_argument("--perceptual", default="auto", choices=["auto", "lpips", "haarpsi"])
     p.add_argument("--no-iqa", action="store_true",
                    help="skip CLIPIQA and MUSIQ (by default they are added when pyiqa and their weights load)")
