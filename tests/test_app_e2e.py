@@ -98,7 +98,11 @@ def test_every_tab_runs_an_example_in_chromium(served):
                     pytest.fail(f"{tab}: the page showed an error: {errors.first.inner_text()}")
                 page.wait_for_timeout(500)
             assert images.count() >= expected, f"{tab}: {images.count()} result images, expected {expected}"
-            assert images.first.evaluate("img => img.complete && img.naturalWidth > 0"), f"{tab}: image did not load"
+            loaded = "img => img.complete && img.naturalWidth > 0"
+            deadline = time.time() + 30  # an <img> appears before its file has loaded
+            while not images.first.evaluate(loaded) and time.time() < deadline:
+                page.wait_for_timeout(200)
+            assert images.first.evaluate(loaded), f"{tab}: image did not load within 30 s"
             if tab == "Explain (CAM)":  # the result names the weights that made it: here the random stand-in
                 assert "STAND-IN: random weights" in page.inner_text("body")
         browser.close()
