@@ -52,14 +52,12 @@ class _Half(nn.Module):
 def load_exportable(path):
     """An exportable model from a weights file: an RRDBNet (hdm, Real-ESRGAN, ESRGAN) or, for an hdm
     diffusion student, its one-step graph :class:`hdm.diffusion.sampler.OneStepSR`."""
+    from hdm.models import safetensors_metadata
     from hdm.sr.rrdbnet import load_rrdbnet
 
     path = Path(path)
     if path.suffix == ".safetensors" and path.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata() or {}
+        meta = safetensors_metadata(path)
         if meta.get("arch") == "hdm.diffusion.Denoiser":
             from hdm.diffusion.sampler import OneStepSR
             from hdm.diffusion.train import load_diffusion

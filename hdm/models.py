@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
-__all__ = ["Classifier", "WeightsUnavailable", "load_resnet50", "load_state_dict_file", "imagenet_weights_path",
+__all__ = ["Classifier", "WeightsUnavailable", "load_resnet50", "load_state_dict_file", "safetensors_metadata",
+           "count_parameters", "imagenet_weights_path",
            "torchvision_state_dict", "cached_download", "hub_checkpoint_path",
            "load_shapes_resnet50", "shapes_theta_path", "SHAPES_WEIGHTS"]
 
@@ -78,6 +79,25 @@ def cached_download(url: str, what: str, alternatives: str = "") -> Path:
 def imagenet_weights_path() -> Path:
     """Where torchvision caches the ResNet-50 ImageNet file (``$TORCH_HOME/hub/checkpoints/...``)."""
     return hub_checkpoint_path(_imagenet_weights().url)
+
+
+def safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` file (hdm stores ``arch``, ``config``, ``record``, ... there),
+    read without loading the tensors; ``{}`` if it has none."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.metadata() or {}
+
+
+def count_parameters(path: str | Path) -> int:
+    """The number of values stored in a ``.safetensors`` file, from the tensor shapes alone."""
+    import math
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -155,13 +175,10 @@ def load_shapes_resnet50(path: str | Path = SHAPES_WEIGHTS) -> Classifier:
     The file's metadata names the classes and holds the training record (``Classifier.note``)."""
     import json
 
-    from safetensors import safe_open
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}: train one with `python -m hdm train-cam-model`")
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
+    meta = safetensors_metadata(path)
     classes = json.loads(meta.get("classes", "null")) or None
     state = load_state_dict_file(path)
     model = torchvision.models.resnet50(num_classes=state["fc.weight"].shape[0])

@@ -92,13 +92,10 @@ def calibrate_bn(weights, backgrounds, val_backgrounds, n: int = 2000, batch_siz
     with the record's ``precise_bn`` entry. Returns that entry."""
     import json
 
-    from safetensors import safe_open
-
-    from .models import load_shapes_resnet50
+    from .models import load_shapes_resnet50, safetensors_metadata
 
     weights = Path(weights)
-    with safe_open(str(weights), "pt") as f:
-        record = json.loads((f.metadata() or {}).get("record", "{}"))
+    record = json.loads(safetensors_metadata(weights).get("record", "{}"))
     if "precise_bn" in record:
         raise ValueError(f"{weights} already had precise BN ({record['precise_bn']})")
     model = load_shapes_resnet50(weights).model.to(memory_format=torch.channels_last)
@@ -284,11 +281,10 @@ def _segment(s) -> dict:
 def write_model_card(weights) -> Path:
     """``<stem>.md`` beside ``weights``: data, recipe command, steps, metrics, theta and sha256 of each
     file, all read from the files themselves (the training record lives in the safetensors metadata)."""
-    from safetensors import safe_open
+    from .models import safetensors_metadata
 
     weights = Path(weights)
-    with safe_open(str(weights), "pt") as f:
-        meta = f.metadata() or {}
+    meta = safetensors_metadata(weights)
     r = json.loads(meta.get("record", "{}"))
     theta_path = weights.with_name(weights.name.removesuffix(".safetensors") + ".theta.json")
     lines = [

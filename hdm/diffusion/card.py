@@ -4,22 +4,19 @@ the schedule, the stage and the training record stored in the safetensors metada
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
+from ..models import count_parameters
 from ..training import run_summary, write_model_card
 
 __all__ = ["write_diffusion_card"]
 
 
 def _metadata(weights) -> dict:
-    from safetensors import safe_open
-
     from .train import diffusion_metadata
 
     meta = diffusion_metadata(weights)
-    with safe_open(str(weights), "pt") as f:
-        n_params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    n_params = count_parameters(weights)
     return {"config": json.loads(meta.get("config", "{}")), "schedule": json.loads(meta.get("schedule", "{}")),
             "stage": meta.get("stage", "?"), "record": json.loads(meta.get("record", "{}")), "parameters": n_params}
 

@@ -111,13 +111,12 @@ def load_diffusion(path, one_step: bool | None = None, tile: int | None = None, 
 def diffusion_metadata(path) -> dict[str, str]:
     """The safetensors metadata of an exported hdm diffusion model (``config``, ``schedule``, ``stage``,
     ``record``, as :func:`export_diffusion` writes them); a clear error for a missing or foreign file."""
-    from safetensors import safe_open
+    from ..models import safetensors_metadata
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no diffusion weights at {path}: train them with `python -m hdm train-diffusion`")
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
+    meta = safetensors_metadata(path)
     if meta.get("arch") != "hdm.diffusion.Denoiser":
         raise ValueError(f"{path} is not an hdm diffusion model (arch {meta.get('arch')!r})")
     return meta

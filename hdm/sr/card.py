@@ -4,10 +4,10 @@ JSON file (``docs/results/sr.json``), plus the sha256 of the weights."""
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from ..images import split_folders
+from ..models import count_parameters, safetensors_metadata
 from .data import face_resize_range
 from ..training import run_summary, write_model_card
 
@@ -16,10 +16,7 @@ __all__ = ["write_sr_card", "read_record"]
 
 def read_record(weights) -> tuple[dict, dict]:
     """``(architecture config, training record)`` from an exported generator's metadata."""
-    from safetensors import safe_open
-
-    with safe_open(str(weights), "pt") as f:
-        meta = f.metadata() or {}
+    meta = safetensors_metadata(weights)
     return json.loads(meta.get("config", "{}")), json.loads(meta.get("record", "{}"))
 
 
@@ -30,10 +27,7 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
     arch, record = read_record(weights)
     cfg = record.get("config", {})
     role = role or cfg.get("kind", "general")
-    from safetensors import safe_open
-
-    with safe_open(str(weights), "pt") as f:
-        n_params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    n_params = count_parameters(weights)
     lines = [f"# {weights.name}", "",
              f"An RRDBNet (ESRGAN) x{arch.get('scale', 4)} generator, {arch.get('num_feat')} features, "
              f"{arch.get('num_block')} RRDB blocks, growth {arch.get('num_grow_ch')} ({n_params:,} parameters): "
