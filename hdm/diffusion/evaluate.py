@@ -117,6 +117,16 @@ def summarize(records: list[dict], evaluations: dict, pairs: list[tuple[str, str
     return out
 
 
+def _ci(r: dict) -> str:
+    """A paired-bootstrap result as ``+diff [+lo, +hi]``."""
+    return f"{r['diff']:+.4f} [{r['diff_lo']:+.4f}, {r['diff_hi']:+.4f}]"
+
+
+def _ahead(label: str, r: dict, note: str = "") -> str:
+    """A goals row: is the first arm ahead (lower is better: the whole CI below 0)?"""
+    return f"| {label} | {_ci(r)} | {'yes' if r['diff_hi'] < 0 else 'no'}{note} |"
+
+
 def markdown(summary: dict, header: list[str], notes: list[str], distance_name: str) -> str:
     methods = summary["methods"]
     keys = [k for k in next(iter(methods.values())) if k not in ("seconds_per_image", "evaluations")]
@@ -138,7 +148,7 @@ def markdown(summary: dict, header: list[str], notes: list[str], distance_name: 
             for k in keys:
                 r = comp[k]
                 star = "*" if (r["diff_lo"] > 0 or r["diff_hi"] < 0) else ""
-                cells.append(f"{r['diff']:+.4f} [{r['diff_lo']:+.4f}, {r['diff_hi']:+.4f}]{star}")
+                cells.append(_ci(r) + star)
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
     goals = []
     for suffix in ("", "+HF"):
@@ -153,19 +163,13 @@ def markdown(summary: dict, header: list[str], notes: list[str], distance_name: 
     for name in ("teacher", "student"):
         c = summary["comparisons"].get(f"{name}+HF - {name}")
         if c:
-            hf, per, ps = c["hf_error"], c["perceptual"], c["psnr"]
-            goals.append(f"| {name} with the HF loss ahead on HF error | {hf['diff']:+.4f} [{hf['diff_lo']:+.4f}, "
-                         f"{hf['diff_hi']:+.4f}] | {'yes' if hf['diff_hi'] < 0 else 'no'} |")
-            goals.append(f"| {name} with the HF loss ahead on {distance_name} | {per['diff']:+.4f} [{per['diff_lo']:+.4f}, "
-                         f"{per['diff_hi']:+.4f}] | {'yes' if per['diff_hi'] < 0 else 'no'} |")
-            goals.append(f"| {name}: PSNR cost of the HF loss (reported) | {ps['diff']:+.3f} dB | - |")
+            goals.append(_ahead(f"{name} with the HF loss ahead on HF error", c["hf_error"]))
+            goals.append(_ahead(f"{name} with the HF loss ahead on {distance_name}", c["perceptual"]))
+            goals.append(f"| {name}: PSNR cost of the HF loss (reported) | {c['psnr']['diff']:+.3f} dB | - |")
     c = summary["comparisons"].get("student+HF - student+GT")
     if c:  # not a goal of the issue: does the HF loss beat plain ground-truth supervision?
         for key, label in (("hf_error", "HF error"), ("perceptual", distance_name)):
-            r = c[key]
-            goals.append(f"| control: student+HF ahead of student+GT on {label} | {r['diff']:+.4f} "
-                         f"[{r['diff_lo']:+.4f}, {r['diff_hi']:+.4f}] | {'yes' if r['diff_hi'] < 0 else 'no'} "
-                         "(not a goal) |")
+            goals.append(_ahead(f"control: student+HF ahead of student+GT on {label}", c[key], " (not a goal)"))
     if goals:
         lines += ["", "## Goals", "", "| goal | measured | met |", "|---|---|---|", *goals]
     return "\n".join(lines) + "\n"
