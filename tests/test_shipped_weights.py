@@ -44,20 +44,26 @@ def test_shapes_model_classifies_fresh_benchmark_images():
     assert len(theta) == 2 and all(isinstance(v, float) for v in theta)
 
 
-def _sr_gain(weights: Path, rgb) -> float:
-    """PSNR (Y, border 4) of the generator minus that of bicubic, on ``rgb`` degraded x4 as in training."""
+def _gain(upscale, rgb, multiple: int = 4) -> float:
+    """PSNR (Y, border 4) of ``upscale(lr)`` minus that of bicubic, on ``rgb`` (cropped to a multiple of
+    ``multiple``) degraded x4 as in training."""
     from hdm.sr.degradations import bicubic_downsample, bicubic_upsample, mod_crop
     from hdm.sr.metrics import psnr_ssim_y, to_uint8
-    from hdm.sr.rrdbnet import load_rrdbnet
 
-    hr = torch.from_numpy(mod_crop(rgb, 4).copy()).permute(2, 0, 1).float()[None] / 255
+    hr = torch.from_numpy(mod_crop(rgb, multiple).copy()).permute(2, 0, 1).float()[None] / 255
     lr = (bicubic_downsample(hr, 4) * 255).round() / 255
     with torch.no_grad():
-        sr = load_rrdbnet(weights).eval()(lr).clamp(0, 1)
+        sr = upscale(lr).clamp(0, 1)
     hr_u8 = to_uint8(hr[0].permute(1, 2, 0).numpy())
     ours = psnr_ssim_y(to_uint8(sr[0].permute(1, 2, 0).numpy()), hr_u8)[0]
     bicubic = psnr_ssim_y(to_uint8(bicubic_upsample(lr, 4)[0].permute(1, 2, 0).numpy()), hr_u8)[0]
     return ours - bicubic
+
+
+def _sr_gain(weights: Path, rgb) -> float:
+    from hdm.sr.rrdbnet import load_rrdbnet
+
+    return _gain(load_rrdbnet(weights).eval(), rgb)
 
 
 def test_shipped_sr_generators_beat_bicubic_and_the_face_model_wins_on_faces():
@@ -75,19 +81,9 @@ def test_shipped_sr_generators_beat_bicubic_and_the_face_model_wins_on_faces():
     assert general_on_face > 0.8 and face_on_face > general_on_face + 0.1  # 1.56 and 1.73 dB when written
 
 
-def _diffusion_gain(weights: Path, rgb) -> float:
-    """As :func:`_sr_gain`, for a shipped diffusion model (seed 0)."""
-    from hdm.diffusion.train import load_diffusion
-    from hdm.sr.degradations import bicubic_downsample, bicubic_upsample, mod_crop
-    from hdm.sr.metrics import psnr_ssim_y, to_uint8
-
-    hr = torch.from_numpy(mod_crop(rgb, 8).copy()).permute(2, 0, 1).float()[None] / 255
-    lr = (bicubic_downsample(hr, 4) * 255).round() / 255
-    sr = load_diffusion(weights)(lr, seed=0)
-    hr_u8 = to_uint8(hr[0].permute(1, 2, 0).numpy())
-    ours = psnr_ssim_y(to_uint8(sr[0].permute(1, 2, 0).numpy()), hr_u8)[0]
-    bicubic = psnr_ssim_y(to_uint8(bicubic_upsample(lr, 4)[0].permute(1, 2, 0).numpy()), hr_u8)[0]
-    return ours - bicubic
+def _diffusion_gain(model, rgb) -> float:
+    """As :func:`_sr_gain`, for a loaded diffusion model (seed 0; its sides must be multiples of 8)."""
+    return _gain(lambda lr: model(lr, seed=0), rgb, multiple=8)
 
 
 #: dB over bicubic each must beat (measured when written: 1.14, 1.19, 0.74, 2.02)
@@ -109,7 +105,7 @@ def test_shipped_diffusion_models_beat_bicubic(name):
         pytest.skip(f"{weights.name} is not shipped")
     model = load_diffusion(weights)
     assert model.evaluations == (1 if "student" in name else 15)
-    assert _diffusion_gain(weights, data.astronaut()[:224, 144:336]) > GAINS[name]
+    assert _diffusion_gain(model, data.astronaut()[:224, 144:336]) > GAINS[name]
 
 
 def test_diffusion_figure_script(tmp_path):
