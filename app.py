@@ -13,10 +13,21 @@ import os
 
 import gradio as gr
 
-from hdm.views import (DIFFUSION_FILES, ModelHub, ViewError, cam_view, class_choices, diffusion_view, example_images,
-                       fusion_view, low_res_examples, region_view, subband_view)
-from hdm.views.cam import ALPHAS, TOP, VARIANTS
-from hdm.views.subbands import LAYERS
+from hdm.app import (
+    DIFFUSION_FILES,
+    ModelHub,
+    ViewError,
+    cam_view,
+    class_choices,
+    diffusion_view,
+    example_images,
+    fusion_view,
+    low_res_examples,
+    region_view,
+    subband_view,
+)
+from hdm.app.cam import ALPHAS, TOP, VARIANTS
+from hdm.app.subbands import LAYERS
 
 HUB = ModelHub()
 log = logging.getLogger("hdm.app")
@@ -54,7 +65,7 @@ def models_notice() -> str:
 
 
 def default_classifier() -> str:
-    from hdm.models import imagenet_weights_path
+    from hdm.cam.classifiers import imagenet_weights_path
 
     names = list(HUB.classifiers)
     imagenet = next(n for n in names if n.startswith("ImageNet"))

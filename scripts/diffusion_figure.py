@@ -38,10 +38,10 @@ def main(argv=None) -> int:
     import torch
     from skimage import data
 
-    from hdm.diffusion.evaluate import hf_error
-    from hdm.diffusion.train import load_diffusion
-    from hdm.sr.degradations import bicubic_downsample, bicubic_upsample
-    from hdm.sr.metrics import psnr_ssim_y, to_uint8
+    from hdm.bench.diffusion import hf_error
+    from hdm.diffusion.loading import load_diffusion
+    from hdm.ops.metrics import psnr_ssim_y, to_uint8
+    from hdm.ops.resize import bicubic_downsample, bicubic_upsample
 
     missing = [c for c in COLUMNS if not (Path(args.weights) / f"{c}.safetensors").is_file()]
     if missing:

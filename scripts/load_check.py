@@ -53,7 +53,7 @@ def _images(n: int) -> list[str]:
     from skimage import data
 
     sys.path.insert(0, str(ROOT))
-    from hdm.shapes import render_sample
+    from hdm.bench.shapes import render_sample
 
     folder = Path(tempfile.mkdtemp(prefix="hdm_load_"))
     photos = [data.astronaut(), data.coffee(), data.chelsea()]

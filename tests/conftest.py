@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from hdm.images import load_rgb, to_model_input
+from hdm.io.images import load_rgb, to_model_input
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
 

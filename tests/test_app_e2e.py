@@ -45,10 +45,10 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     from hdm.diffusion.denoiser import Denoiser
+    from hdm.diffusion.loading import export_diffusion
     from hdm.diffusion.schedule import ResShiftSchedule
-    from hdm.diffusion.train import export_diffusion
     from hdm.sr.rrdbnet import RRDBNet
-    from hdm.sr.train import export_generator
+    from hdm.training.sr import export_generator
 
     weights = tmp_path_factory.mktemp("weights")
     torch.manual_seed(0)

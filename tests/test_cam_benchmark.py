@@ -8,9 +8,9 @@ import pytest
 import torch
 import torchvision
 
-from hdm import cam_benchmark as cb
-from hdm.__main__ import main
-from hdm.shapes import ShapesDataset, to_tensor
+from hdm.bench import cam as cb
+from hdm.bench.shapes import ShapesDataset, to_tensor
+from hdm.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +92,9 @@ def test_commands_fail_clearly(tmp_path, capsys):
 def test_exported_weights_load_back_with_their_card(tmp_path, tiny_resnet):
     import hashlib
 
-    from hdm.models import load_shapes_resnet50, shapes_theta_path
-    from hdm.shapes import CLASSES
-    from hdm.train_classifier import export_weights, write_model_card
+    from hdm.bench.shapes import CLASSES
+    from hdm.cam.classifiers import load_shapes_resnet50, shapes_theta_path
+    from hdm.training.classifier import export_weights, write_model_card
 
     path = export_weights(tiny_resnet, tmp_path / "m.safetensors", {"heldout_accuracy": 0.5, "steps": 3})
     loaded = load_shapes_resnet50(path)
@@ -110,7 +110,7 @@ def test_exported_weights_load_back_with_their_card(tmp_path, tiny_resnet):
 
 
 def test_best_ablation_picks_the_highest_mean_iou_variant():
-    from hdm.cam_benchmark import ABLATIONS, best_ablation
+    from hdm.bench.cam import ABLATIONS, best_ablation
 
     names = list(ABLATIONS)
     summary = {"methods": {names[0]: {"miou": 0.2}, names[3]: {"miou": 0.31}, names[5]: {"miou": 0.3},

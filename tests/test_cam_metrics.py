@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
+from hdm.bench.stats import paired_bootstrap
 from hdm.cam import metrics as M
-from hdm.stats import paired_bootstrap
 
 
 @pytest.fixture

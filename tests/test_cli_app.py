@@ -12,8 +12,10 @@ import torch
 from PIL import Image
 from skimage import data
 
-from hdm.__main__ import build_parser, main
-from hdm.models import WeightsUnavailable, load_resnet50, load_state_dict_file
+from hdm.cam.classifiers import load_resnet50
+from hdm.cli import build_parser, main
+from hdm.errors import WeightsUnavailable
+from hdm.io.weights import load_state_dict_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,7 +28,7 @@ def test_every_subcommand_has_help(capsys):
         with pytest.raises(SystemExit) as e:
             main([name, "--help"])
         assert e.value.code == 0
-        assert "usage: python -m hdm " + name in capsys.readouterr().out
+        assert "usage: hdm " + name in capsys.readouterr().out
 
 
 def test_module_entry_point_runs():
@@ -136,11 +138,12 @@ def test_readme_front_matter_configures_a_gradio_space():
 
 
 def test_results_headers_name_the_command_that_wrote_them(monkeypatch):
-    """docs/results/*.md quote their command: the right package for `python -m hdm` and `python -m export`."""
-    from hdm.bench import _header
+    """docs/results/*.md quote their command as a user types it: `hdm ...` for the console script and for
+    `python -m hdm`, the script's own line otherwise."""
+    from hdm.bench.report import header
 
-    for package in ("hdm", "export"):
-        monkeypatch.setattr(sys, "argv", [f"/repo/{package}/__main__.py", "bench", "--out", "x.md"])
-        assert f"- command: `python -m {package} bench --out x.md`" in _header("t", "d")
+    for argv0 in ("/repo/hdm/__main__.py", "/venv/bin/hdm"):
+        monkeypatch.setattr(sys, "argv", [argv0, "export", "bench", "--out", "x.md"])
+        assert "- command: `hdm export bench --out x.md`" in header("t", "d")
     monkeypatch.setattr(sys, "argv", ["scripts/tool.py", "--n", "3"])
-    assert "- command: `scripts/tool.py --n 3`" in _header("t", "d")
+    assert "- command: `scripts/tool.py --n 3`" in header("t", "d")

@@ -7,7 +7,7 @@ import scipy.ndimage as ndi
 import torch
 
 from hdm.cam import HDMCAM
-from hdm.derivatives import (
+from hdm.ops.derivatives import (
     exp_score_derivative,
     exp_score_neighbour_mixed,
     gaussian_blur2d,

@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from hdm.__main__ import main
-from hdm.diffusion.train import DiffusionTrainConfig, load_diffusion, train
+from hdm.cli import main
+from hdm.diffusion.loading import load_diffusion
+from hdm.training.diffusion import DiffusionTrainConfig, train
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +46,9 @@ def test_teacher_with_the_hf_loss_resumes_exactly(hr_folder, tmp_path):
 
 def test_student_distils_the_teacher_in_one_step(hr_folder, tmp_path):
     from hdm.diffusion.denoiser import Denoiser
+    from hdm.diffusion.loading import export_diffusion
     from hdm.diffusion.sampler import DiffusionSR
     from hdm.diffusion.schedule import ResShiftSchedule
-    from hdm.diffusion.train import export_diffusion
 
     # a teacher whose multi-step result differs clearly from its one-step answer: random weights everywhere
     torch.manual_seed(3)
@@ -72,7 +73,7 @@ def test_student_distils_the_teacher_in_one_step(hr_folder, tmp_path):
     assert (after - target).pow(2).mean() < (before - target).pow(2).mean()
     assert student.one_step and student.evaluations == 1
     # the export writes a model card naming the teacher by its sha256
-    from hdm.training import sha256
+    from hdm.io.cards import sha256
 
     card = (tmp_path / "s.md").read_text()
     assert "one-step **student**" in card and sha256(tmp_path / "t.safetensors") in card
@@ -97,8 +98,8 @@ def test_student_ground_truth_term_uses_the_distilled_output(hr_folder, tmp_path
     import torch.nn.functional as F
 
     from hdm.diffusion.denoiser import Denoiser
+    from hdm.diffusion.loading import export_diffusion
     from hdm.diffusion.schedule import ResShiftSchedule
-    from hdm.diffusion.train import export_diffusion
 
     torch.manual_seed(3)
     export_diffusion(Denoiser(width=8, blocks=1), ResShiftSchedule.resshift(4), tmp_path / "t.safetensors", "teacher", {})
@@ -122,7 +123,7 @@ def test_student_ground_truth_term_uses_the_distilled_output(hr_folder, tmp_path
 
 
 def test_upscale_command_runs_the_diffusion_models(hr_folder, tmp_path):
-    from hdm.sr.io import read_image
+    from hdm.io.images import read_image
 
     train(tiny(hr_folder, tmp_path / "t", steps=1, export=str(tmp_path / "t.safetensors")), progress=False)
     Image.fromarray(skdata.astronaut()[:33, :45]).save(tmp_path / "in.png")  # odd sides
@@ -136,7 +137,7 @@ def test_upscale_command_runs_the_diffusion_models(hr_folder, tmp_path):
 
 
 def test_eval_diffusion_writes_the_ablation_table(hr_folder, tmp_path):
-    from hdm.diffusion.evaluate import hf_error
+    from hdm.bench.diffusion import hf_error
 
     for name, hf in (("t", 0.0), ("th", 1.0)):
         train(tiny(hr_folder, tmp_path / name, steps=1, hf_weight=hf, perceptual="haarpsi",
@@ -204,7 +205,7 @@ def test_eval_diffusion_adds_the_pyiqa_columns_when_they_load(hr_folder, tmp_pat
     import sys
     import types
 
-    from hdm.diffusion.evaluate import no_reference_metrics
+    from hdm.bench.diffusion import no_reference_metrics
 
     calls = []
 

@@ -8,13 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from export.__main__ import main
-from export.runtime import OnnxSR
-from export.tensorrt_engine import tensorrt_status
-from export.to_onnx import check_parity, export_onnx, read_metadata
+from hdm.cli import main as hdm_main
+from hdm.export.tensorrt_engine import tensorrt_status
+from hdm.export.to_onnx import check_parity, export_onnx
+from hdm.sr.onnx_runtime import OnnxSR, read_metadata
 from hdm.sr.rrdbnet import RRDBNet
 
 pytest.importorskip("onnxruntime")
+
+
+def main(argv):
+    """``hdm export ARGV...``."""
+    return hdm_main(["export", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +84,7 @@ def test_runtime_tiles_like_the_torch_pipeline(tmp_path, tiny):
 
 
 def test_export_command(tmp_path, tiny, capsys):
-    from hdm.sr.train import export_generator
+    from hdm.training.sr import export_generator
 
     weights = export_generator(tiny, tmp_path / "g.safetensors", {})
     assert main(["onnx", "--model", str(weights), "--out", str(tmp_path / "out")]) == 0
@@ -92,14 +97,14 @@ def test_export_command(tmp_path, tiny, capsys):
 def test_tensorrt_is_skipped_with_a_reason_without_gpu_or_package(tmp_path, capsys):
     ok, why = tensorrt_status()
     if ok:
-        pytest.skip("TensorRT and a GPU are here: the engine is built by `python -m export tensorrt` instead")
+        pytest.skip("TensorRT and a GPU are here: the engine is built by `hdm export tensorrt` instead")
     assert why
     assert main(["tensorrt", str(tmp_path / "m.onnx")]) == 0
     assert "cannot be built here" in capsys.readouterr().out
 
 
 def test_bench_command_prints_ratios(tmp_path, tiny, capsys):
-    from hdm.sr.train import export_generator
+    from hdm.training.sr import export_generator
 
     weights = export_generator(tiny, tmp_path / "g.safetensors", {})
     out = tmp_path / "export.md"
@@ -116,8 +121,8 @@ def test_bench_command_prints_ratios(tmp_path, tiny, capsys):
 def test_cpu_peak_memory_grows_with_the_input(tmp_path, tiny):
     """Measured in fresh processes: the torch run's working memory at 256x256 input (x4: 1024x1024
     feature maps, 32 MB each) is far above that at 16x16."""
-    from export.speed import cpu_peak_mb
-    from hdm.sr.train import export_generator
+    from hdm.export.speed import cpu_peak_mb
+    from hdm.training.sr import export_generator
 
     if not Path("/proc/self/status").is_file():
         pytest.skip("peak memory is measured from /proc (Linux)")
@@ -134,8 +139,8 @@ def test_cpu_peak_memory_grows_with_the_input(tmp_path, tiny):
 def student(tmp_path_factory):
     """A tiny untrained student exported as hdm writes it, and its sampler."""
     from hdm.diffusion.denoiser import Denoiser
+    from hdm.diffusion.loading import export_diffusion, load_diffusion
     from hdm.diffusion.schedule import ResShiftSchedule
-    from hdm.diffusion.train import export_diffusion, load_diffusion
 
     torch.manual_seed(3)
     net = Denoiser(width=8, blocks=1)
@@ -160,7 +165,7 @@ def test_one_step_graph_equals_the_student_sampler(student):
 
 
 def test_student_exports_with_a_noise_input_and_runs_seeded(tmp_path, student):
-    from export.to_onnx import load_exportable
+    from hdm.export.to_onnx import load_exportable
 
     path, sampler = student
     graph = load_exportable(path)
@@ -186,10 +191,10 @@ def test_bench_command_runs_the_student(tmp_path, student, capsys):
 
 
 def test_teachers_are_not_exported(tmp_path):
-    from export.to_onnx import load_exportable
     from hdm.diffusion.denoiser import Denoiser
+    from hdm.diffusion.loading import export_diffusion
     from hdm.diffusion.schedule import ResShiftSchedule
-    from hdm.diffusion.train import export_diffusion
+    from hdm.export.to_onnx import load_exportable
 
     path = export_diffusion(Denoiser(width=8, blocks=1), ResShiftSchedule.resshift(4), tmp_path / "t.safetensors",
                             "teacher", {})

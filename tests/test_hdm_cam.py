@@ -9,9 +9,9 @@ import pywt
 import torch
 import torch.nn.functional as F
 import torchvision
-
 from conftest import spearman
-from hdm.cam import GradCAM, GradCAMPlusPlus, HDMCAM, ClassifierOutputTarget
+
+from hdm.cam import HDMCAM, ClassifierOutputTarget, GradCAM, GradCAMPlusPlus
 from hdm.cam.hdm_cam import scale_weights
 
 LAYERS = ["layer1", "layer2", "layer3", "layer4"]

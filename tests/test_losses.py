@@ -8,10 +8,19 @@ import urllib.error
 import pytest
 import torch
 
-from hdm.losses import (FaceIdentityLoss, PerceptualLoss, VGGFeatures, face_identity_loss, load_face_embedder,
-                        load_vgg19, ragan_discriminator_loss, ragan_generator_loss)
-from hdm.losses import identity, perceptual
-from hdm.models import WeightsUnavailable
+from hdm.errors import WeightsUnavailable
+from hdm.losses import (
+    FaceIdentityLoss,
+    PerceptualLoss,
+    VGGFeatures,
+    face_identity_loss,
+    identity,
+    load_face_embedder,
+    load_vgg19,
+    perceptual,
+    ragan_discriminator_loss,
+    ragan_generator_loss,
+)
 
 
 def test_ragan_matches_the_esrgan_formula():

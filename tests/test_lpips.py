@@ -8,8 +8,8 @@ import pytest
 import torch
 import torchvision
 
+from hdm.errors import WeightsUnavailable
 from hdm.losses import lpips as L
-from hdm.models import WeightsUnavailable
 
 pytest.importorskip("lpips")
 

@@ -29,8 +29,8 @@ def test_card_hashes_match_the_files(card):
 @pytest.mark.skipif(not (WEIGHTS / "shapes_resnet50.safetensors").is_file(), reason="the shapes model is not shipped")
 def test_shapes_model_classifies_fresh_benchmark_images():
     """48 images on procedural backgrounds (a split no run used): the model must get nearly all right."""
-    from hdm.models import load_shapes_resnet50, shapes_theta_path
-    from hdm.shapes import CLASSES, ShapesDataset
+    from hdm.bench.shapes import CLASSES, ShapesDataset
+    from hdm.cam.classifiers import load_shapes_resnet50, shapes_theta_path
 
     classifier = load_shapes_resnet50(WEIGHTS / "shapes_resnet50.safetensors")
     assert classifier.categories == list(CLASSES) and classifier.input_size == 128
@@ -47,8 +47,8 @@ def test_shapes_model_classifies_fresh_benchmark_images():
 def _gain(upscale, rgb, multiple: int = 4) -> float:
     """PSNR (Y, border 4) of ``upscale(lr)`` minus that of bicubic, on ``rgb`` (cropped to a multiple of
     ``multiple``) degraded x4 as in training."""
-    from hdm.sr.degradations import bicubic_downsample, bicubic_upsample, mod_crop
-    from hdm.sr.metrics import psnr_ssim_y, to_uint8
+    from hdm.ops.metrics import psnr_ssim_y, to_uint8
+    from hdm.ops.resize import bicubic_downsample, bicubic_upsample, mod_crop
 
     hr = torch.from_numpy(mod_crop(rgb, multiple).copy()).permute(2, 0, 1).float()[None] / 255
     lr = (bicubic_downsample(hr, 4) * 255).round() / 255
@@ -98,7 +98,7 @@ def test_shipped_diffusion_models_beat_bicubic(name):
     astronaut's face, a photo none of them trained on; the students take one network evaluation."""
     from skimage import data
 
-    from hdm.diffusion.train import load_diffusion
+    from hdm.diffusion.loading import load_diffusion
 
     weights = WEIGHTS / f"{name}.safetensors"
     if not weights.is_file():

@@ -12,9 +12,10 @@ from scipy import ndimage
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from hdm.sr import degradations as D
+from hdm.ops import resize as D
+from hdm.ops.metrics import psnr_ssim_y, rgb_to_y, to_uint8
 from hdm.sr.face_mask import blend, face_mask, gaussian_kernel_1d, map_mask, mask_support
-from hdm.sr.metrics import psnr_ssim_y, rgb_to_y, to_uint8
+from hdm.training.data import augment_pair, random_crop_pair
 
 
 def _pil_resize(channel: np.ndarray, size) -> np.ndarray:
@@ -62,19 +63,19 @@ def test_crops_stay_aligned_and_augmentations_are_dihedral():
     hr = torch.rand(3, 64, 80)
     lr = D.bicubic_downsample(hr, 4)
     for _ in range(5):
-        lc, hc = D.random_crop_pair(lr, hr, 32, 4, rng)
+        lc, hc = random_crop_pair(lr, hr, 32, 4, rng)
         assert lc.shape == (3, 8, 8) and hc.shape == (3, 32, 32)
         # the LR crop is the degradation of the HR crop, away from the crop border
         torch.testing.assert_close(D.bicubic_downsample(hc, 4)[:, 2:-2, 2:-2], lc[:, 2:-2, 2:-2], atol=1e-5, rtol=0)
     seen = set()
     x = torch.arange(16.0).view(1, 4, 4)
     for _ in range(200):
-        a, b = D.augment_pair(x, x * 10, rng)
+        a, b = augment_pair(x, x * 10, rng)
         torch.testing.assert_close(b, a * 10)  # same transform on both
         seen.add(tuple(a.flatten().tolist()))
     assert len(seen) == 8  # the eight symmetries of the square
     with pytest.raises(ValueError, match="multiple"):
-        D.random_crop_pair(lr, hr, 30, 4, rng)
+        random_crop_pair(lr, hr, 30, 4, rng)
 
 
 def test_psnr_ssim_equal_scikit_image_on_the_same_crops():
@@ -156,7 +157,7 @@ def test_map_mask_from_a_localisation_map():
 
 
 def test_folders_leave_out_evaluation_photos_by_content(tmp_path):
-    from hdm.sr.data import FaceFolder, HRFolder, folder_digests
+    from hdm.training.data import FaceFolder, HRFolder, folder_digests
 
     train, evaluation = tmp_path / "train", tmp_path / "eval"
     train.mkdir()
@@ -176,7 +177,8 @@ def test_folders_leave_out_evaluation_photos_by_content(tmp_path):
 def test_folders_join_several_folders(tmp_path):
     import os
 
-    from hdm.sr.data import HRFolder, folder_digests, split_folders
+    from hdm.io.images import split_folders
+    from hdm.training.data import HRFolder, folder_digests
 
     first, second = tmp_path / "first", tmp_path / "second"
     for folder, rgb in ((first, skdata.astronaut()), (second, skdata.coffee())):

@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from hdm.__main__ import main
-from hdm.sr.io import ImageError, _apply_orientation, read_image, write_image
+from hdm.cli import main
+from hdm.errors import ImageError
+from hdm.io.images import _apply_orientation, read_image, write_image
 from hdm.sr.rrdbnet import RRDBNet
 
 
@@ -111,7 +112,7 @@ def test_writing_keeps_16_bits_and_alpha(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    from hdm.sr.train import export_generator
+    from hdm.training.sr import export_generator
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("w")
@@ -161,7 +162,7 @@ def test_upscale_fusion_saves_the_intermediate_images(tmp_path, tiny_weights):
 def test_eval_sr_writes_the_table(tmp_path, tiny_weights):
     import json
 
-    from hdm.sr.metrics import region_psnr_ssim_y, psnr_ssim_y
+    from hdm.ops.metrics import psnr_ssim_y, region_psnr_ssim_y
 
     natural, faces = tmp_path / "natural", tmp_path / "faces"
     natural.mkdir()

@@ -15,9 +15,9 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from hdm.sr.data import FaceFolder, HRFolder, PairedPatches
 from hdm.sr.rrdbnet import load_rrdbnet
-from hdm.sr.train import SRTrainConfig, train
+from hdm.training.data import FaceFolder, HRFolder, PairedPatches
+from hdm.training.sr import SRTrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,8 @@ def test_pairs_are_deterministic_aligned_and_augmented(hr_folder):
     assert torch.equal(lr, (lr * 255).round() / 255)  # 8-bit values
     # lr is the whole photo's LR at the crop's place (away from the photo's border), then both get one
     # flip/transpose: find an item whose crop starts on the LR grid
-    from hdm.sr.degradations import augment_pair, bicubic_downsample
+    from hdm.ops.resize import bicubic_downsample
+    from hdm.training.data import augment_pair
 
     for i in range(200):
         k, side, top, left = data.draw(i)
@@ -98,8 +99,8 @@ def test_a_second_segment_records_where_it_started(hr_folder, tmp_path):
     """--init from an hdm export: the new record holds the init's sha256 and training record (kept in
     the checkpoint, so a resume after the init file was replaced still names the original), and the
     model card lists both segments."""
-    from hdm.sr.card import read_record, write_sr_card
-    from hdm.training import sha256
+    from hdm.io.cards import sha256
+    from hdm.training.cards import read_record, write_sr_card
 
     first = tmp_path / "model.safetensors"
     train(tiny(hr_folder, tmp_path / "s1", steps=2, export=str(first), command="segment one"), progress=False)
@@ -127,7 +128,7 @@ def test_missing_pretrained_networks_are_named_or_dropped(hr_folder, tmp_path, m
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    from hdm.models import WeightsUnavailable
+    from hdm.errors import WeightsUnavailable
 
     cfg = dict(steps=1, identity_weight=10.0, val=None)
     with pytest.raises(WeightsUnavailable):

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from hdm.train_classifier import _segment, lr_at, train
+from hdm.training.classifier import _segment, lr_at, train
 
 TINY = dict(steps=4, batch_size=2, size=32, warm_steps=1, warm_size=16, curriculum_steps=2, eval_every=2,
             val_n=2, final_val_n=4, progress=False)
@@ -68,7 +68,7 @@ def test_resume_with_new_settings_adds_a_segment(tmp_path):
 
 
 def test_precise_bn_averages_batch_statistics(tmp_path):
-    from hdm.train_classifier import calibrate_bn, export_weights, precise_bn
+    from hdm.training.classifier import calibrate_bn, export_weights, precise_bn
 
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),

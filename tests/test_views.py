@@ -10,17 +10,26 @@ import torch
 from PIL import Image
 from skimage import data
 
+from hdm.app import (
+    DIFFUSION_FILES,
+    ModelHub,
+    ViewError,
+    cam_view,
+    check_image,
+    diffusion_view,
+    fusion_view,
+    region_view,
+    subband_view,
+)
+from hdm.app.cam import parse_target
+from hdm.app.subbands import pyramid_mosaic
 from hdm.diffusion.denoiser import Denoiser
+from hdm.diffusion.loading import export_diffusion
 from hdm.diffusion.schedule import ResShiftSchedule
-from hdm.diffusion.train import export_diffusion
+from hdm.ops.wavelets import haar_wavedec2
 from hdm.sr.face_mask import blend
 from hdm.sr.rrdbnet import RRDBNet
-from hdm.sr.train import export_generator
-from hdm.views import (DIFFUSION_FILES, ModelHub, ViewError, cam_view, check_image, diffusion_view, fusion_view,
-                       region_view, subband_view)
-from hdm.views.cam import parse_target
-from hdm.views.subbands import pyramid_mosaic
-from hdm.wavelets import haar_wavedec2
+from hdm.training.sr import export_generator
 
 RANDOM = "Random ResNet-50 (stand-in)"
 GENERAL, FACE = "hdm general x4 (demo weights)", "hdm face x4 (demo weights)"
@@ -70,7 +79,7 @@ def test_check_image_messages(tmp_path):
         check_image(None)
     with pytest.raises(ViewError, match="at least 8 px"):
         check_image(np.zeros((4, 4, 3), np.uint8))
-    with pytest.raises(ViewError, match="up to 4,096 pixels.*python -m hdm upscale"):
+    with pytest.raises(ViewError, match="up to 4,096 pixels.*hdm upscale"):
         check_image(np.zeros((100, 100, 3), np.uint8), max_pixels=64 * 64)
     bad = tmp_path / "x.png"
     bad.write_bytes(b"not an image")
@@ -152,7 +161,7 @@ def test_subband_view_shows_the_weighted_channel(hub, photo):
     k = int(captions[1].rsplit(" ", 1)[1])
     seen = {}
     handle = model.model.layer2.register_forward_hook(lambda m, i, o: seen.setdefault("a", o.detach()))
-    from hdm.images import to_model_input
+    from hdm.io.images import to_model_input
     with torch.no_grad():
         model.model(to_model_input(photo, size=224))
     handle.remove()
@@ -203,7 +212,7 @@ def test_real_esrgan_offline_message(hub, photo, monkeypatch, tmp_path):
 
 def test_onnx_generator_serves_the_views(weights, photo, tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
-    from export.to_onnx import export_onnx
+    from hdm.export.to_onnx import export_onnx
 
     exports = tmp_path / "exports"
     export_onnx(_tiny(0), exports / "general_x4_fp32.onnx", "general", 4)
@@ -247,7 +256,7 @@ def test_region_view_fuses_inside_the_class_map(hub, photo, tmp_path):
 
 def test_hub_user_files_each_load_their_own_path(monkeypatch, tmp_path):
     """Every HDM_* variable's choice loads its own file (no late-binding mix-up between them)."""
-    import hdm.views.hub as hub_module
+    import hdm.app.hub as hub_module
 
     monkeypatch.setattr(hub_module, "load_resnet50", lambda path: f"resnet from {path}")
     env = {"HDM_CLASSIFIER": str(tmp_path / "cls.pth"), "HDM_SR_GENERAL": str(tmp_path / "gen.pth"),

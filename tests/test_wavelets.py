@@ -7,7 +7,7 @@ import pywt
 import torch
 from skimage import data
 
-from hdm.wavelets import BANDS, haar_dwt2, haar_idwt2, haar_wavedec2, haar_waverec2, max_level
+from hdm.ops.wavelets import BANDS, haar_dwt2, haar_idwt2, haar_wavedec2, haar_waverec2, max_level
 
 SIZES = [(32, 32), (31, 45), (17, 16), (64, 37)]
 

@@ -28,8 +28,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ..derivatives import derivative_map, hessian_weight
-from ..wavelets import BANDS, haar_dwt2, haar_wavedec2, haar_waverec2, max_level
+from ..ops.derivatives import derivative_map, hessian_weight
+from ..ops.wavelets import BANDS, haar_dwt2, haar_wavedec2, haar_waverec2, max_level
 from .base import BaseCAM, CAMResult, normalize_maps, upsample_maps
 from .channel_cam import combine_layer_maps
 

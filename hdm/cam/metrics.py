@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from scipy.stats import rankdata
 
-from ..derivatives import gaussian_blur2d
+from ..ops.derivatives import gaussian_blur2d
 
 __all__ = ["pixel_auc", "energy_inside", "pointing_game", "threshold_iou", "largest_component_box", "box_iou",
            "box_accuracy", "deletion_insertion", "drop_and_increase", "IOU_THRESHOLDS", "BOX_THRESHOLD"]

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..sr.degradations import bicubic_upsample
-from ..sr.tiling import tiled_forward
+from ..ops.resize import bicubic_upsample
+from ..ops.tiling import tiled_forward
 from .denoiser import Denoiser, from_space, to_space
 from .schedule import ResShiftSchedule
 
@@ -110,7 +110,7 @@ class DiffusionSR:
 
 
 class OneStepSR(nn.Module):
-    """The one-step student as a single graph from the LR image to the SR image (what ``python -m export``
+    """The one-step student as a single graph from the LR image to the SR image (what ``hdm export``
     compiles): ``(lr, noise) -> sr``.
 
     ``lr`` ``(N, 3, h, w)`` in [0, 1] with ``h``, ``w`` even; ``noise`` ``(N, 3 s^2, h, w)`` standard normal

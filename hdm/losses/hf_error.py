@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..wavelets import haar_dwt2
+from ..ops.wavelets import haar_dwt2
 
 __all__ = ["SCALES", "SCALE_WEIGHTS", "error_map", "hf_error_map_loss"]
 

@@ -42,7 +42,7 @@ def load_face_embedder(weights: str = "vggface2", seed: int = 0) -> tuple[nn.Mod
     (seeded stand-in), or a state-dict file."""
     from facenet_pytorch import InceptionResnetV1
 
-    from ..models import cached_download, load_state_dict_file
+    from ..io.weights import cached_download, load_state_dict_file
 
     with torch.random.fork_rng():  # a seeded initialisation that leaves the caller's random state alone
         torch.manual_seed(seed)

@@ -35,7 +35,7 @@ def load_lpips(device="cpu") -> nn.Module:
     Call it as ``model(a, b, normalize=True)`` on images in [0, 1] -> ``(B, 1, 1, 1)`` distances."""
     import lpips
 
-    from ..models import torchvision_state_dict
+    from ..io.weights import torchvision_state_dict
 
     state = torchvision_state_dict(_vgg16_weights(), "VGG16 ImageNet weights for LPIPS", "use the HaarPSI stand-in")
     model = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
@@ -56,7 +56,7 @@ def load_lpips(device="cpu") -> nn.Module:
 
 def perceptual_distance(kind: str = "auto", device="cpu") -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], str]:
     """``(distance(a, b) -> scalar mean over the batch, name)`` for images in [0, 1]."""
-    from ..models import WeightsUnavailable
+    from ..errors import WeightsUnavailable
     from .haarpsi import haarpsi_distance
 
     if kind not in ("auto", "lpips", "haarpsi"):

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from ..images import IMAGENET_MEAN, IMAGENET_STD
+from ..io.images import IMAGENET_MEAN, IMAGENET_STD
 
 __all__ = ["VGG19_LAYERS", "load_vgg19", "VGGFeatures", "PerceptualLoss"]
 
@@ -40,7 +40,7 @@ def load_vgg19(weights: str = "imagenet", seed: int = 0) -> tuple[nn.Sequential,
 
     ``weights``: ``"imagenet"`` (torchvision), ``"random"`` (seeded stand-in) or a state-dict file
     of a whole VGG19 (``features.N.*`` keys) or of its features alone (``N.*``)."""
-    from ..models import load_state_dict_file, torchvision_state_dict
+    from ..io.weights import load_state_dict_file, torchvision_state_dict
 
     model = torchvision.models.vgg19()
     if weights == "imagenet":

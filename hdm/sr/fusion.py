@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..ops.tiling import tiled_forward
 from .face_mask import blend, face_mask, map_mask, mask_support
-from .tiling import tiled_forward
 
 __all__ = ["FusionResult", "FaceFusionSR", "region_fusion", "to_tensor", "to_image"]
 

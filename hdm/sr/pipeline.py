@@ -1,4 +1,4 @@
-"""Upscaling an image with the general model, the face model, or their fusion: what ``python -m hdm
+"""Upscaling an image with the general model, the face model, or their fusion: what ``hdm
 upscale`` and the app call.
 
 The shipped generators live in ``weights/`` (``sr_general_x4.safetensors``, ``sr_face_x4.safetensors``,
@@ -13,15 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .degradations import bicubic_upsample
+from ..io.images import SRImage
+from ..io.weights import CHECKOUT_WEIGHTS
+from ..ops.resize import bicubic_upsample
+from ..ops.tiling import tiled_forward
 from .fusion import FaceFusionSR, FusionResult, to_image, to_tensor
-from .io import SRImage
 from .rrdbnet import load_rrdbnet
-from .tiling import tiled_forward
 
 __all__ = ["SR_WEIGHTS", "MODES", "load_generator", "Upscaler", "UpscaleResult"]
 
-_WEIGHTS_DIR = Path(__file__).resolve().parent.parent.parent / "weights"
+_WEIGHTS_DIR = CHECKOUT_WEIGHTS
 #: The shipped x4 generators (see their model cards beside them).
 SR_WEIGHTS = {"general": _WEIGHTS_DIR / "sr_general_x4.safetensors", "face": _WEIGHTS_DIR / "sr_face_x4.safetensors",
               "diffusion": _WEIGHTS_DIR / "diffusion_student_hf_x4.safetensors",
@@ -33,15 +34,15 @@ MODES = ("general", "face", "fusion", "diffusion", "diffusion-teacher")
 def load_generator(weights: str | Path, device="cpu"):
     """``"general"`` / ``"face"`` (the shipped files) or a checkpoint path -> RRDBNet in eval mode.
 
-    An exported ``.onnx`` generator (``python -m export onnx``) gives its ONNX Runtime session wrapped as
+    An exported ``.onnx`` generator (``hdm export onnx``) gives its ONNX Runtime session wrapped as
     a generator (needs the repository's ``export`` package and onnxruntime)."""
     path = SR_WEIGHTS.get(str(weights), Path(weights))
     if not Path(path).is_file():
-        hint = (f"the shipped {weights} model is not there: train it with `python -m hdm train-sr` (see docs/sr.md)"
+        hint = (f"the shipped {weights} model is not there: train it with `hdm train-sr` (see docs/sr.md)"
                 if str(weights) in SR_WEIGHTS else "give an RRDBNet checkpoint (hdm, Real-ESRGAN or ESRGAN)")
         raise FileNotFoundError(f"no generator weights at {path}: {hint}")
     if Path(path).suffix == ".onnx":
-        from export.runtime import OnnxSR  # the deployment runtime lives beside hdm, not in it
+        from .onnx_runtime import OnnxSR  # the deployment runtime lives beside hdm, not in it
 
         return OnnxSR(path, tile=None).as_generator()
     return load_rrdbnet(path).to(device).eval()
@@ -82,11 +83,11 @@ class Upscaler:
 
         self.seed, self.diffusion = int(seed), None
         if mode.startswith("diffusion"):
-            from ..diffusion.train import load_diffusion
+            from ..diffusion.loading import load_diffusion
 
             path = SR_WEIGHTS.get(str(diffusion or mode), Path(str(diffusion or mode)))
             if not Path(path).is_file():
-                raise FileNotFoundError(f"no diffusion weights at {path}: train them with `python -m hdm train-diffusion`")
+                raise FileNotFoundError(f"no diffusion weights at {path}: train them with `hdm train-diffusion`")
             self.diffusion = load_diffusion(path, one_step=mode == "diffusion", tile=tile, device=self.device,
                                             tile_pad=tile_pad)
             self.general = self.face = self.fusion = None

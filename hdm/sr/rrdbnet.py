@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from hdm.models import load_state_dict_file
+from ..io.weights import load_state_dict_file
 
 __all__ = ["PRESETS", "RRDB", "RRDBNet", "ResidualDenseBlock", "convert_state_dict", "infer_config", "load_rrdbnet"]
 

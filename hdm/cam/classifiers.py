@@ -1,0 +1,111 @@
+"""The classifiers that hdm explains: torchvision's ResNet-50 (ImageNet weights, a user's
+checkpoint or a named random stand-in) and the shapes ResNet-50 of the CAM benchmark."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from ..io.weights import (
+    CHECKOUT_WEIGHTS,
+    hub_checkpoint_path,
+    load_state_dict_file,
+    safetensors_metadata,
+    torchvision_state_dict,
+)
+
+
+@dataclass
+class Classifier:
+    """A model ready for CAMs, with what a UI must say about it."""
+
+    model: nn.Module
+    name: str
+    source: str  # "imagenet (torchvision)", "file: ...", or "random stand-in"
+    categories: list[str]
+    note: str = ""  # shown to users, e.g. that a stand-in replaces the real weights
+    input_size: int = 224  # side of the square input the model was trained at
+
+
+def _imagenet_weights():
+    return torchvision.models.ResNet50_Weights.IMAGENET1K_V2
+
+
+def imagenet_weights_path() -> Path:
+    """Where torchvision caches the ResNet-50 ImageNet file (``$TORCH_HOME/hub/checkpoints/...``)."""
+    return hub_checkpoint_path(_imagenet_weights().url)
+
+
+def load_resnet50(weights: str = "imagenet", *, seed: int = 0, categories: list[str] | None = None) -> Classifier:
+    """ResNet-50 in eval mode.
+
+    Args:
+        weights: ``"imagenet"`` (torchvision IMAGENET1K_V2: from the torch hub cache, else downloaded),
+            ``"random"`` (seeded random weights - an explicit stand-in whose maps mean nothing), or a
+            path to a state-dict file (``.pth``/``.pt``/``.safetensors``; the class count is read
+            from ``fc.weight``).
+        seed: for ``"random"``.
+        categories: class names for a file's classes (default ``class 0..N-1``).
+    """
+    if weights == "imagenet":
+        meta = _imagenet_weights()
+        state = torchvision_state_dict(meta, "ResNet-50 ImageNet weights", "pass a weights file of your own")
+        model = torchvision.models.resnet50()
+        model.load_state_dict(state)
+        return Classifier(model.eval(), "ResNet-50", "imagenet (torchvision IMAGENET1K_V2)", list(meta.meta["categories"]))
+    if weights == "random":
+        torch.manual_seed(seed)
+        model = torchvision.models.resnet50()
+        names = [f"class {i}" for i in range(1000)]
+        note = "untrained stand-in: ResNet-50 with random weights, so its maps and classes mean nothing"
+        return Classifier(model.eval(), "ResNet-50", "random stand-in", names, note)
+    state = load_state_dict_file(weights)
+    if "fc.weight" not in state:
+        raise ValueError(f"{weights} is not a ResNet-50 state dict (no fc.weight)")
+    num_classes = state["fc.weight"].shape[0]
+    model = torchvision.models.resnet50(num_classes=num_classes)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"{weights} does not fit torchvision's ResNet-50: {e}") from e
+    names = categories or [f"class {i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} category names given for a model with {num_classes} classes")
+    return Classifier(model.eval(), "ResNet-50", f"file: {weights}", names)
+
+
+#: The shipped shapes ResNet-50 of the CAM benchmark (issue 3; see weights/shapes_resnet50.md).
+SHAPES_WEIGHTS = CHECKOUT_WEIGHTS / "shapes_resnet50.safetensors"
+
+
+def shapes_theta_path(weights: str | Path = SHAPES_WEIGHTS) -> Path:
+    """The fitted HDM-CAM theta shipped beside a weights file (``<stem>.theta.json``)."""
+    weights = Path(weights)
+    return weights.with_name(weights.name.removesuffix(".safetensors") + ".theta.json")
+
+
+def load_shapes_resnet50(path: str | Path = SHAPES_WEIGHTS) -> Classifier:
+    """The shapes ResNet-50 (8 classes of :mod:`hdm.shapes`) from fp16 safetensors, in float32 eval mode.
+
+    The file's metadata names the classes and holds the training record (``Classifier.note``)."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}: train one with `hdm train-cam-model`")
+    meta = safetensors_metadata(path)
+    classes = json.loads(meta.get("classes", "null")) or None
+    state = load_state_dict_file(path)
+    model = torchvision.models.resnet50(num_classes=state["fc.weight"].shape[0])
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
+        raise ValueError(f"{path} does not fit torchvision's ResNet-50 (missing {missing}, unexpected {unexpected})")
+    record = json.loads(meta.get("record", "{}"))
+    note = (f"trained on hdm.shapes images; held-out accuracy {record['heldout_accuracy']:.4f}"
+            if "heldout_accuracy" in record else "")
+    names = classes or [f"class {i}" for i in range(model.fc.out_features)]
+    size = int(record.get("size", 128))
+    return Classifier(model.eval(), "ResNet-50 (shapes)", f"file: {path}", names, note, input_size=size)

@@ -1,0 +1,81 @@
+"""Explaining one photo with several CAM methods: what the CLI and the app show side by side."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..io.images import load_rgb, to_model_input
+from . import HDMCAM, GradCAM, GradCAMPlusPlus
+from .base import normalize_maps
+from .classifiers import Classifier
+from .overlay import overlay_heatmap
+
+__all__ = ["METHODS", "PhotoExplanation", "explain_photo", "top_k"]
+
+#: Display name -> constructor(model, layers, hdm_options); ``hdm_options`` are HDMCAM's keyword arguments.
+METHODS = {
+    "Grad-CAM": lambda model, layers, options: GradCAM(model, layers),
+    "Grad-CAM++": lambda model, layers, options: GradCAMPlusPlus(model, layers),
+    "HDM-CAM": lambda model, layers, options: HDMCAM(model, **{"target_layers": layers, **options}),
+}
+
+
+@dataclass
+class PhotoExplanation:
+    """Maps of one photo: per method the map ``(H, W)`` in [0, 1], its overlay and its time; ``top`` the
+    model's most probable classes ``[(index, name, probability)]``."""
+
+    rgb: np.ndarray
+    category: int
+    category_name: str
+    maps: dict[str, np.ndarray]
+    overlays: dict[str, np.ndarray]
+    seconds: dict[str, float]
+    layer_maps: dict[str, np.ndarray]  # HDM-CAM's per-layer maps, each normalised to [0, 1]
+    top: list[tuple[int, str, float]]
+
+
+def top_k(classifier: Classifier, x: torch.Tensor, k: int = 5) -> list[tuple[int, str, float]]:
+    """``[(index, name, probability)]`` of the ``k`` most probable classes of the one image in ``x``."""
+    with torch.no_grad():
+        probs = torch.softmax(classifier.model(x), dim=1)[0]
+    values, idx = probs.topk(min(k, probs.numel()))
+    return [(int(i), classifier.categories[int(i)], float(v)) for v, i in zip(values, idx)]
+
+
+def explain_photo(classifier: Classifier, image, *, methods=("Grad-CAM", "Grad-CAM++", "HDM-CAM"),
+                  category: int | None = None, layers=("layer1", "layer2", "layer3", "layer4"),
+                  alpha: str = "exp", size: int | None = None, hdm_options: dict | None = None,
+                  k: int = 5) -> PhotoExplanation:
+    """Run each method on ``image`` (path, PIL or array) for ``category`` (``None``: the top class).
+
+    ``size``: the model's input side (default the classifier's ``input_size``); ``hdm_options``: more
+    HDMCAM keyword arguments (e.g. ``bands``, ``layer_fusion``, ``theta``, its own ``target_layers``)
+    beside ``alpha``; ``k``: how many classes ``top`` lists."""
+    rgb = load_rgb(image)
+    x = to_model_input(rgb, size=size or classifier.input_size)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    ranked = top_k(classifier, x, k)
+    if category is None:
+        category = ranked[0][0]
+    num = len(classifier.categories)
+    if not 0 <= int(category) < num:
+        raise ValueError(f"class index {category} is out of range: the model has {num} classes (0..{num - 1})")
+    maps, overlays, seconds, layer_maps = {}, {}, {}, {}
+    for name in methods:
+        cam = METHODS[name](classifier.model, list(layers), {"alpha": alpha, **(hdm_options or {})})
+        start = time.perf_counter()
+        result = cam.explain(x, [int(category)], keep_maps=False)
+        seconds[name] = time.perf_counter() - start
+        maps[name] = result.cam[0]
+        overlays[name] = overlay_heatmap(rgb, result.cam[0])
+        if name == "HDM-CAM":
+            for layer, m in result.layer_maps.items():
+                layer_maps[layer] = normalize_maps(torch.from_numpy(m[:1]))[0].numpy()
+    return PhotoExplanation(rgb, int(category), classifier.categories[int(category)], maps, overlays, seconds, layer_maps,
+                            ranked)

@@ -1,0 +1,149 @@
+"""``hdm export <onnx|tensorrt|bench>``: deployment builds of hdm's SR generators."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def _generators(which: str) -> list[tuple[str, Path]]:
+    """``(name, weights)`` for ``general``, ``face``, ``diffusion`` (the one-step student), ``all`` (the
+    shipped ones present) or a file."""
+    from ..sr.pipeline import SR_WEIGHTS
+
+    shipped = {k: v for k, v in SR_WEIGHTS.items() if k in ("general", "face", "diffusion")}
+    if which == "all":
+        return [(k, v) for k, v in shipped.items() if v.is_file()]
+    if which in shipped:
+        return [(which, shipped[which])]
+    return [(Path(which).stem, Path(which))]
+
+
+def _models(which: str):
+    """``[(name, weights, model)]`` for ``--model``, or ``None`` after printing why not."""
+    from ..export.to_onnx import load_exportable
+
+    jobs = _generators(which)
+    if not jobs:
+        print("error: no shipped generator weights found in weights/ (train them, or pass a file)", file=sys.stderr)
+        return None
+    try:
+        return [(name, weights, load_exportable(weights)) for name, weights in jobs]
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+
+
+def _cmd_onnx(args) -> int:
+    from ..export.to_onnx import check_parity, export_onnx
+    from ..io.cards import sha256
+
+    jobs = _models(args.model)
+    if jobs is None:
+        return 2
+    out = Path(args.out)
+    failed = False
+    for name, weights, model in jobs:
+        for fp16 in ([False, True] if args.fp16 == "both" else [args.fp16 == "yes"]):
+            suffix = "fp16" if fp16 else "fp32"
+            path = out if (out.suffix == ".onnx" and len(jobs) == 1 and args.fp16 != "both") else \
+                out / f"{name}_x{model.scale}_{suffix}.onnx"
+            export_onnx(model, path, name, model.scale, sha256(weights), fp16=fp16)
+            check = check_parity(model, path, fp16=fp16)
+            worst = max(check.max_abs.values())
+            verdict = "ok" if check.passed else "FAILED"
+            bound = f"<= {check.tolerance:g}" if check.tolerance is not None else "(reported)"
+            print(f"{path}: onnx.checker ok; ONNX Runtime vs torch max |diff| {worst:.2e} {bound} on "
+                  f"{', '.join(check.max_abs)}: {verdict}")
+            failed |= not check.passed
+    return 1 if failed else 0
+
+
+def _cmd_tensorrt(args) -> int:
+    from ..export.tensorrt_engine import build_engine, tensorrt_status
+
+    ok, why = tensorrt_status()
+    if not ok:
+        print(f"TensorRT engines cannot be built here: {why}. Nothing was done.")
+        return 0
+    size = lambda s: (1, 3, *(int(v) for v in s.split("x")))  # noqa: E731
+    try:
+        path = build_engine(args.onnx, args.out, size(args.min), size(args.opt), size(args.max), fp16=not args.fp32)
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    import tempfile
+
+    import torch
+
+    from ..bench import report
+    from ..export import speed
+    from ..export.tensorrt_engine import TensorRTSR, build_engine, tensorrt_status
+    from ..export.to_onnx import export_onnx
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    jobs = _models(args.model)
+    if jobs is None:
+        return 2
+    trt_ok, trt_why = tensorrt_status()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, weights, model in jobs:
+            fp32 = export_onnx(model, Path(tmp) / f"{name}_fp32.onnx", name, model.scale)
+            fp16 = export_onnx(model, Path(tmp) / f"{name}_fp16.onnx", name, model.scale, fp16=True)
+
+            def engine(size, fp32=fp32):
+                if not trt_ok:
+                    return None
+                shape = (1, 3, size, size)
+                return TensorRTSR(build_engine(fp32, None, shape, shape, shape, fp16=True))
+            results[f"{name} ({weights.name})"] = speed.bench_model(model, fp32, fp16, tuple(args.sizes), args.repeats,
+                                                                  device, engine, weights=weights)
+    header = report.header(f"Export speed: SR generators on {device}",
+                               "random input of each size, batch 1; " + ("TensorRT fp16 included" if trt_ok
+                                                                          else f"no TensorRT: {trt_why}"))
+    text = speed.markdown(results, header, speed.matmul_gflops(device), device)
+    print(text)
+    if args.out:
+        print(f"wrote {report.write(args.out, text)}")
+    return 0
+
+
+def add_parsers(parent) -> None:
+    """Register ``export`` and its subcommands on ``parent`` (the ``hdm`` subparsers object)."""
+    top = parent.add_parser("export", help="ONNX / TensorRT builds of the SR generators, checked against torch; speed table",
+                            description=__doc__)
+    top.set_defaults(func=lambda args: top.print_help() or 0)
+    sub = top.add_subparsers(dest="export_command", metavar="<onnx|tensorrt|bench>")
+    p = sub.add_parser("onnx", help="export SR generators to ONNX and check them against torch",
+                       description="Export to ONNX (opset 17, dynamic batch/height/width, hdm metadata), then "
+                                   "onnx.checker and ONNX Runtime vs torch on several sizes (fp32: max |diff| <= 1e-4).")
+    p.add_argument("--model", default="all", help="general, face, diffusion (the one-step student), all (the shipped "
+                                                   "ones) or a checkpoint (RRDBNet or hdm diffusion student)")
+    p.add_argument("--out", default="exports", help="output folder (or a .onnx file for one model and one precision)")
+    p.add_argument("--fp16", default="both", choices=["no", "yes", "both"], help="precision(s) to export")
+    p.set_defaults(func=_cmd_onnx)
+    p = sub.add_parser("tensorrt", help="build a TensorRT fp16 engine from an exported ONNX file (GPU + tensorrt)",
+                       description="Build (or load from the cache) a serialised TensorRT engine with one "
+                                   "optimisation profile. Without TensorRT or a GPU it says so and exits cleanly.")
+    p.add_argument("onnx", help="an ONNX file written by `hdm export onnx`")
+    p.add_argument("--out", default=None, help="engine file (default: the cache, ~/.cache/hdm/tensorrt)")
+    p.add_argument("--min", default="16x16", help="smallest input HxW of the profile")
+    p.add_argument("--opt", default="128x128", help="the input HxW TensorRT optimises for")
+    p.add_argument("--max", default="512x512", help="largest input HxW of the profile")
+    p.add_argument("--fp32", action="store_true", help="float32 engine instead of fp16")
+    p.set_defaults(func=_cmd_tensorrt)
+    p = sub.add_parser("bench", help="speed of torch, ONNX Runtime and TensorRT per generator and size (ratios)",
+                       description="Median time, peak memory and GFLOP/s of each runtime, as ratios to torch eager "
+                                   "fp32 in the same run; writes e.g. docs/results/export.md.")
+    p.add_argument("--model", default="all", help="general, face, diffusion (the one-step student), all (the shipped "
+                                                   "ones) or a checkpoint (RRDBNet or hdm diffusion student)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256], help="input sides")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/export.md)")
+    p.set_defaults(func=_cmd_bench)

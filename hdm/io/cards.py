@@ -1,0 +1,32 @@
+"""Model cards: the Markdown beside each weights file, with the sha256 of every file it describes."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+
+def sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(Path(path), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_summary(record: dict, processes: bool = True) -> str:
+    """``date; N steps x batch B, M min on DEVICE (K processes)`` of a training record, for model cards."""
+    world = record.get("world_size", 1)
+    return (f"{record.get('date')}; {record.get('steps')} steps x batch {record.get('config', {}).get('batch')}, "
+            f"{record.get('train_seconds', 0) / 60:.1f} min on {record.get('device')}"
+            + (f" ({world} process{'es' if world > 1 else ''})" if processes else ""))
+
+
+def write_model_card(weights, lines: list[str], extra_files=()) -> Path:
+    """Write ``<stem>.md`` beside ``weights``: ``lines``, then a Files table with the sha256 of the
+    weights and of ``extra_files`` (the form ``tests/test_shipped_weights.py`` checks)."""
+    weights = Path(weights)
+    lines = list(lines) + ["", "## Files", "", "| file | sha256 |", "|---|---|"]
+    lines += [f"| {Path(f).name} | `{sha256(f)}` |" for f in (weights, *extra_files)]
+    card = weights.with_suffix(".md")
+    card.write_text("\n".join(lines) + "\n")
+    return card
