@@ -82,7 +82,7 @@ MIN_SIDE = 8
 
 
 @dataclass
-class SRImage:
+class DecodedImage:
     """``rgb`` ``(H, W, 3)`` float32 in [0, 1]; ``alpha`` ``(H, W)`` float32 in [0, 1] or ``None``;
     ``bits`` 8 or 16 (of the file); ``mode`` the file's Pillow mode, for messages."""
 
@@ -107,7 +107,7 @@ def _sixteen_bit(path: Path) -> np.ndarray | None:
     return data[..., [2, 1, 0, 3]] if data.shape[2] == 4 else data[..., ::-1]
 
 
-def read_image(path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> SRImage:
+def read_image(path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> DecodedImage:
     """Read ``path`` (see the module docstring). Raises :class:`ImageError`."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -140,8 +140,8 @@ def read_image(path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE) -> 
         Image.MAX_IMAGE_PIXELS = guard
 
 
-def _decode(path: Path, im, mode: str, rawmode: str, orientation: int) -> SRImage:
-    """The loaded Pillow image ``im`` (file mode ``mode``, raw mode ``rawmode``) as an :class:`SRImage`."""
+def _decode(path: Path, im, mode: str, rawmode: str, orientation: int) -> DecodedImage:
+    """The loaded Pillow image ``im`` (file mode ``mode``, raw mode ``rawmode``) as an :class:`DecodedImage`."""
     alpha = None
     if ";16" in rawmode and mode in ("RGB", "RGBA"):  # Pillow reads these at 8 bits: read at 16
         full = _sixteen_bit(path)
@@ -163,7 +163,7 @@ def _decode(path: Path, im, mode: str, rawmode: str, orientation: int) -> SRImag
         converted = im.convert("RGBA" if has_alpha else "RGB")
         data = np.asarray(converted, dtype=np.float32) / 255.0
         rgb, alpha, bits = data[..., :3], (data[..., 3] if has_alpha else None), 8
-    return SRImage(np.ascontiguousarray(rgb, dtype=np.float32),
+    return DecodedImage(np.ascontiguousarray(rgb, dtype=np.float32),
                    None if alpha is None else np.ascontiguousarray(alpha, dtype=np.float32), bits, mode)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..io.images import SRImage
+from ..io.images import DecodedImage
 from ..io.weights import CHECKOUT_WEIGHTS
 from ..ops.resize import bicubic_upsample
 from ..ops.tiling import tiled_forward
@@ -106,10 +106,10 @@ class Upscaler:
                                     tile_pad=tile_pad, device=self.device) if mode == "fusion" else None)
 
     @torch.no_grad()
-    def __call__(self, image: SRImage | np.ndarray) -> UpscaleResult:
+    def __call__(self, image: DecodedImage | np.ndarray) -> UpscaleResult:
         if isinstance(image, np.ndarray):
             rgb = image.astype(np.float32) / 255.0 if image.dtype == np.uint8 else image.astype(np.float32)
-            image = SRImage(rgb, None, 8, "RGB")
+            image = DecodedImage(rgb, None, 8, "RGB")
         alpha = None
         if image.alpha is not None:
             a = torch.from_numpy(image.alpha)[None, None]
