@@ -91,11 +91,18 @@ def test_every_tab_runs_an_example_in_chromium(served):
             page.wait_for_timeout(500)
             page.locator(f"#{run}").click()
             images = page.locator(f"#{gallery} img")
-            deadline = time.time() + 240
+            deadline, example_deadline = time.time() + 240, time.time() + 30
             while images.count() < expected and time.time() < deadline:
                 errors = page.locator(".toast-body:visible")
                 if errors.count():
-                    pytest.fail(f"{tab}: the page showed an error: {errors.first.inner_text()}")
+                    text = errors.first.inner_text()
+                    # on a loaded machine the example can reach the input after the click on Run: run again
+                    if "pick an example first" in text and time.time() < example_deadline:
+                        page.locator(".toast-close:visible").first.click()
+                        page.wait_for_timeout(1000)
+                        page.locator(f"#{run}").click()
+                        continue
+                    pytest.fail(f"{tab}: the page showed an error: {text}")
                 page.wait_for_timeout(500)
             assert images.count() >= expected, f"{tab}: {images.count()} result images, expected {expected}"
             loaded = "img => img.complete && img.naturalWidth > 0"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -132,8 +133,8 @@ def test_readme_front_matter_configures_a_gradio_space():
     block = readme.split("---\n", 2)[1]
     meta = dict(line.split(": ", 1) for line in block.strip().splitlines())
     assert meta["sdk"] == "gradio" and (ROOT / meta["app_file"]).is_file()
-    spec = next(line.split("gradio", 1)[1].split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()
-                if line.startswith("gradio"))
+    app_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["app"]
+    spec = next(req.removeprefix("gradio") for req in app_extra if req.startswith("gradio"))
     assert meta["sdk_version"] in SpecifierSet(spec), f"sdk_version {meta['sdk_version']} is outside requirements' {spec}"
 
 

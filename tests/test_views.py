@@ -230,7 +230,7 @@ def test_diffusion_view_lists_missing_weights(hub, photo, tmp_path):
     v = diffusion_view(hub, photo, tuple(DIFFUSION_FILES), seed=3)
     assert [c.split(" (")[0].split(":")[0] for _, c in v.results] == ["bicubic", "one step, with HF loss"]
     assert all(img.shape == (384, 384, 3) for img, _ in v.results)
-    assert v.caption.count("no diffusion weights at") == 3
+    assert v.caption.count("no weights file at") == 3 and "train one with `hdm train-diffusion`" in v.caption
     again = diffusion_view(hub, photo, ("one step, with HF loss",), seed=3)
     assert np.array_equal(again.results[1][0], v.results[1][0])  # seeded
     with pytest.raises(ViewError, match="No diffusion model is available"):

@@ -10,11 +10,13 @@ import torch.nn as nn
 import torchvision
 
 from ..io.weights import (
-    CHECKOUT_WEIGHTS,
+    REGISTRY,
     hub_checkpoint_path,
     load_state_dict_file,
+    resolve_weights,
     safetensors_metadata,
     torchvision_state_dict,
+    weights_path,
 )
 
 
@@ -78,11 +80,14 @@ def load_resnet50(weights: str = "imagenet", *, seed: int = 0, categories: list[
 
 
 #: The shipped shapes ResNet-50 of the CAM benchmark (issue 3; see weights/shapes_resnet50.md).
-SHAPES_WEIGHTS = CHECKOUT_WEIGHTS / "shapes_resnet50.safetensors"
+SHAPES_WEIGHTS = "shapes_resnet50"
 
 
 def shapes_theta_path(weights: str | Path = SHAPES_WEIGHTS) -> Path:
-    """The fitted HDM-CAM theta shipped beside a weights file (``<stem>.theta.json``)."""
+    """The fitted HDM-CAM theta beside a weights file (``<stem>.theta.json``); for the shipped model's name,
+    the shipped theta (fetched with it, see :func:`hdm.io.weights.weights_path`)."""
+    if str(weights) in REGISTRY:
+        return weights_path(str(weights), f"{weights}.theta.json")
     weights = Path(weights)
     return weights.with_name(weights.name.removesuffix(".safetensors") + ".theta.json")
 
@@ -93,9 +98,10 @@ def load_shapes_resnet50(path: str | Path = SHAPES_WEIGHTS) -> Classifier:
     The file's metadata names the classes and holds the training record (``Classifier.note``)."""
     import json
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}: train one with `hdm train-cam-model`")
+    try:
+        path = resolve_weights(path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e}: train one with `hdm train-cam-model`") from e
     meta = safetensors_metadata(path)
     classes = json.loads(meta.get("classes", "null")) or None
     state = load_state_dict_file(path)

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from ..bench import report
+from ..errors import HDMError
+from ..io.weights import resolve_weights
 from . import export, sr
 
 
@@ -100,6 +102,7 @@ def _cmd_calibrate_bn(args) -> int:
 
     command = report.hdm_command()
     try:
+        args.weights = str(resolve_weights(args.weights))  # a shipped name -> its file, which is rewritten
         entry = calibrate_bn(args.weights, args.backgrounds, args.val_backgrounds, n=args.n, command=command)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -148,6 +151,8 @@ def _cmd_fit_theta(args) -> int:
     classifier = _shapes_classifier(args.weights)
     if classifier is None:
         return 2
+    if args.weights != "random":
+        args.weights = str(resolve_weights(args.weights))  # a shipped name -> its file, beside which theta goes
     try:
         data = ShapesDataset(args.n, seed=args.seed, backgrounds=_bank(args.backgrounds), size=args.size)
     except (FileNotFoundError, ValueError) as e:
@@ -284,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export", default=None, help="write fp16 safetensors here when done")
     p.set_defaults(func=_cmd_train_cam_model)
 
-    shipped = "weights/shapes_resnet50.safetensors"
+    shipped = "shapes_resnet50"
     p = sub.add_parser("calibrate-bn", help="precise BN for the shapes ResNet-50: BatchNorm statistics from un-augmented images",
                        description="Recompute the exported model's BatchNorm statistics over N un-augmented training-photo "
                                    "images, measure held-out accuracy before and after, rewrite the weights and card.")
@@ -332,10 +337,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run the ``hdm`` command line; an :class:`~hdm.errors.HDMError` ends as its one-line message and exit
+    code 2, never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    return args.func(args)
+    try:
+        return args.func(args)
+    except HDMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 

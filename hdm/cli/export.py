@@ -4,17 +4,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..errors import WeightsUnavailable
+from ..io.weights import weights_path
+from ..sr.pipeline import SHIPPED
+
 
 def _generators(which: str) -> list[tuple[str, Path]]:
     """``(name, weights)`` for ``general``, ``face``, ``diffusion`` (the one-step student), ``all`` (the
     shipped ones present) or a file."""
-    from ..sr.pipeline import SR_WEIGHTS
-
-    shipped = {k: v for k, v in SR_WEIGHTS.items() if k in ("general", "face", "diffusion")}
+    shipped = {k: SHIPPED[k] for k in ("general", "face", "diffusion")}
     if which == "all":
-        return [(k, v) for k, v in shipped.items() if v.is_file()]
+        return [(k, weights_path(v)) for k, v in shipped.items()]
     if which in shipped:
-        return [(which, shipped[which])]
+        return [(which, weights_path(shipped[which]))]
     return [(Path(which).stem, Path(which))]
 
 
@@ -22,13 +24,9 @@ def _models(which: str):
     """``[(name, weights, model)]`` for ``--model``, or ``None`` after printing why not."""
     from ..export.to_onnx import load_exportable
 
-    jobs = _generators(which)
-    if not jobs:
-        print("error: no shipped generator weights found in weights/ (train them, or pass a file)", file=sys.stderr)
-        return None
     try:
-        return [(name, weights, load_exportable(weights)) for name, weights in jobs]
-    except (FileNotFoundError, ValueError) as e:
+        return [(name, weights, load_exportable(weights)) for name, weights in _generators(which)]
+    except (FileNotFoundError, ValueError, WeightsUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return None
 

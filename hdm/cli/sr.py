@@ -165,11 +165,12 @@ def _cmd_eval_sr(args) -> int:
         Path(args.json).write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.json}")
     if args.cards:
-        from ..sr.pipeline import SR_WEIGHTS
+        from ..io.weights import resolve_weights
+        from ..sr.pipeline import SHIPPED
         from ..training.cards import write_sr_card
 
         for role, weights in (("general", args.general_weights), ("face", args.face_weights)):
-            path = SR_WEIGHTS.get(weights, Path(weights))
+            path = resolve_weights(SHIPPED.get(weights, weights))
             if path.suffix == ".safetensors":
                 print(f"wrote {write_sr_card(path, args.json, role)}")
     return 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from ..io.weights import resolve_weights, safetensors_metadata
 from .denoiser import Denoiser
 from .sampler import DiffusionSR
 from .schedule import ResShiftSchedule
@@ -29,6 +30,7 @@ def load_diffusion(path, one_step: bool | None = None, tile: int | None = None, 
     """An exported model as a :class:`DiffusionSR` (the student runs one step unless ``one_step=False``)."""
     from safetensors.torch import load_file
 
+    path = resolve_weights(path)
     meta = diffusion_metadata(path)
     model = Denoiser(**json.loads(meta["config"]))
     model.load_state_dict(load_file(str(path)))
@@ -44,11 +46,10 @@ def load_diffusion(path, one_step: bool | None = None, tile: int | None = None, 
 def diffusion_metadata(path) -> dict[str, str]:
     """The safetensors metadata of an exported hdm diffusion model (``config``, ``schedule``, ``stage``,
     ``record``, as :func:`export_diffusion` writes them); a clear error for a missing or foreign file."""
-    from ..io.weights import safetensors_metadata
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no diffusion weights at {path}: train them with `hdm train-diffusion`")
+    try:
+        path = resolve_weights(path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e}: train one with `hdm train-diffusion`") from e
     meta = safetensors_metadata(path)
     if meta.get("arch") != "hdm.diffusion.Denoiser":
         raise ValueError(f"{path} is not an hdm diffusion model (arch {meta.get('arch')!r})")

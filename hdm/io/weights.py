@@ -1,28 +1,188 @@
-"""Classifier loading: torchvision's ResNet-50 with ImageNet weights, a user's checkpoint, or a stand-in.
+"""Weights: the registry of hdm's shipped models, and reading weights files.
 
-Offline (no cache, no network) the ImageNet weights cannot be had; :func:`load_resnet50` then raises
-:class:`WeightsUnavailable` naming the file to place and where. Nothing here is needed by the tests.
+Every shipped model has a name in :data:`REGISTRY` (``"sr_general_x4"``, ``"shapes_resnet50"``, ...) with
+its files and their sha256; :func:`weights_path` turns a name into a local file, the one way every loader,
+command and the app finds shipped weights. The files live in one folder, :func:`weights_dir`:
+
+1. ``$HDM_WEIGHTS_DIR`` when set (a folder of your own copies, used as it is);
+2. else the ``weights/`` folder of a checkout (beside the ``hdm`` package: a clone, an editable install,
+   a Hugging Face Space);
+3. else ``$HDM_HOME/weights`` (``HDM_HOME`` defaults to ``~/.cache/hdm``): the cache of an installed copy.
+   A file placed there by hand is checked against its sha256 once per process; a missing file is
+   downloaded from ``$HDM_WEIGHTS_URL/<file>`` when that base URL is set (a mirror of a checkout's
+   ``weights/`` folder, e.g. its raw-file URL), checked, and kept. Offline, :class:`WeightsUnavailable`
+   names the file to place and where.
+
+Third-party weights (torchvision's ImageNet ResNet-50, VGG, Real-ESRGAN) go through torch's hub cache:
+:func:`torchvision_state_dict`, :func:`cached_download`.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from ..errors import WeightsUnavailable
+from .cards import sha256
 
-__all__ = ["load_state_dict_file", "safetensors_metadata", "count_parameters", "torchvision_state_dict", "cached_download", "hub_checkpoint_path"]
-
-
-
-
-
-
-
+__all__ = ["ShippedWeights", "REGISTRY", "CHECKOUT_WEIGHTS", "hdm_home", "weights_dir", "weights_path", "resolve_weights",
+           "load_state_dict_file", "safetensors_metadata", "count_parameters", "torchvision_state_dict",
+           "cached_download", "hub_checkpoint_path"]
 
 #: The shipped weights of a checkout (``weights/`` beside the ``hdm`` package).
 CHECKOUT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+
+
+@dataclass(frozen=True)
+class ShippedWeights:
+    """A shipped model: ``name``, what it is, and its ``files`` as ``(file name, sha256)`` pairs (the weights
+    first, then companions such as a fitted theta, and the model card last)."""
+
+    name: str
+    description: str
+    files: tuple[tuple[str, str], ...]
+
+    @property
+    def file(self) -> str:
+        """The weights file name (``<name>.safetensors``)."""
+        return self.files[0][0]
+
+    @property
+    def card(self) -> str:
+        """The model card's file name (``<name>.md``)."""
+        return self.files[-1][0]
+
+
+#: name -> the shipped files and their sha256 (a test checks them against ``weights/``).
+REGISTRY: dict[str, ShippedWeights] = {
+    "shapes_resnet50": ShippedWeights("shapes_resnet50", "ResNet-50 of the CAM benchmark (8 shape classes) and HDM-CAM's fitted theta", (
+        ("shapes_resnet50.safetensors", "78c9a22b8cbe9aed359130ec1cec958b44a3c0c74bdd7424c749b305459df59d"),
+        ("shapes_resnet50.theta.json", "9a4c561d0b6c0fafb24b1b34af3de88471054ef11416f0f5f8b7ffdd4b70157b"),
+        ("shapes_resnet50.md", "23f09b553b00f6ac0a053c306c6afab1577786a57c38f7455f7fd4c28215f4d5"))),
+    "sr_general_x4": ShippedWeights("sr_general_x4", "compact RRDBNet x4, the general SR model", (
+        ("sr_general_x4.safetensors", "74faaa211ba05f4803f4f6b6efa7fd2b796687c5145ea37bb73e43bd8da1976b"),
+        ("sr_general_x4.md", "c3a92f9d20f175ac6bda959bd18d57eb1888a7190775e80d39af09201c14ff4f"))),
+    "sr_face_x4": ShippedWeights("sr_face_x4", "compact RRDBNet x4 fine-tuned on faces, the face SR model", (
+        ("sr_face_x4.safetensors", "66109a53cba60b197da81e4ec50dad77a23cbf81691db3b51cd2dafd164495d9"),
+        ("sr_face_x4.md", "9ed2a704f77ab5be232c8f3a3b1f14497b8237a04843ae225c081bbabe2a81f4"))),
+    "diffusion_teacher_x4": ShippedWeights("diffusion_teacher_x4", "diffusion SR x4 teacher (15 steps), without the HF loss", (
+        ("diffusion_teacher_x4.safetensors", "929caf5d4e801a47537f9e941aa84e2d232ecff34d06c16f5830c93c2ce6dfea"),
+        ("diffusion_teacher_x4.md", "9ea31ba7fdf7b8ee8aaed087f58304d0530897067925bd76750c1cceb20f48b6"))),
+    "diffusion_teacher_hf_x4": ShippedWeights("diffusion_teacher_hf_x4", "diffusion SR x4 teacher (15 steps), with the HF loss", (
+        ("diffusion_teacher_hf_x4.safetensors", "9efcfcea15a41909339374c4790f9e6dd24c04308bafd2a034880872c355fd9e"),
+        ("diffusion_teacher_hf_x4.md", "2d984144573dd8d7e661dfeb0394d2ab619c451b4fddf141c330c4b147be5b05"))),
+    "diffusion_student_x4": ShippedWeights("diffusion_student_x4", "one-step diffusion SR x4 student, without the HF loss", (
+        ("diffusion_student_x4.safetensors", "c582f2fa233dde66dca936037af8408e6ef3d0635d21da0fac86c50c63a641be"),
+        ("diffusion_student_x4.md", "758022818872dca00fa43db416ead70ad1421e5ec83792a109b9be23fb6510e4"))),
+    "diffusion_student_hf_x4": ShippedWeights("diffusion_student_hf_x4", "one-step diffusion SR x4 student, with the HF loss", (
+        ("diffusion_student_hf_x4.safetensors", "5c6f6e1dd00901ed9ca832183484d834fed483b9c3a96b1f3afe3232e982d443"),
+        ("diffusion_student_hf_x4.md", "c21d9b46a5c9acdf4fd2d95308a9cab64cf287a63a1c1302375255fe4022a835"))),
+}
+
+
+def hdm_home() -> Path:
+    """``$HDM_HOME``, default ``~/.cache/hdm``: hdm's cache (shipped weights, TensorRT engines)."""
+    return Path(os.environ.get("HDM_HOME") or Path.home() / ".cache" / "hdm").expanduser()
+
+
+def weights_dir() -> Path:
+    """The folder of the shipped weights: ``$HDM_WEIGHTS_DIR``, else a checkout's ``weights/``, else
+    ``$HDM_HOME/weights``."""
+    if os.environ.get("HDM_WEIGHTS_DIR"):
+        return Path(os.environ["HDM_WEIGHTS_DIR"]).expanduser()
+    if CHECKOUT_WEIGHTS.is_dir():
+        return CHECKOUT_WEIGHTS
+    return hdm_home() / "weights"
+
+
+_checked: dict[Path, tuple[float, int]] = {}  # cache files already found to match their sha256 (mtime, size)
+
+
+def _check(path: Path, expected: str) -> None:
+    """Raise :class:`WeightsUnavailable` if ``path`` does not hash to ``expected`` (checked once per file)."""
+    stat = path.stat()
+    if _checked.get(path) == (stat.st_mtime, stat.st_size):
+        return
+    found = sha256(path)
+    if found != expected:
+        raise WeightsUnavailable(f"{path} has sha256 {found}, not the shipped file's {expected}: delete it (it is "
+                                 "fetched again where a download URL is set) or place the right file there")
+    _checked[path] = (stat.st_mtime, stat.st_size)
+
+
+def _fetch(file: str, expected: str, target: Path) -> None:
+    """Download ``$HDM_WEIGHTS_URL/file`` to ``target`` with a progress bar; keep it only if its sha256 is
+    ``expected``."""
+    import urllib.request
+
+    url = os.environ["HDM_WEIGHTS_URL"].rstrip("/") + "/" + file
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {file}") as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        found = sha256(partial)
+        if found != expected:
+            raise WeightsUnavailable(f"{url} gave a file with sha256 {found}, not the shipped file's {expected}; "
+                                     "it was not kept")
+        os.replace(partial, target)
+    except OSError as e:  # URLError, HTTPError, timeouts, disk errors
+        raise WeightsUnavailable(f"could not download {url} ({type(e).__name__}: {e}). Place {file} in {target.parent} "
+                                 "by hand (it is in the weights/ folder of an hdm checkout)") from e
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def weights_path(name: str, file: str | None = None) -> Path:
+    """The local path of shipped model ``name``'s weights (or of its companion ``file``, e.g. the theta or
+    the card), fetched and checked where needed (see the module docstring).
+
+    Raises :class:`WeightsUnavailable` for an unknown name, and for a file that is neither here nor
+    downloadable, naming the file and the folder to place it in."""
+    if name not in REGISTRY:
+        raise WeightsUnavailable(f"no shipped weights named {name!r}; the names are {', '.join(REGISTRY)}")
+    entry = REGISTRY[name]
+    file = file or entry.file
+    expected = dict(entry.files).get(file)
+    if expected is None:
+        raise WeightsUnavailable(f"{name} has no file {file!r}; its files are {', '.join(f for f, _ in entry.files)}")
+    folder = weights_dir()
+    path = folder / file
+    cache = folder == hdm_home() / "weights" and not os.environ.get("HDM_WEIGHTS_DIR")
+    if path.is_file():
+        if cache:
+            _check(path, expected)
+        return path
+    if cache and os.environ.get("HDM_WEIGHTS_URL"):
+        _fetch(file, expected, path)
+        return path
+    raise WeightsUnavailable(
+        f"the shipped weights {name} are not installed: place {file} (sha256 {expected[:16]}..., in the weights/ "
+        f"folder of an hdm checkout) in {folder}"
+        + (", or set HDM_WEIGHTS_URL to a folder URL that serves it" if cache else "")
+        + (", or unset HDM_WEIGHTS_DIR" if os.environ.get("HDM_WEIGHTS_DIR") else "")
+        + ("" if cache or os.environ.get("HDM_WEIGHTS_DIR") else " (this checkout's weights/ folder lacks it)"))
+
+
+def resolve_weights(spec: str | Path) -> Path:
+    """A registry name (:func:`weights_path`) or a file path -> an existing local file.
+
+    Raises :class:`WeightsUnavailable` for a shipped file that cannot be had, ``FileNotFoundError`` for a
+    path that is not a file."""
+    if isinstance(spec, str) and spec in REGISTRY:
+        return weights_path(spec)
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}" + ("" if path.suffix else
+                                f" (a shipped model is one of {', '.join(REGISTRY)})"))
+    return path
 
 
 def hub_checkpoint_path(url: str) -> Path:

@@ -14,19 +14,17 @@ import numpy as np
 import torch
 
 from ..io.images import DecodedImage
-from ..io.weights import CHECKOUT_WEIGHTS
+from ..io.weights import resolve_weights
 from ..ops.resize import bicubic_upsample
 from ..ops.tiling import tiled_forward
 from .fusion import FaceFusionSR, FusionResult, to_image, to_tensor
 from .rrdbnet import load_rrdbnet
 
-__all__ = ["SR_WEIGHTS", "MODES", "load_generator", "Upscaler", "UpscaleResult"]
+__all__ = ["SHIPPED", "MODES", "load_generator", "Upscaler", "UpscaleResult"]
 
-_WEIGHTS_DIR = CHECKOUT_WEIGHTS
-#: The shipped x4 generators (see their model cards beside them).
-SR_WEIGHTS = {"general": _WEIGHTS_DIR / "sr_general_x4.safetensors", "face": _WEIGHTS_DIR / "sr_face_x4.safetensors",
-              "diffusion": _WEIGHTS_DIR / "diffusion_student_hf_x4.safetensors",
-              "diffusion-teacher": _WEIGHTS_DIR / "diffusion_teacher_hf_x4.safetensors"}
+#: The shipped model (a :data:`hdm.io.weights.REGISTRY` name) behind each mode's default weights.
+SHIPPED = {"general": "sr_general_x4", "face": "sr_face_x4", "diffusion": "diffusion_student_hf_x4",
+           "diffusion-teacher": "diffusion_teacher_hf_x4"}
 #: ``diffusion``: the one-step student; ``diffusion-teacher``: the multi-step teacher (hdm.diffusion).
 MODES = ("general", "face", "fusion", "diffusion", "diffusion-teacher")
 
@@ -36,11 +34,10 @@ def load_generator(weights: str | Path, device="cpu"):
 
     An exported ``.onnx`` generator (``hdm export onnx``) gives its ONNX Runtime session wrapped as
     a generator (needs the repository's ``export`` package and onnxruntime)."""
-    path = SR_WEIGHTS.get(str(weights), Path(weights))
-    if not Path(path).is_file():
-        hint = (f"the shipped {weights} model is not there: train it with `hdm train-sr` (see docs/sr.md)"
-                if str(weights) in SR_WEIGHTS else "give an RRDBNet checkpoint (hdm, Real-ESRGAN or ESRGAN)")
-        raise FileNotFoundError(f"no generator weights at {path}: {hint}")
+    try:
+        path = resolve_weights(SHIPPED.get(str(weights), weights))
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"{e}: give an RRDBNet checkpoint (hdm, Real-ESRGAN or ESRGAN)") from e
     if Path(path).suffix == ".onnx":
         from .onnx_runtime import OnnxSR  # the deployment runtime lives beside hdm, not in it
 
@@ -85,9 +82,7 @@ class Upscaler:
         if mode.startswith("diffusion"):
             from ..diffusion.loading import load_diffusion
 
-            path = SR_WEIGHTS.get(str(diffusion or mode), Path(str(diffusion or mode)))
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"no diffusion weights at {path}: train them with `hdm train-diffusion`")
+            path = resolve_weights(SHIPPED.get(str(diffusion or mode), diffusion or mode))
             self.diffusion = load_diffusion(path, one_step=mode == "diffusion", tile=tile, device=self.device,
                                             tile_pad=tile_pad)
             self.general = self.face = self.fusion = None
