@@ -30,8 +30,8 @@ def load_diffusion(path, one_step: bool | None = None, tile: int | None = None, 
     """An exported model as a :class:`DiffusionSR` (the student runs one step unless ``one_step=False``)."""
     from safetensors.torch import load_file
 
-    path = resolve_weights(path)
     meta = diffusion_metadata(path)
+    path = resolve_weights(path)
     model = Denoiser(**json.loads(meta["config"]))
     model.load_state_dict(load_file(str(path)))
     sched = json.loads(meta["schedule"])
