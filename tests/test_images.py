@@ -12,10 +12,12 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+from hdm.bench.shapes import BackgroundBank
 from hdm.cli import main
 from hdm.errors import ImageError
 from hdm.io.images import DecodedImage, _apply_orientation, load_rgb, read_image, readable_images, write_image
 from hdm.sr.rrdbnet import RRDBNet
+from hdm.training.data import FaceFolder, HRFolder, folder_digests
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +209,31 @@ def test_readable_images_skips_names_and_refuses(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ImageError, match="no images"):
         readable_images(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("reader", ["HRFolder", "FaceFolder", "BackgroundBank", "folder_digests"])
+def test_every_folder_reader_skips_the_unreadable_files_and_names_them(tmp_path, reader):
+    bad = _folder_with_bad_files(tmp_path / "photos")
+    make = {"HRFolder": lambda f: HRFolder(f, progress=False),
+            "FaceFolder": lambda f: FaceFolder(f, min_side=64, aligned=True, progress=False),
+            "BackgroundBank": lambda f: BackgroundBank(f, short_side=64),
+            "folder_digests": lambda f: folder_digests([f])}
+    with pytest.warns(UserWarning, match="skipped 2 of 5 image files") as caught:
+        made = make[reader](tmp_path / "photos")
+    assert all(name in str(caught[0].message) for name in bad)
+    if reader == "folder_digests":
+        assert len(made) == 3
+    else:
+        assert len(made) == 3 and [(p.name, bad[p.name] in reason) for p, reason in made.skipped] == [
+            ("cut.jpg", True), ("notes.png", True)]
+    # a folder of unreadable files only is refused at the start, with the list
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    for name in bad:
+        (only_bad / name).write_bytes((tmp_path / "photos" / name).read_bytes())
+    with pytest.raises(ImageError, match="no readable image") as refused:
+        make[reader](only_bad)
+    assert all(f"{only_bad / name}: " in str(refused.value) for name in bad)
 
 
 def test_writing_keeps_16_bits_and_alpha(tmp_path):
