@@ -41,7 +41,7 @@ def test_bank_joins_several_folders(bank, tmp_path):
 def test_bank_rejects_missing_or_empty_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
         BackgroundBank(tmp_path / "nope")
-    with pytest.raises(ValueError, match="no photos"):
+    with pytest.raises(ValueError, match="no images"):
         BackgroundBank(tmp_path)
 
 

@@ -24,12 +24,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from ..io.images import IMAGENET_MEAN, IMAGENET_STD, split_folders
+from ..io.images import IMAGENET_MEAN, IMAGENET_STD, list_photos, read_image, readable_images, split_folders
 
-__all__ = ["CLASSES", "BackgroundBank", "Sample", "render_sample", "ShapesDataset", "PHOTO_SUFFIXES"]
+__all__ = ["CLASSES", "BackgroundBank", "Sample", "render_sample", "ShapesDataset"]
 
 CLASSES = ("disk", "square", "triangle", "star", "ring", "cross", "hexagon", "crescent")
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: Fill kinds, each equally likely ("texture" needs photos; without them it is procedural).
 FILLS = ("solid", "gradient", "texture")
 _MIN_CONTRAST = 60.0  # mean RGB distance between a fill and the background under it
@@ -62,27 +61,22 @@ class BackgroundBank:
     0.6-1.4), half get pieces of other photos pasted in (clutter), some a slight blur or noise, and a
     quarter of the crops are procedural noise instead: a few photos then stand for many, which keeps a
     classifier from learning its training photos.
+
+    Photos are read by :func:`~hdm.io.images.read_image`; files that cannot be read are skipped with a
+    warning naming them and listed in ``skipped`` (``(path, reason)``); a folder with no readable photo is
+    refused.
     """
 
     def __init__(self, folder, short_side: int = 384, augment: bool = False):
         folders = split_folders(folder)
-        paths = []
-        for f in folders:
-            if not f.is_dir():
-                raise FileNotFoundError(f"background folder not found: {f}")
-            found = sorted(p for p in f.iterdir() if p.suffix.lower() in PHOTO_SUFFIXES)
-            if not found:
-                raise ValueError(f"no photos ({', '.join(PHOTO_SUFFIXES)}) in {f}")
-            paths += found
+        paths, self.skipped = readable_images([p for f in folders for p in list_photos(f)])
         self.folder, self.paths, self.photos, self.augment = folders[0], paths, [], bool(augment)
         for p in paths:
-            with Image.open(p) as im:
-                im = im.convert("RGB")
-                im.draft("RGB", (short_side * 2, short_side * 2))  # fast JPEG decode at reduced size
-                scale = short_side / min(im.size)
-                if scale < 1:
-                    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BICUBIC)
-                self.photos.append(np.asarray(im))
+            im = Image.fromarray(read_image(p).uint8)
+            scale = short_side / min(im.size)
+            if scale < 1:
+                im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.BICUBIC)
+            self.photos.append(np.asarray(im))
 
     def __len__(self) -> int:
         return len(self.photos)
@@ -300,7 +294,8 @@ class ShapesDataset(torch.utils.data.Dataset):
                  difficulty=1.0):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        self.n, self.seed, self.backgrounds, self.size, self.offset = int(n), int(seed), backgrounds, int(size), int(offset)
+        self.n, self.seed, self.backgrounds = int(n), int(seed), backgrounds
+        self.size, self.offset = int(size), int(offset)
         self.difficulty = difficulty
 
     def __len__(self) -> int:

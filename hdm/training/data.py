@@ -6,6 +6,9 @@ with the LR side computed instead of read).
   A DIV2K layout (``DIV2K_train_HR/*.png``) or any folder of photos works.
 * :class:`FaceFolder` finds faces with MTCNN once per photo and keeps square crops around them (with
   ``margin``). A folder of aligned face images (FFHQ's layout) is used as it is with ``aligned=True``.
+* Both read photos with :func:`hdm.io.images.read_image` and check the folder first with
+  :func:`~hdm.io.images.readable_images`: files that cannot be read are skipped with a warning naming them
+  and listed in ``skipped``; a folder with no readable photo is refused before anything is loaded.
 * :class:`PairedPatches` is the torch ``Dataset``: item ``i`` is an ``(lr, hr)`` pair cut from a
   random photo (or face) by ``numpy.random.default_rng([seed, i])``: a random HR crop (for faces, first
   resized to a random side in ``resize_range``, the paper's random downsampling of face images), a
@@ -16,6 +19,7 @@ with the LR side computed instead of read).
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -23,35 +27,30 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..io.images import list_photos, split_folders
+from ..io.images import list_photos, read_image, readable_images, split_folders
 from ..ops.resize import bicubic_downsample
+from ..sr.faces import FaceDetector, square_crop_box
 
-__all__ = ["split_folders", "image_digest", "folder_digests", "HRFolder", "FaceFolder", "PairedPatches", "face_resize_range"]
-
-
-
+__all__ = ["split_folders", "image_digest", "folder_digests", "HRFolder", "FaceFolder", "PairedPatches",
+           "face_resize_range"]
 
 
 def _load(path: Path) -> torch.Tensor:
-    """``(3, H, W)`` float32 in [0, 1], EXIF orientation applied."""
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as im:
-        im = ImageOps.exif_transpose(im).convert("RGB")
-        return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255.0
+    """``(3, H, W)`` float32 in [0, 1] (:func:`read_image`'s colour: EXIF orientation applied, alpha dropped)."""
+    return torch.from_numpy(read_image(path).rgb).permute(2, 0, 1)
 
 
 def image_digest(x: torch.Tensor) -> str:
     """sha256 of a decoded image ``(3, H, W)`` in [0, 1] (as :func:`_load` gives it): the same picture in
     two folders, or saved twice losslessly, has the same digest."""
-    import hashlib
-
     return hashlib.sha256(_to_uint8(x).numpy().tobytes() + str(tuple(x.shape)).encode()).hexdigest()
 
 
 def folder_digests(folders) -> set[str]:
-    """Digests of every image in ``folders`` (recursive): the evaluation photos a training run must not see."""
-    return {image_digest(_load(p)) for folder in folders for p in list_photos(folder, recursive=True)}
+    """Digests of every readable image in ``folders`` (recursive): the evaluation photos a training run must
+    not see (unreadable files are skipped with a warning)."""
+    paths = [p for folder in folders for p in list_photos(folder, recursive=True)]
+    return {image_digest(_load(p)) for p in readable_images(paths)[0]}
 
 
 def _shrink(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -81,14 +80,14 @@ class HRFolder:
     """HR photos of a folder (and its subfolders; several folders joined by ``os.pathsep`` or as a list)
     in memory: ``images`` list of ``(3, H, W)`` uint8 tensors (a quarter of float32's memory).
     ``exclude``: digests (:func:`folder_digests`) of images to leave out, e.g. the evaluation photos;
-    their names go to ``excluded``."""
+    their names go to ``excluded``. ``skipped``: ``(path, reason)`` of each file that could not be read."""
 
     def __init__(self, folder, hr_downscale: float = 1.0, min_side: int = 0, progress: bool = True,
                  exclude: set[str] = frozenset()):
         if hr_downscale < 1:
             raise ValueError(f"hr_downscale must be >= 1, got {hr_downscale}")
         self.folders = split_folders(folder)
-        self.folder, self.images, self.names, self.excluded = self.folders[0], [], [], []
+        self.folder, self.images, self.names, self.excluded, self.skipped = self.folders[0], [], [], [], []
         for label, x in self._photos("loading HR photos", progress, exclude):
             x = _shrink(x, hr_downscale)
             if min(x.shape[-2:]) >= min_side:
@@ -102,9 +101,12 @@ class HRFolder:
 
     def _photos(self, desc: str, progress: bool, exclude: set[str]):
         """``(label, (3, H, W) float image)`` of each photo of ``self.folders`` (with a progress bar), those
-        whose digest is in ``exclude`` left out and named in ``self.excluded``."""
+        whose digest is in ``exclude`` left out and named in ``self.excluded``, those that cannot be read
+        skipped (with a warning) and listed in ``self.skipped``."""
         paths = [(f, p) for f in self.folders for p in list_photos(f, recursive=True)]
-        for folder, p in tqdm(paths, desc=desc, disable=not progress):
+        good, self.skipped = readable_images([p for _, p in paths], progress=progress)
+        good = set(good)
+        for folder, p in tqdm([(f, p) for f, p in paths if p in good], desc=desc, disable=not progress):
             # the file name; with several folders, prefixed by its folder's (the same name may be in two)
             label = p.name if len(self.folders) == 1 else f"{folder.name}/{p.name}"
             x = _load(p)
@@ -120,10 +122,8 @@ class FaceFolder(HRFolder):
 
     def __init__(self, folder, min_side: int = 96, margin: float = 0.3, aligned: bool = False, min_prob: float = 0.95,
                  progress: bool = True, exclude: set[str] = frozenset()):
-        from ..sr.faces import FaceDetector, square_crop_box
-
         self.folders = split_folders(folder)
-        self.folder, self.images, self.names, self.excluded = self.folders[0], [], [], []
+        self.folder, self.images, self.names, self.excluded, self.skipped = self.folders[0], [], [], [], []
         detector = None if aligned else FaceDetector(min_prob=min_prob)
         for label, x in self._photos("finding faces", progress, exclude):
             if aligned:

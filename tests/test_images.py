@@ -1,6 +1,9 @@
-"""Reading every kind of image the upscaler accepts, clear errors for the rest, and the upscale command."""
+"""The one image reader: every kind of image it accepts, clear errors for the rest, ``load_rgb`` on top of it,
+the folder check every folder reader shares, and the upscale command."""
 from __future__ import annotations
 
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +12,12 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
+from hdm.bench.shapes import BackgroundBank
 from hdm.cli import main
 from hdm.errors import ImageError
-from hdm.io.images import _apply_orientation, read_image, write_image
+from hdm.io.images import DecodedImage, _apply_orientation, load_rgb, read_image, readable_images, write_image
 from hdm.sr.rrdbnet import RRDBNet
+from hdm.training.data import FaceFolder, HRFolder, folder_digests
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +94,146 @@ def test_bad_inputs_give_clear_errors(tmp_path, photo):
     (tmp_path / "truncated.png").write_bytes(data[: len(data) // 2])
     Image.fromarray(photo[:5, :5]).save(tmp_path / "tiny.png")
     for name, message in (("notes.txt", "not an image"), ("truncated.png", "corrupt, truncated"),
-                          ("tiny.png", "too small"), ("missing.png", "no such file")):
+                          ("tiny.png", "too small"), ("missing.png", "no image file")):
         with pytest.raises(ImageError, match=message):
             read_image(tmp_path / name)
     with pytest.raises(ImageError, match="more than the limit"):
         read_image(tmp_path / "ok.png", max_pixels=1000)
     assert Image.MAX_IMAGE_PIXELS is not None  # Pillow's decompression-bomb guard is restored
+
+
+def test_load_rgb_reads_files_by_the_same_rules(tmp_path, photo):
+    Image.fromarray(photo).save(tmp_path / "rgb.png")
+    rgb = load_rgb(tmp_path / "rgb.png")
+    assert rgb.dtype == np.uint8 and np.array_equal(rgb, photo)  # 8-bit files: exactly the file's values
+    # EXIF orientation (the old CAM reader ignored it), alpha dropped, 16 bits rounded to 8
+    im = Image.fromarray(photo[:, :96])
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    assert load_rgb(tmp_path / "rotated.jpg").shape == (96, 128, 3)
+    Image.fromarray(np.dstack([photo, np.full((128, 128), 7, np.uint8)])).save(tmp_path / "rgba.png")
+    assert np.array_equal(load_rgb(str(tmp_path / "rgba.png")), photo)
+    import cv2
+
+    deep = np.random.default_rng(2).integers(0, 65536, (20, 30, 3)).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "rgb16.png"), deep[..., ::-1])
+    assert np.array_equal(load_rgb(tmp_path / "rgb16.png"), np.round(deep / 257.0).astype(np.uint8))
+    # the same errors, word for word, as read_image's
+    (tmp_path / "notes.png").write_text("hello")
+    Image.fromarray(photo[:5]).save(tmp_path / "thin.png")
+    for name in ("notes.png", "thin.png", "missing.png", "rgb.png"):
+        with pytest.raises(ImageError) as expected:
+            read_image(tmp_path / name, max_pixels=1000)
+        with pytest.raises(ImageError) as got:
+            load_rgb(tmp_path / name, max_pixels=1000)
+        assert str(got.value) == str(expected.value) and name in str(got.value)
+
+
+def test_load_rgb_takes_arrays_and_pil_images_with_the_same_limits(photo):
+    assert np.array_equal(load_rgb(Image.fromarray(photo)), photo)
+    grey = photo[..., 1]
+    assert np.array_equal(load_rgb(Image.fromarray(grey)), np.dstack([grey] * 3))
+    assert np.array_equal(load_rgb(grey), np.dstack([grey] * 3))
+    assert np.array_equal(load_rgb(np.dstack([photo, photo[..., 0]])), photo)
+    assert np.array_equal(load_rgb(photo / 255.0), photo)
+    for bad, message in ((np.zeros((4, 4, 3), np.uint8), "4x4 px is too small"),
+                         (np.zeros((10, 10, 5), np.uint8), r"shape \(H, W\)"), (np.zeros(10), "shape")):
+        with pytest.raises(ImageError, match=message):
+            load_rgb(bad)
+    with pytest.raises(ImageError, match="128x128 px is more than the limit of 1000 pixels"):
+        load_rgb(photo, max_pixels=1000)
+    with pytest.raises(ImageError, match="more than the limit"):
+        load_rgb(Image.fromarray(photo), max_pixels=1000)
+    load_rgb(np.zeros((8, 5000, 3), np.uint8))  # one limit on pixels, none on a side
+
+
+def test_decoded_8_bit_values_are_exact_both_ways():
+    values = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    rgb = np.repeat(values[..., None], 3, 2)
+    image = DecodedImage(rgb, None, 8, "RGB")
+    assert image.rgb.dtype == np.float32 and np.array_equal(image.rgb, rgb.astype(np.float32) / 255)
+    assert np.array_equal(image.uint8, rgb) and not image.uint8.flags.writeable
+    assert np.array_equal(DecodedImage(image.rgb, None, 8, "RGB").uint8, rgb)  # float -> uint8 gives them back
+
+
+def test_reading_from_threads_keeps_pillows_bomb_guard(tmp_path, photo):
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    guard, errors = Image.MAX_IMAGE_PIXELS, []
+
+    def work():
+        for _ in range(25):
+            try:
+                read_image(tmp_path / "a.png")
+            except Exception as e:  # noqa: BLE001 - collected for the assertion below
+                errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and Image.MAX_IMAGE_PIXELS == guard
+
+
+def _folder_with_bad_files(folder: Path) -> dict[str, str]:
+    """Three good photos (160 px), a text file named .png and a truncated JPEG: ``{bad name: reason}``."""
+    folder.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(getattr(skdata, name)()[:160, :160]).save(folder / f"{name}.jpg", quality=95)
+    (folder / "notes.png").write_text("not a photo")
+    data = (folder / "coffee.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(data[:len(data) // 2])
+    (folder / "readme.txt").write_text("not a photo suffix: not looked at")
+    return {"cut.jpg": "corrupt, truncated", "notes.png": "not an image file"}
+
+
+def test_readable_images_skips_names_and_refuses(tmp_path):
+    bad = _folder_with_bad_files(tmp_path / "photos")
+    with pytest.warns(UserWarning) as caught:
+        good, skipped = readable_images(tmp_path / "photos")
+    assert [p.name for p in good] == ["astronaut.jpg", "chelsea.jpg", "coffee.jpg"]
+    assert [p.name for p, _ in skipped] == sorted(bad)
+    assert all(bad[p.name] in reason for p, reason in skipped)
+    assert len(caught) == 1 and all(str(tmp_path / "photos" / name) in str(caught[0].message) for name in bad)
+    # the header alone passes a truncated JPEG; the decoding finds it
+    with pytest.warns(UserWarning):
+        assert [p.name for p, _ in readable_images(tmp_path / "photos", decode=False)[1]] == ["notes.png"]
+    # a list of files; nothing skipped: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert readable_images(good) == (good, [])
+    with pytest.raises(ImageError, match="no readable image") as refused:
+        readable_images([tmp_path / "photos" / name for name in bad])
+    assert all(name in str(refused.value) for name in bad)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ImageError, match="no images"):
+        readable_images(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("reader", ["HRFolder", "FaceFolder", "BackgroundBank", "folder_digests"])
+def test_every_folder_reader_skips_the_unreadable_files_and_names_them(tmp_path, reader):
+    bad = _folder_with_bad_files(tmp_path / "photos")
+    make = {"HRFolder": lambda f: HRFolder(f, progress=False),
+            "FaceFolder": lambda f: FaceFolder(f, min_side=64, aligned=True, progress=False),
+            "BackgroundBank": lambda f: BackgroundBank(f, short_side=64),
+            "folder_digests": lambda f: folder_digests([f])}
+    with pytest.warns(UserWarning, match="skipped 2 of 5 image files") as caught:
+        made = make[reader](tmp_path / "photos")
+    assert all(name in str(caught[0].message) for name in bad)
+    if reader == "folder_digests":
+        assert len(made) == 3
+    else:
+        assert len(made) == 3 and [(p.name, bad[p.name] in reason) for p, reason in made.skipped] == [
+            ("cut.jpg", True), ("notes.png", True)]
+    # a folder of unreadable files only is refused at the start, with the list
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    for name in bad:
+        (only_bad / name).write_bytes((tmp_path / "photos" / name).read_bytes())
+    with pytest.raises(ImageError, match="no readable image") as refused:
+        make[reader](only_bad)
+    assert all(f"{only_bad / name}: " in str(refused.value) for name in bad)
 
 
 def test_writing_keeps_16_bits_and_alpha(tmp_path):
@@ -141,8 +280,9 @@ def test_upscale_a_folder_reports_bad_files_and_keeps_finished_outputs(tmp_path,
     assert "0 upscaled, 1 failed, 2 already done" in capsys.readouterr().out
     assert (out / "a.png").stat().st_mtime_ns == before
     # a single file, and clear errors
-    assert main(["upscale", str(src / "a.png"), str(tmp_path / "one.png"), "--model", "face", "--face-weights", face]) == 0
-    assert main(["upscale", str(src / "c.txt"), str(tmp_path / "x.png"), "--model", "face", "--face-weights", face]) == 2
+    face_args = ["--model", "face", "--face-weights", face]
+    assert main(["upscale", str(src / "a.png"), str(tmp_path / "one.png"), *face_args]) == 0
+    assert main(["upscale", str(src / "c.txt"), str(tmp_path / "x.png"), *face_args]) == 2
     assert main(["upscale", str(src / "a.png"), str(tmp_path / "y.png"), "--model", "general",
                  "--general-weights", str(tmp_path / "none.safetensors")]) == 2
     assert "no weights file at" in capsys.readouterr().err
