@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from playwright import sync_api  # requirements-dev.txt
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("HDM_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
@@ -24,7 +25,6 @@ CHROMIUM = os.environ.get("HDM_CHROMIUM") or shutil.which("chromium") or shutil.
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium)"),
 ]
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (requirements-dev.txt)")
 
 #: (tab, run button, result gallery, images expected at least)
 TABS = [

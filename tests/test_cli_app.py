@@ -88,7 +88,8 @@ def test_state_dict_files_round_trip(tmp_path):
 
 
 def test_app_callbacks_show_messages_not_tracebacks(monkeypatch):
-    gr = pytest.importorskip("gradio")
+    import gradio as gr
+
     import app
 
     demo = app.build_demo()
