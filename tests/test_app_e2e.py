@@ -2,8 +2,9 @@
 package) by Playwright. Each tab runs its first example; result images must appear, and no error.
 
 The app runs on tiny untrained generators written here (``HDM_WEIGHTS_DIR``): this test checks the page
-and its wiring, not the models. Skipped, with the reason, only where no browser can be had
-(``.ci/run`` installs ``chromium`` and ``requirements-dev.txt`` installs Playwright).
+and its wiring, not the models. Skipped, with the reason, only where no Chromium can be had (``.ci/run``
+installs ``chromium`` where apt-get runs as root, and fails if it cannot); Playwright is required
+(``requirements-dev.txt``).
 """
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from playwright import sync_api  # requirements-dev.txt
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("HDM_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 
 pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here (Debian: apt-get install chromium)"),
+    pytest.mark.skipif(CHROMIUM is None, reason="no Chromium here: the app is not tested in a browser "
+                       "(Debian: apt-get install chromium, or set HDM_CHROMIUM to a Chromium executable)"),
 ]
-sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (requirements-dev.txt)")
 
 #: (tab, run button, result gallery, images expected at least)
 TABS = [
@@ -88,7 +90,8 @@ def test_every_tab_runs_an_example_in_chromium(served):
         for tab, run, gallery, expected in TABS:
             page.get_by_role("tab", name=tab).click()
             page.locator("button.gallery-item:visible").first.click()  # the tab's first example
-            page.wait_for_timeout(500)
+            # the example reaches the input through the server: on a busy machine that takes seconds
+            page.locator("[data-testid='image'] img:visible").first.wait_for(timeout=60_000)
             page.locator(f"#{run}").click()
             images = page.locator(f"#{gallery} img")
             deadline, example_deadline = time.time() + 240, time.time() + 30

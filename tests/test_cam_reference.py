@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import pytorch_grad_cam as pgc  # the reference: the grad-cam package (requirements-dev.txt)
 import torch
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget as RefTarget
 
-pgc = pytest.importorskip("pytorch_grad_cam", reason="the grad-cam package (requirements-dev.txt) is the reference")
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget as RefTarget  # noqa: E402
-
-from hdm.cam import GradCAM, GradCAMPlusPlus, LayerCAM  # noqa: E402
+from hdm.cam import GradCAM, GradCAMPlusPlus, LayerCAM
 
 LAYERS = ["layer1", "layer2", "layer3", "layer4"]
 PAIRS = [(GradCAM, pgc.GradCAM), (GradCAMPlusPlus, pgc.GradCAMPlusPlus), (LayerCAM, pgc.LayerCAM)]

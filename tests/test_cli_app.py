@@ -89,7 +89,8 @@ def test_state_dict_files_round_trip(tmp_path):
 
 
 def test_app_callbacks_show_messages_not_tracebacks(monkeypatch):
-    gr = pytest.importorskip("gradio")
+    import gradio as gr
+
     import app
 
     demo = app.build_demo()
@@ -116,12 +117,19 @@ def test_app_callbacks_show_messages_not_tracebacks(monkeypatch):
 
 
 def test_ci_runs_readme_test_command():
+    """README opens with two one-line set-up commands; the second (install the test needs, run the whole
+    suite) is, as a whole line, the last command of ``.ci/run``, which stops at the first failure."""
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
     assert len(blocks) >= 2, "README must open with the two set-up commands"
-    app_cmd, test_cmd = blocks[0].strip(), blocks[1].strip()
-    assert "app.py" in app_cmd and "pytest" in test_cmd
-    assert test_cmd in (ROOT / ".ci" / "run").read_text()
+    app_cmd, test_cmd = blocks[0], blocks[1]
+    assert "\n" not in app_cmd and app_cmd.endswith(" && python app.py"), app_cmd
+    whole_suite = test_cmd.startswith("pip install ") and test_cmd.endswith(" && python -m pytest -q")
+    assert "\n" not in test_cmd and whole_suite, f"README's test command must install and run every test: {test_cmd!r}"
+    script = (ROOT / ".ci" / "run").read_text().splitlines()
+    commands = [line for line in script if line.strip() and not line.lstrip().startswith("#")]
+    assert "set -euo pipefail" in commands, ".ci/run must stop at its first failing command"
+    assert commands[-1] == test_cmd, f".ci/run must end with README's test command, verbatim: {commands[-1]!r}"
 
 
 def test_readme_front_matter_configures_a_gradio_space():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnxruntime  # noqa: F401  (requirements.txt: onnxruntime-gpu): the runtime under test
 import pytest
 import torch
 
@@ -13,8 +14,6 @@ from hdm.export.tensorrt_engine import tensorrt_status
 from hdm.export.to_onnx import check_parity, export_onnx
 from hdm.sr.onnx_runtime import OnnxSR, read_metadata
 from hdm.sr.rrdbnet import RRDBNet
-
-pytest.importorskip("onnxruntime")
 
 
 def main(argv):

@@ -3,14 +3,13 @@ images, and, like LPIPS, farther for blur than for noise of equal MSE."""
 from __future__ import annotations
 
 import numpy as np
+import piq  # the reference implementation (requirements-dev.txt)
 import pytest
 import torch
 from skimage import data
 
 from hdm.cam.metrics import gaussian_blur2d
 from hdm.losses.haarpsi import haarpsi, haarpsi_distance
-
-piq = pytest.importorskip("piq", reason="piq is the reference implementation (requirements-dev.txt)")
 
 
 def _img(a):

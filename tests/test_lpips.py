@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import urllib.error
 
+import lpips  # noqa: F401  (requirements.txt): hdm.losses.lpips loads its networks
 import pytest
 import torch
 import torchvision
 
 from hdm.errors import WeightsUnavailable
 from hdm.losses import lpips as L
-
-pytest.importorskip("lpips")
 
 
 class Offline:
