@@ -1,10 +1,10 @@
 """The diffusion SR evaluation behind ``hdm eval-diffusion`` and ``docs/results/diffusion.md``.
 
-Per HR image (cropped to a multiple of 8): ``lr`` = antialiased bicubic x1/4 rounded to 8 bits; each
-model upscales it (teachers: their ``T`` steps with ResShift's sampler, seed 0; students: one step);
-outputs rounded to 8 bits. Columns:
+The loop is :func:`hdm.bench.evaluate.evaluate`, with HR images cropped to a multiple of 8 and ``lr`` =
+antialiased bicubic x1/4 rounded to 8 bits; each model upscales it (teachers: their ``T`` steps with
+ResShift's sampler, seeded; students: one step); outputs rounded to 8 bits. Columns:
 
-- PSNR / SSIM on Y with a 4-pixel border (:mod:`hdm.sr.metrics`, the SR evaluation's code);
+- PSNR / SSIM on Y with a 4-pixel border (:func:`~hdm.ops.metrics.psnr_ssim_y`, as the SR evaluation);
 - perceptual distance: LPIPS, or its named stand-in 1 - HaarPSI (:mod:`hdm.losses.lpips`);
 - HF error: :func:`hf_error`, the relative error of the Haar detail bands (lower is better);
 - CLIPIQA / MUSIQ when ``pyiqa`` and their weights can be loaded (else the file says why not);
@@ -12,19 +12,13 @@ outputs rounded to 8 bits. Columns:
 """
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ..errors import ImageError
-from ..io.images import list_photos, read_image
-from ..ops.metrics import psnr_ssim_y, rgb_to_y, to_uint8
-from ..ops.resize import bicubic_downsample, bicubic_upsample, mod_crop
+from ..ops.metrics import rgb_to_y
 from ..ops.wavelets import haar_wavedec2
-from .stats import paired_bootstrap
+from .evaluate import Sample, bicubic, evaluate, skipped_note, summarize_records
+from .stats import ci_text
 
 __all__ = ["hf_error", "no_reference_metrics", "evaluate_models", "summarize", "markdown"]
 
@@ -47,7 +41,7 @@ def hf_error(sr: np.ndarray, hr: np.ndarray, levels: int = 3, crop: int = 4) -> 
 def no_reference_metrics(device="cpu") -> tuple[dict, str]:
     """``({"CLIPIQA": metric, "MUSIQ": metric}, "")`` from pyiqa, or ``({}, why they are skipped)``."""
     try:
-        import pyiqa
+        import pyiqa  # optional: CLIPIQA and MUSIQ (pip install pyiqa)
     except ImportError:
         return {}, "CLIPIQA and MUSIQ skipped: pyiqa is not installed (pip install pyiqa, online)"
     try:
@@ -57,77 +51,51 @@ def no_reference_metrics(device="cpu") -> tuple[dict, str]:
         return {}, f"CLIPIQA and MUSIQ skipped: their weights could not be loaded ({type(e).__name__}: {str(e)[:120]})"
 
 
-@torch.no_grad()
 def evaluate_models(folder, models: dict, distance, nr_metrics: dict | None = None, scale: int = 4, seed: int = 0,
                     limit: int | None = None, progress: bool = True) -> list[dict]:
-    """Per-image records ``{"name", "values": {method: {key: float}}, "seconds": {method: s}}`` for
-    bicubic and every ``models[name]`` (a :class:`~hdm.diffusion.sampler.DiffusionSR`)."""
-    records = []
+    """Per-image records ``{"name", "size", "values": {method: {key: float}}, "seconds": {method: s}}`` for
+    bicubic and every ``models[name]`` (a :class:`~hdm.diffusion.sampler.DiffusionSR`, sampling with
+    ``seed``), in a :class:`~hdm.bench.evaluate.Records` (``.skipped`` lists the unreadable files).
+
+    Keys: ``psnr``, ``ssim``, ``perceptual`` (``distance(sr, hr)`` on ``(1, 3, H, W)`` in [0, 1], run
+    where the models are), ``hf_error`` and one per ``nr_metrics[key](sr)``."""
     # the distance (LPIPS) lives where the models do
     dev = next(next(iter(models.values())).model.parameters()).device if models else torch.device("cpu")
-    for path in tqdm(list_photos(folder)[:limit], desc=f"eval-diffusion {Path(folder).name}", disable=not progress):
-        try:
-            hr = mod_crop(read_image(path).rgb, 2 * scale)
-        except ImageError as e:
-            print(f"skipped {path.name}: {e}")
-            continue
-        hr_t = torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None]
-        lr = (bicubic_downsample(hr_t, scale) * 255).round() / 255
-        outputs, seconds = {}, {}
-        t0 = time.perf_counter()
-        outputs["bicubic"] = bicubic_upsample(lr, scale)
-        seconds["bicubic"] = time.perf_counter() - t0
-        for name, sampler in models.items():
-            device = next(sampler.model.parameters()).device
-            t0 = time.perf_counter()
-            outputs[name] = sampler(lr.to(device), seed=seed).cpu()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds[name] = time.perf_counter() - t0
-        hr_u8 = to_uint8(hr)
-        values = {}
-        for name, sr_t in outputs.items():
-            sr_u8 = to_uint8(sr_t[0].permute(1, 2, 0).numpy())
-            p, s = psnr_ssim_y(sr_u8, hr_u8, crop=scale)
-            q = torch.from_numpy(sr_u8).permute(2, 0, 1)[None].float() / 255
-            values[name] = {"psnr": p, "ssim": s, "perceptual": float(distance(q.to(dev), hr_t.float().to(dev))),
-                            "hf_error": hf_error(sr_u8, hr_u8, crop=scale)}
-            for key, metric in (nr_metrics or {}).items():
-                values[name][key] = float(metric(q))
-        records.append({"name": path.name, "size": list(hr.shape[:2]), "values": values, "seconds": seconds})
-    if not records:
-        raise ValueError(f"no image of {folder} could be evaluated")
-    return records
+
+    def sample_with(sampler):
+        device = next(sampler.model.parameters()).device
+        return lambda sample: sampler(sample.lr_t.to(device), seed=seed).cpu()
+
+    def score(sr_u8: np.ndarray, sample: Sample) -> dict:
+        q = torch.from_numpy(sr_u8).permute(2, 0, 1)[None].float() / 255
+        values = {"perceptual": float(distance(q.to(dev), sample.hr_t.float().to(dev))),
+                  "hf_error": hf_error(sr_u8, sample.hr_u8, crop=sample.scale)}
+        for key, metric in (nr_metrics or {}).items():
+            values[key] = float(metric(q))
+        return values
+
+    methods = {"bicubic": bicubic, **{name: sample_with(sampler) for name, sampler in models.items()}}
+    return evaluate(folder, methods, [score], scale=scale, crop_multiple=2 * scale, limit=limit, progress=progress,
+                    desc="eval-diffusion")
 
 
 def summarize(records: list[dict], evaluations: dict, pairs: list[tuple[str, str]], n_boot: int = 2000) -> dict:
-    """Means per method and key; paired-bootstrap differences for each ``(with, without)`` pair."""
+    """Means per method and key, with each method's network ``evaluations`` per image; paired-bootstrap
+    differences for each ``(with, without)`` pair; the files skipped as unreadable."""
     methods = list(records[0]["values"])
-    keys = list(records[0]["values"][methods[0]])
-    out = {"n": len(records), "methods": {}, "comparisons": {}}
+    out = summarize_records(records, methods, list(records[0]["values"][methods[0]]), pairs, n_boot=n_boot)
     for m in methods:
-        out["methods"][m] = {k: float(np.mean([r["values"][m][k] for r in records])) for k in keys}
-        out["methods"][m]["seconds_per_image"] = float(np.mean([r["seconds"][m] for r in records]))
         out["methods"][m]["evaluations"] = evaluations.get(m, 0)
-    for a, b in pairs:
-        if a in methods and b in methods:
-            out["comparisons"][f"{a} - {b}"] = {
-                k: vars(paired_bootstrap([r["values"][a][k] for r in records], [r["values"][b][k] for r in records],
-                                         n_boot=n_boot)) for k in keys}
     return out
 
 
-def _ci(r: dict) -> str:
-    """A paired-bootstrap result as ``+diff [+lo, +hi]``."""
-    return f"{r['diff']:+.4f} [{r['diff_lo']:+.4f}, {r['diff_hi']:+.4f}]"
-
-
-def _ahead(label: str, r: dict, note: str = "") -> str:
-    """A goals row: is the first arm ahead (lower is better: the whole CI below 0)?"""
-    return f"| {label} | {_ci(r)} | {'yes' if r['diff_hi'] < 0 else 'no'}{note} |"
+def _ahead(label: str, r: dict | None, note: str = "") -> list[str]:
+    """A goals row, none without a comparison: is the first arm ahead (lower is better: the whole CI below 0)?"""
+    return [f"| {label} | {ci_text(r, 4)} | {'yes' if r['diff_hi'] < 0 else 'no'}{note} |"] if r else []
 
 
 def markdown(summary: dict, header: list[str], notes: list[str], distance_name: str) -> str:
+    """The results file: header, notes, the method table, the paired differences and the goals."""
     methods = summary["methods"]
     keys = [k for k in next(iter(methods.values())) if k not in ("seconds_per_image", "evaluations")]
     title = {"psnr": "PSNR (dB) ↑", "ssim": "SSIM ↑", "perceptual": f"{distance_name} ↓", "hf_error": "HF error ↓",
@@ -138,17 +106,14 @@ def markdown(summary: dict, header: list[str], notes: list[str], distance_name: 
     for m, v in methods.items():
         lines.append(f"| {m} | " + " | ".join(f"{v[k]:.4f}" if k != "psnr" else f"{v[k]:.2f}" for k in keys)
                      + f" | {v['evaluations']} | {v['seconds_per_image']:.3f} |")
+    lines += skipped_note(summary.get("skipped", []))
     if summary["comparisons"]:
         lines += ["", "## Paired differences (mean, 95 % paired-bootstrap CI; `*` excludes 0)", "",
                   "`+HF`: trained with the high-frequency error-map loss; `+GT`: the control, a student with a plain "
                   "ground-truth MSE term instead (hdm.diffusion.train).", "",
                   "| comparison | " + " | ".join(title.get(k, k) for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for c, comp in summary["comparisons"].items():
-            cells = []
-            for k in keys:
-                r = comp[k]
-                star = "*" if (r["diff_lo"] > 0 or r["diff_hi"] < 0) else ""
-                cells.append(_ci(r) + star)
+            cells = [ci_text(comp[k], 4, star=True) if k in comp else "-" for k in keys]
             lines.append(f"| {c} | " + " | ".join(cells) + " |")
     goals = []
     for suffix in ("", "+HF"):
@@ -163,13 +128,14 @@ def markdown(summary: dict, header: list[str], notes: list[str], distance_name: 
     for name in ("teacher", "student"):
         c = summary["comparisons"].get(f"{name}+HF - {name}")
         if c:
-            goals.append(_ahead(f"{name} with the HF loss ahead on HF error", c["hf_error"]))
-            goals.append(_ahead(f"{name} with the HF loss ahead on {distance_name}", c["perceptual"]))
-            goals.append(f"| {name}: PSNR cost of the HF loss (reported) | {c['psnr']['diff']:+.3f} dB | - |")
+            goals += _ahead(f"{name} with the HF loss ahead on HF error", c.get("hf_error"))
+            goals += _ahead(f"{name} with the HF loss ahead on {distance_name}", c.get("perceptual"))
+            if "psnr" in c:
+                goals.append(f"| {name}: PSNR cost of the HF loss (reported) | {c['psnr']['diff']:+.3f} dB | - |")
     c = summary["comparisons"].get("student+HF - student+GT")
     if c:  # not a goal of the issue: does the HF loss beat plain ground-truth supervision?
         for key, label in (("hf_error", "HF error"), ("perceptual", distance_name)):
-            goals.append(_ahead(f"control: student+HF ahead of student+GT on {label}", c[key], " (not a goal)"))
+            goals += _ahead(f"control: student+HF ahead of student+GT on {label}", c.get(key), " (not a goal)")
     if goals:
         lines += ["", "## Goals", "", "| goal | measured | met |", "|---|---|---|", *goals]
     return "\n".join(lines) + "\n"

@@ -1,11 +1,12 @@
-"""Paired bootstrap confidence intervals for comparing two methods on the same images."""
+"""Paired bootstrap confidence intervals for comparing two methods on the same images, and how a results
+file writes one."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairedComparison", "paired_bootstrap"]
+__all__ = ["PairedComparison", "paired_bootstrap", "ci_text"]
 
 
 @dataclass
@@ -48,4 +49,12 @@ def paired_bootstrap(a, b, n_boot: int = 2000, level: float = 0.95, seed: int = 
     with np.errstate(divide="ignore", invalid="ignore"):
         r_lo, r_hi = np.percentile(ma / mb, q)
         ratio = a.mean() / b.mean()
-    return PairedComparison(float(a.mean() - b.mean()), float(d_lo), float(d_hi), float(ratio), float(r_lo), float(r_hi), len(a))
+    return PairedComparison(float(a.mean() - b.mean()), float(d_lo), float(d_hi), float(ratio), float(r_lo),
+                            float(r_hi), len(a))
+
+
+def ci_text(r: dict, digits: int = 3, star: bool = False) -> str:
+    """A paired comparison (:class:`PairedComparison`'s fields as a dict) as ``+diff [+lo, +hi]``, with
+    ``*`` when ``star`` and the interval excludes zero."""
+    mark = "*" if star and (r["diff_lo"] > 0 or r["diff_hi"] < 0) else ""
+    return f"{r['diff']:+.{digits}f} [{r['diff_lo']:+.{digits}f}, {r['diff_hi']:+.{digits}f}]{mark}"

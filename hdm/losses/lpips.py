@@ -3,7 +3,7 @@
 The ``lpips`` package ships its learned linear layers, but its VGG16 backbone comes from torchvision's
 ImageNet weights, which cannot be downloaded here. :func:`load_lpips` builds the package's model with
 an untrained backbone and loads torchvision's VGG16 weights itself (from the torch hub cache, else by
-download), so offline it fails with :class:`~hdm.models.WeightsUnavailable` saying which file to
+download), so offline it fails with :class:`~hdm.errors.WeightsUnavailable` saying which file to
 place where, instead of silently running with random features.
 
 :func:`perceptual_distance` is what the HF error-map loss and the evaluation use: ``"lpips"``,
@@ -19,6 +19,10 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from ..errors import WeightsUnavailable
+from ..io.weights import torchvision_state_dict
+from .haarpsi import haarpsi_distance
+
 __all__ = ["load_lpips", "perceptual_distance", "LPIPS_NAME", "HAARPSI_NAME"]
 
 LPIPS_NAME = "LPIPS (VGG16, lpips 0.1 linear layers)"
@@ -32,10 +36,13 @@ def _vgg16_weights():
 def load_lpips(device="cpu") -> nn.Module:
     """The ``lpips`` package's VGG16 LPIPS with torchvision's ImageNet backbone, frozen, eval mode.
 
-    Call it as ``model(a, b, normalize=True)`` on images in [0, 1] -> ``(B, 1, 1, 1)`` distances."""
-    import lpips
-
-    from ..io.weights import torchvision_state_dict
+    Call it as ``model(a, b, normalize=True)`` on images in [0, 1] -> ``(B, 1, 1, 1)`` distances.
+    Raises :class:`WeightsUnavailable` when the ``lpips`` package or the VGG16 weights are missing."""
+    try:
+        import lpips  # optional: the [train] extra
+    except ImportError as e:
+        raise WeightsUnavailable(f"LPIPS needs the lpips package ({e}): pip install lpips, "
+                                 "or use the HaarPSI stand-in") from e
 
     state = torchvision_state_dict(_vgg16_weights(), "VGG16 ImageNet weights for LPIPS", "use the HaarPSI stand-in")
     model = lpips.LPIPS(net="vgg", pnet_rand=True, verbose=False)
@@ -56,9 +63,6 @@ def load_lpips(device="cpu") -> nn.Module:
 
 def perceptual_distance(kind: str = "auto", device="cpu") -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], str]:
     """``(distance(a, b) -> scalar mean over the batch, name)`` for images in [0, 1]."""
-    from ..errors import WeightsUnavailable
-    from .haarpsi import haarpsi_distance
-
     if kind not in ("auto", "lpips", "haarpsi"):
         raise ValueError(f"kind must be 'auto', 'lpips' or 'haarpsi', got {kind!r}")
     if kind in ("auto", "lpips"):

@@ -1,0 +1,229 @@
+"""The one evaluation loop of the SR and diffusion benchmarks (hdm.bench.evaluate), their summaries and
+Markdown, and the perceptual distance offline."""
+from __future__ import annotations
+
+import math
+import time
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+from skimage import data as skdata
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from hdm.bench import diffusion as bench_diffusion
+from hdm.bench import sr as bench_sr
+from hdm.bench.evaluate import Records, bicubic, evaluate, method_means, paired_differences, summarize_records
+from hdm.bench.stats import ci_text, paired_bootstrap
+from hdm.errors import HDMError, ImageError, WeightsUnavailable
+from hdm.losses import lpips as L
+from hdm.ops.resize import bicubic_upsample
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Two photos (100 x 70 and 64 x 64 px) and a text file named like a photo."""
+    Image.fromarray(skdata.coffee()[:100, 200:270]).save(tmp_path / "a_coffee.png")
+    Image.fromarray(skdata.chelsea()[:64, 100:164]).save(tmp_path / "b_chelsea.png")
+    (tmp_path / "c_broken.png").write_text("not an image")
+    return tmp_path
+
+
+def y_channel(image_u8: np.ndarray, crop: int) -> np.ndarray:
+    """BT.601 luma on [16, 235], written out here as the reference."""
+    rgb = image_u8.astype(np.float64) / 255
+    y = 16 + 65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]
+    return y[crop:-crop, crop:-crop]
+
+
+def test_evaluate_reads_degrades_scores_and_records_the_unreadable_file(folder, capsys):
+    seen = {}
+
+    def keep(sample):
+        seen[sample.path.name] = sample
+        return sample.hr  # the HR image itself: the scores of a perfect method
+
+    records = evaluate(folder, {"bicubic": bicubic, "perfect": keep}, scale=4, progress=False)
+    assert isinstance(records, Records) and [r["name"] for r in records] == ["a_coffee.png", "b_chelsea.png"]
+    assert records[0]["size"] == [100, 68] and records[1]["size"] == [64, 64]  # mod-cropped to multiples of 4
+    assert [s["name"] for s in records.skipped] == ["c_broken.png"] and records.skipped[0]["reason"]
+    assert "skipped c_broken.png" in capsys.readouterr().err
+    for r in records:
+        s = seen[r["name"]]
+        hr_u8 = (np.asarray(Image.open(folder / r["name"]).convert("RGB"))[:r["size"][0], :r["size"][1]])
+        np.testing.assert_array_equal(s.hr_u8, hr_u8)
+        # LR: antialiased bicubic x1/4 on 8-bit levels; Pillow's BICUBIC (an independent implementation of
+        # the same kernel, in integer arithmetic) agrees to one level
+        pil = np.asarray(Image.fromarray(hr_u8).resize((hr_u8.shape[1] // 4, hr_u8.shape[0] // 4), Image.BICUBIC))
+        assert s.lr_u8.shape == pil.shape and np.abs(s.lr_u8.astype(int) - pil).max() <= 1
+        np.testing.assert_array_equal(s.lr_t[0].permute(1, 2, 0).numpy() * 255, s.lr_u8)
+        up = np.clip(np.rint(bicubic_upsample(torch.from_numpy(s.lr_u8 / 255.0).permute(2, 0, 1), 4).permute(1, 2, 0)
+                             .numpy() * 255), 0, 255).astype(np.uint8)
+        ya, yb = y_channel(up, 4), y_channel(hr_u8, 4)
+        assert r["values"]["bicubic"]["psnr"] == pytest.approx(peak_signal_noise_ratio(yb, ya, data_range=255), abs=1e-9)
+        assert r["values"]["bicubic"]["ssim"] == pytest.approx(structural_similarity(
+            yb, ya, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255), abs=1e-9)
+        assert 15 < r["values"]["bicubic"]["psnr"] < 45 and math.isinf(r["values"]["perfect"]["psnr"])
+        assert r["values"]["perfect"]["ssim"] == pytest.approx(1)
+        assert set(r["seconds"]) == {"bicubic", "perfect"}
+
+
+def test_outputs_as_arrays_or_tensors_score_alike_and_crop_multiple_applies(folder):
+    as_tensor = lambda s: torch.from_numpy(bicubic(s)).permute(2, 0, 1)[None]  # noqa: E731 (the diffusion form)
+    records = evaluate(folder, {"array": bicubic, "tensor": as_tensor}, scale=4, crop_multiple=8, limit=2,
+                       progress=False)
+    assert [r["size"] for r in records] == [[96, 64], [64, 64]] and records.skipped == []
+    for r in records:
+        assert r["values"]["array"] == r["values"]["tensor"]
+
+
+def test_prepare_scorers_and_reused_time(folder):
+    def prepare(sample):
+        time.sleep(0.03)
+        sample.context["mean"] = float(sample.hr.mean())
+        sample.info["tag"] = sample.path.stem
+
+    def slow(sample):
+        time.sleep(0.05)
+        return bicubic(sample)
+
+    def reuser(sample):
+        return sample.outputs["slow"]  # an earlier method's output
+
+    def brightness(sr_u8, sample):
+        return {"mean_gap": float(sr_u8.mean() / 255 - sample.context["mean"])}
+
+    records = evaluate(folder, {"slow": slow, "reuser": reuser}, [brightness], prepare=prepare,
+                       reuses={"reuser": ("slow", "prepare")}, limit=1, progress=False)
+    (r,) = records
+    assert list(r) == ["name", "size", "tag", "values", "seconds"] and r["tag"] == "a_coffee"
+    assert list(r["values"]["slow"]) == ["psnr", "ssim", "mean_gap"]
+    assert r["values"]["slow"] == r["values"]["reuser"] and abs(r["values"]["slow"]["mean_gap"]) < 0.01
+    assert r["seconds"]["slow"] >= 0.05 and r["seconds"]["reuser"] >= r["seconds"]["slow"] + 0.03
+
+
+def test_a_folder_without_a_readable_photo_is_a_clear_error(tmp_path):
+    (tmp_path / "x.png").write_text("text")
+    (tmp_path / "y.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(ImageError, match=r"no image of .* could be evaluated; unreadable: x\.png .*; y\.jpg") as e:
+        evaluate(tmp_path, {"bicubic": bicubic}, progress=False)
+    assert isinstance(e.value, HDMError)
+
+
+def records_of(values: dict[str, list[float]], key: str = "psnr") -> list[dict]:
+    n = len(next(iter(values.values())))
+    return [{"values": {m: {key: v[i]} for m, v in values.items()}, "seconds": {m: 0.5 for m in values}}
+            for i in range(n)]
+
+
+def test_summaries_drop_undefined_values_and_agree_with_the_bootstrap():
+    a, b = [30.0, math.nan, 32.0, 31.0], [29.0, 28.0, math.nan, 30.5]
+    records = records_of({"a": a, "b": b})
+    assert method_means(records, "a", ["psnr"]) == {"psnr": pytest.approx(31.0), "seconds_per_image": 0.5}
+    assert math.isnan(method_means(records_of({"a": [math.nan, math.nan]}), "a", ["psnr"])["psnr"])
+    diff = paired_differences(records, "a", "b", ["psnr"], n_boot=300)
+    assert diff["psnr"] == vars(paired_bootstrap([30.0, 31.0], [29.0, 30.5], n_boot=300))
+    assert diff["psnr"]["n"] == 2 and diff["psnr"]["diff"] == pytest.approx(0.75)
+    # fewer than 2 complete pairs: no interval, no error
+    assert paired_differences(records_of({"a": [1.0, math.nan], "b": [2.0, 3.0]}), "a", "b", ["psnr"]) == {}
+    summary = summarize_records(Records(records, [{"name": "bad.png", "reason": "why"}]), ["a", "b"], ["psnr"],
+                                [("a", "b"), ("a", "missing")], n_boot=300)
+    assert summary["n"] == 4 and summary["skipped"] == [{"name": "bad.png", "reason": "why"}]
+    assert list(summary["comparisons"]) == ["a - b"] and summary["comparisons"]["a - b"] == diff
+
+
+def test_ci_text():
+    r = {"diff": 0.5, "diff_lo": 0.1, "diff_hi": 0.9}
+    assert ci_text(r) == "+0.500 [+0.100, +0.900]" and ci_text(r, 4, star=True) == "+0.5000 [+0.1000, +0.9000]*"
+    assert ci_text({"diff": -0.1, "diff_lo": -0.3, "diff_hi": 0.2}, 2, star=True) == "-0.10 [-0.30, +0.20]"
+
+
+class BicubicModel(nn.Module):
+    """An x4 'generator' that is bicubic upsampling (one unused parameter, for the device)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        return bicubic_upsample(x, 4)
+
+
+def test_sr_benchmark_face_regions_fusion_time_and_skipped_note(folder):
+    model = BicubicModel()
+    boxes = {"a_coffee.png": np.zeros((0, 5)), "b_chelsea.png": np.array([[2.0, 3.0, 10.0, 12.0, 0.99]])}
+    detector = lambda img: boxes["b_chelsea.png"] if img.shape[:2] == (16, 16) else boxes["a_coffee.png"]  # noqa: E731
+    records = bench_sr.evaluate_folder(folder, model, model, detector, progress=False)
+    coffee, chelsea = records
+    assert coffee["faces"] == 0 and chelsea["faces"] == 1 and records.skipped[0]["name"] == "c_broken.png"
+    for r in records:  # every method is bicubic here: one set of figures (to the last bits, which follow the
+        for m in ("general", "face", "fusion"):  # memory layout of the output through the luma's matrix product)
+            assert r["values"][m] == pytest.approx(r["values"]["bicubic"], rel=1e-12, nan_ok=True)
+        assert r["seconds"]["fusion"] >= r["seconds"]["general"]
+    assert math.isnan(coffee["values"]["general"]["face_psnr"])
+    assert coffee["values"]["general"]["out_psnr"] == pytest.approx(coffee["values"]["general"]["psnr"])
+    v = chelsea["values"]["bicubic"]
+    assert v["face_psnr"] != v["out_psnr"] and not math.isnan(v["face_psnr"])
+    summary = bench_sr.summarize({"faces": records}, n_boot=100)
+    assert summary["faces"]["n"] == 2 and summary["faces"]["faces"] == 1 and summary["faces"]["images_with_faces"] == 1
+    assert summary["faces"]["skipped"] == records.skipped
+    assert "face_psnr" not in summary["faces"]["comparisons"]["fusion - general"]  # one image with a face
+    text = bench_sr.markdown(summary, ["# t", ""], ["a note"])
+    assert "Skipped as unreadable (not in the figures): `faces/c_broken.png` (" in text
+    summary["faces"]["skipped"] = []
+    assert "Skipped" not in bench_sr.markdown(summary, ["# t", ""], ["a note"])
+
+
+class BicubicSampler:
+    """A stand-in for DiffusionSR: bicubic x4, counting the seeds it is given."""
+
+    def __init__(self):
+        self.model, self.seeds = BicubicModel(), []
+
+    def __call__(self, lr, seed=0):
+        self.seeds.append(seed)
+        return bicubic_upsample(lr, 4)
+
+
+def test_diffusion_benchmark_scores_and_summarises_even_one_image(folder):
+    sampler = BicubicSampler()
+    mad = lambda a, b: (a - b).abs().mean()  # noqa: E731
+    nr = {"BRIGHTNESS": lambda q: q.mean()}
+    records = bench_diffusion.evaluate_models(folder, {"student": sampler}, mad, nr, seed=7, progress=False)
+    assert sampler.seeds == [7, 7] and [r["size"] for r in records] == [[96, 64], [64, 64]]
+    for r in records:
+        assert list(r["values"]["student"]) == ["psnr", "ssim", "perceptual", "hf_error", "BRIGHTNESS"]
+        assert r["values"]["student"] == r["values"]["bicubic"]
+        assert 0 < r["values"]["bicubic"]["perceptual"] < 0.2 and 0 < r["values"]["bicubic"]["hf_error"] < 1.5
+    summary = bench_diffusion.summarize(records, {"student": 1}, [("student", "bicubic")], n_boot=100)
+    assert summary["methods"]["student"]["evaluations"] == 1 and summary["methods"]["bicubic"]["evaluations"] == 0
+    assert summary["skipped"][0]["name"] == "c_broken.png"
+    text = bench_diffusion.markdown(summary, ["# t", ""], [], "MAD")
+    assert "| student - bicubic | +0.0000 [+0.0000, +0.0000] |" in text and "`c_broken.png`" in text
+    # one image: no interval can be drawn, the table says so instead of failing
+    one = bench_diffusion.summarize(records[:1], {"student": 1}, [("student", "bicubic")], n_boot=100)
+    assert one["comparisons"] == {"student - bicubic": {}}
+    assert "| student - bicubic | - | - | - | - | - |" in bench_diffusion.markdown(one, ["# t", ""], [], "MAD")
+
+
+def test_lpips_offline_is_weights_unavailable(monkeypatch, tmp_path, capsys):
+    """Offline with an empty torch hub cache, the evaluation's perceptual distance ends in
+    WeightsUnavailable naming the file to place and where; "auto" falls back to the named stand-in."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "urlopen", offline)
+    with pytest.raises(WeightsUnavailable, match=r"vgg16-397923af\.pth.*" + str(tmp_path)) as e:
+        L.perceptual_distance("lpips")
+    assert isinstance(e.value, HDMError)
+    assert L.perceptual_distance("auto")[1] == L.HAARPSI_NAME and "stand-in" in capsys.readouterr().err
+    # without the lpips package (an install without the training extra): the same error kind
+    monkeypatch.setitem(__import__("sys").modules, "lpips", None)
+    with pytest.raises(WeightsUnavailable, match="lpips package"):
+        L.perceptual_distance("lpips")
+    assert L.perceptual_distance("auto")[1] == L.HAARPSI_NAME
