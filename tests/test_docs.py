@@ -15,7 +15,7 @@ import pytest
 from hdm.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "weights" / "README.md"]
+DOCS = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "weights" / "README.md", ROOT / "README.md"]
 
 PY_PATH = re.compile(r"(?<![\w./-])((?:[\w-]+/)+[\w-]+\.py)\b")  # hdm/ops/wavelets.py, scripts/x.py (not ../x.py)
 PACKAGE_DIR = re.compile(r"(?<![\w./-])(hdm/(?:\w+/)+)")  # hdm/cam/
