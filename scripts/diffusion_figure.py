@@ -5,7 +5,7 @@
 Each row: one crop of a scikit-image photo (public domain, never trained on), degraded x4 as in the
 evaluation (antialiased bicubic, 8 bits), then bicubic, the 15-step teachers and the one-step
 students without and with the high-frequency error-map loss, and the HR crop, each titled with its
-PSNR (Y, 4-px border; hdm.sr.metrics) and HF error (hdm.diffusion.evaluate.hf_error). Uses the
+PSNR (Y, 4-px border; hdm.ops.metrics) and HF error (hdm.bench.diffusion.hf_error). Uses the
 library only; the figure shows what docs/results/diffusion.md measures on ../shared/data/eval.
 """
 from __future__ import annotations

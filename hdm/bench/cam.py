@@ -1,4 +1,4 @@
-"""The CAM benchmark: every method on :mod:`hdm.shapes` images, scored against the true masks.
+"""The CAM benchmark: every method on :mod:`hdm.bench.shapes` images, scored against the true masks.
 
 ``hdm eval-cam`` runs :func:`evaluate` and writes ``docs/results/cam.md`` with
 :func:`markdown` (and JSON with :func:`summarize`). Methods are callables

@@ -75,7 +75,7 @@ def speed_markdown(results: dict, size: int, repeats: int) -> str:
         for name, sec in row.items():
             vs_ref = f"{sec / row[ref]:.2f}" if ref in row else "n/a"
             lines.append(f"| {batch} | {name} | {sec:.3f} | {sec / row[base]:.2f} | {vs_ref} |")
-    lines += ["", "Goals (issue 2): HDM-CAM (default mode) <= 1.3x hdm Grad-CAM++, and no slower than the grad-cam "
+    lines += ["", "Goals: HDM-CAM (default mode) <= 1.3x hdm Grad-CAM++, and no slower than the grad-cam "
               "package's multi-layer GradCAMPlusPlus.", ""]
     return "\n".join(lines)
 

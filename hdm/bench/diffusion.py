@@ -110,7 +110,7 @@ def markdown(summary: dict, header: list[str], notes: list[str], distance_name: 
     if summary["comparisons"]:
         lines += ["", "## Paired differences (mean, 95 % paired-bootstrap CI; `*` excludes 0)", "",
                   "`+HF`: trained with the high-frequency error-map loss; `+GT`: the control, a student with a plain "
-                  "ground-truth MSE term instead (hdm.diffusion.train).", "",
+                  "ground-truth MSE term instead (hdm.training.diffusion).", "",
                   "| comparison | " + " | ".join(title.get(k, k) for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for c, comp in summary["comparisons"].items():
             cells = [ci_text(comp[k], 4, star=True) if k in comp else "-" for k in keys]

@@ -279,7 +279,7 @@ def render_sample(seed: int, index: int, backgrounds: BackgroundBank | None = No
 
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32, ImageNet-normalised (as :func:`hdm.images.to_model_input`)."""
+    """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32, ImageNet-normalised (as :func:`hdm.io.images.to_model_input`)."""
     x = torch.from_numpy(image).permute(2, 0, 1).float() / 255
     return (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
 

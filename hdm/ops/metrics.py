@@ -107,7 +107,7 @@ def region_psnr_ssim_y(sr: np.ndarray, hr: np.ndarray, region: np.ndarray, crop:
 
 def psnr_tensor(sr: torch.Tensor, hr: torch.Tensor, crop: int = 0) -> torch.Tensor:
     """Per-image RGB PSNR (dB) of ``(B, 3, H, W)`` tensors in [0, 1] (a training monitor; the
-    reported figures use :func:`hdm.sr.metrics.psnr_ssim_y`)."""
+    reported figures use :func:`psnr_ssim_y`)."""
     if crop:
         sr, hr = sr[..., crop:-crop, crop:-crop], hr[..., crop:-crop, crop:-crop]
     mse = ((sr.clamp(0, 1) - hr) ** 2).flatten(1).mean(1).clamp_min(1e-12)
