@@ -44,6 +44,33 @@ def test_teacher_with_the_hf_loss_resumes_exactly(hr_folder, tmp_path):
     assert sr.shape == (1, 3, 64, 80) and 0 <= sr.min() and sr.max() <= 1
 
 
+def test_student_with_both_terms_resumes_exactly(hr_folder, tmp_path):
+    """A student run with the HF and ground-truth terms, stopped and resumed, ends bit for bit where an
+    uninterrupted one does: weights, average, optimiser state and log."""
+    from hdm.diffusion.denoiser import Denoiser
+    from hdm.diffusion.loading import export_diffusion
+    from hdm.diffusion.schedule import ResShiftSchedule
+
+    torch.manual_seed(3)
+    export_diffusion(Denoiser(width=8, blocks=1), ResShiftSchedule.resshift(4), tmp_path / "t.safetensors", "teacher",
+                     {})
+    cfg = dict(stage="student", teacher=str(tmp_path / "t.safetensors"), hf_weight=1.0, perceptual="haarpsi",
+               gt_weight=2.0, ckpt_every=2)
+    train(tiny(hr_folder, tmp_path / "a", **cfg), progress=False)
+    assert train(tiny(hr_folder, tmp_path / "b", stop_at=1, **cfg), progress=False)[0] == {"stopped_at": 1}
+    train(tiny(hr_folder, tmp_path / "b", **cfg), progress=False)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    for part in ("model", "ema"):
+        for k in a[part]:
+            torch.testing.assert_close(a[part][k], b[part][k], rtol=0, atol=0, msg=f"{part}.{k}")
+    for i, state in a["opt"]["state"].items():
+        for k in state:
+            torch.testing.assert_close(state[k], b["opt"]["state"][i][k], rtol=0, atol=0, msg=f"opt.{i}.{k}")
+    log_a, log_b = ((tmp_path / run / "log.jsonl").read_text() for run in ("a", "b"))
+    assert log_a == log_b and all({"distill", "gt", "hf"} <= set(json.loads(line)) for line in log_a.splitlines())
+
+
 def test_student_distils_the_teacher_in_one_step(hr_folder, tmp_path):
     from hdm.diffusion.denoiser import Denoiser
     from hdm.diffusion.loading import export_diffusion

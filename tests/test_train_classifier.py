@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from hdm.training.classifier import _segment, lr_at, train
+from hdm.training.classifier import _segment, train
+from hdm.training.loop import cosine_lr
 
 TINY = dict(steps=4, batch_size=2, size=32, warm_steps=1, warm_size=16, curriculum_steps=2, eval_every=2,
             val_n=2, final_val_n=4, progress=False)
@@ -29,9 +30,10 @@ def test_resumed_training_equals_uninterrupted(tmp_path):
 
 
 def test_learning_rate_schedule():
-    assert lr_at(0, 100, 1.0, 10) == 0.1 and lr_at(9, 100, 1.0, 10) == 1.0
-    assert lr_at(10, 100, 1.0, 10) == 1.0 and abs(lr_at(55, 100, 1.0, 10) - 0.5) < 1e-12
-    assert lr_at(100, 100, 1.0, 10) == 0.0
+    """The classifier's schedule is the shared one."""
+    assert cosine_lr(0, 100, 1.0, 10) == 0.1 and cosine_lr(9, 100, 1.0, 10) == 1.0
+    assert cosine_lr(10, 100, 1.0, 10) == 1.0 and abs(cosine_lr(55, 100, 1.0, 10) - 0.5) < 1e-12
+    assert cosine_lr(100, 100, 1.0, 10) == 0.0
 
 
 @pytest.mark.parametrize("bf16", [False, True])

@@ -1,23 +1,34 @@
-"""Model cards of the SR generators, written from the files themselves: the training record stored
-in the safetensors metadata (data, command, steps, time, stand-ins) and the figures of an ``eval-sr``
-JSON file (``docs/results/sr.json``), plus the sha256 of the weights."""
+"""Model cards of the SR generators and diffusion models, written from the files themselves: the
+training record stored in the safetensors metadata (data, command, steps, time, stand-ins, skipped
+files) and the figures of an ``eval-sr``/``eval-diffusion`` JSON file (``docs/results/``), plus the
+sha256 of the weights."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from ..diffusion.loading import diffusion_metadata
 from ..io.cards import run_summary, write_model_card
 from ..io.images import split_folders
 from ..io.weights import count_parameters, safetensors_metadata
 from .data import face_resize_range
 
-__all__ = ["write_sr_card", "read_record"]
+__all__ = ["write_sr_card", "write_diffusion_card", "read_record", "skipped_lines"]
 
 
 def read_record(weights) -> tuple[dict, dict]:
     """``(architecture config, training record)`` from an exported generator's metadata."""
     meta = safetensors_metadata(weights)
     return json.loads(meta.get("config", "{}")), json.loads(meta.get("record", "{}"))
+
+
+def skipped_lines(record: dict) -> list[str]:
+    """The card's Data line naming the training files skipped as unreadable (none when nothing was skipped)."""
+    skipped = record.get("skipped_files") or []
+    if not skipped:
+        return []
+    return [f"- {len(skipped)} unreadable file{'s' if len(skipped) > 1 else ''} skipped: "
+            + ", ".join(f"`{p}`" for p in skipped)]
 
 
 def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
@@ -46,7 +57,8 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
                                                              if cfg.get("hr_downscale", 1) != 1 else "")
                      + f"; random {cfg.get('hr_size')}-px HR crops, dihedral flips")
     lines += ["- LR = antialiased bicubic x1/4 of the HR crop (hdm.sr.degradations)",
-              "- the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences"]
+              "- the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences",
+              *skipped_lines(record)]
     made_here = [f for f in split_folders(cfg.get("hr") or ".") if "runs" in f.parts]
     if made_here:
         lines.append(f"- {', '.join(f'`{f}`' for f in made_here)}: made by this project, not kept in the "
@@ -96,8 +108,6 @@ def _earlier_segments(init: dict | None) -> list[str]:
 
 
 def _metadata(weights) -> dict:
-    from ..diffusion.loading import diffusion_metadata
-
     meta = diffusion_metadata(weights)
     n_params = count_parameters(weights)
     return {"config": json.loads(meta.get("config", "{}")), "schedule": json.loads(meta.get("schedule", "{}")),
@@ -130,7 +140,8 @@ def write_diffusion_card(weights, results_json=None, method: str | None = None) 
                                                    if cfg.get("hr_downscale", 1) != 1 else "")
              + f"; random {cfg.get('hr_size')}-px HR crops, dihedral flips",
              "- LR = antialiased bicubic x1/4 of the HR crop, rounded to 8 bits (hdm.sr.degradations)",
-             "- the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences", "",
+             "- the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences",
+             *skipped_lines(record), "",
              "## Recipe", "",
              f"- command: `{record.get('command') or 'hdm train-diffusion ...'}`",
              f"- date: {run_summary(record)}",
@@ -148,7 +159,8 @@ def write_diffusion_card(weights, results_json=None, method: str | None = None) 
         keys = [k for k in next(iter(rows.values())) if k not in ("seconds_per_image", "evaluations")]
         lines += [f"From `{results}` (written by `hdm eval-diffusion`, {summary['n']} images; PSNR/SSIM "
                   "on Y with a 4-px border; the perceptual column is named in that file):", "",
-                  "| method | " + " | ".join(keys) + " | network evaluations | s/image |", "|---" * (len(keys) + 3) + "|"]
+                  "| method | " + " | ".join(keys) + " | network evaluations | s/image |",
+                  "|---" * (len(keys) + 3) + "|"]
         for m, v in rows.items():
             lines.append(f"| {m} | " + " | ".join(f"{v[k]:.4f}" for k in keys)
                          + f" | {v['evaluations']} | {v['seconds_per_image']:.3f} |")

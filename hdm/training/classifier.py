@@ -1,4 +1,4 @@
-"""Train the shapes ResNet-50 (:mod:`hdm.shapes`) from scratch: seeded, resumable, with tqdm progress.
+"""Train the shapes ResNet-50 (:mod:`hdm.bench.shapes`) from scratch: seeded, resumable, with tqdm progress.
 
 Recipe: torchvision ResNet-50 (architecture unchanged, ``num_classes=8``, ``zero_init_residual``),
 AdamW (lr 1e-3, weight decay 0.05 on weights only; or SGD with Nesterov momentum), linear warm-up
@@ -6,34 +6,42 @@ then cosine decay, label smoothing 0.1, channels-last. Two aids to get through t
 chance level that shape-only classes give a network trained from scratch (SGD at lr 0.05 and 0.02,
 and AdamW at 1e-3, all stayed at chance for 400-560 steps of 128 px images in our runs):
 
-- a curriculum: the images' ``difficulty`` (:func:`hdm.shapes.render_sample`) ramps linearly from 0
+- a curriculum: the images' ``difficulty`` (:func:`hdm.bench.shapes.render_sample`) ramps linearly from 0
   (large instances, no distractors, no textures) to 1 (the benchmark's distribution) over the first
   ``curriculum_steps`` steps;
-- progressive resizing: the first ``warm_steps`` steps use ``warm_size`` px images (4x cheaper at 64 px). Every step sees a fresh batch: step ``s`` draws samples
-``s * batch .. (s + 1) * batch - 1`` of the training split, so a resumed run sees exactly the data
-an uninterrupted one would. Held-out accuracy is measured on a split rendered on other photos.
+- progressive resizing: the first ``warm_steps`` steps use ``warm_size`` px images (4x cheaper at 64 px).
+
+Every step sees a fresh batch: step ``s`` draws samples ``s * batch .. (s + 1) * batch - 1`` of the
+training split, so a resumed run (:func:`hdm.training.loop.fit`, with :class:`ClassifierTask` as this
+model's part) sees exactly the data an uninterrupted one would. Held-out accuracy is measured on a
+split rendered on other photos.
 
 Files: ``<out>/last.pt`` (checkpoint, rewritten every ``ckpt_every`` steps), ``<out>/log.jsonl``
 (loss and accuracy), and ``export`` (fp16 safetensors whose metadata holds the class names and the
-training record, read back by :func:`hdm.models.load_shapes_resnet50`).
+training record, read back by :func:`hdm.cam.classifiers.load_shapes_resnet50`).
 """
 from __future__ import annotations
 
 import json
-import math
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import torchvision
+from safetensors.torch import save_file
 from tqdm import tqdm
 
 from ..bench.shapes import CLASSES, BackgroundBank, ShapesDataset
+from ..cam.classifiers import load_shapes_resnet50
 from ..io.cards import write_model_card as _write_card_file
+from ..io.weights import safetensors_metadata
+from .cards import skipped_lines
+from .loop import Env, Settings, Task, fit
 
-__all__ = ["train", "accuracy", "export_weights", "write_model_card", "precise_bn", "calibrate_bn"]
+__all__ = ["ClassifierTrainConfig", "ClassifierTask", "train", "accuracy", "export_weights", "write_model_card",
+           "precise_bn", "calibrate_bn"]
 
 #: Seed offset of the held-out split (any split seed differs from the training seed by this).
 VAL_SEED_OFFSET = 1000
@@ -41,13 +49,6 @@ VAL_SEED_OFFSET = 1000
 
 def make_model() -> torch.nn.Module:
     return torchvision.models.resnet50(num_classes=len(CLASSES), zero_init_residual=True)
-
-
-def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``steps``."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
 @torch.no_grad()
@@ -90,11 +91,6 @@ def calibrate_bn(weights, backgrounds, val_backgrounds, n: int = 2000, batch_siz
     """Precise BN on an exported model: ``n`` images of split :data:`PRECISE_BN_SEED` on ``backgrounds``
     (the training photos); held-out accuracy before and after; the weights and card are rewritten
     with the record's ``precise_bn`` entry. Returns that entry."""
-    import json
-
-    from ..cam.classifiers import load_shapes_resnet50
-    from ..io.weights import safetensors_metadata
-
     weights = Path(weights)
     record = json.loads(safetensors_metadata(weights).get("record", "{}"))
     if "precise_bn" in record:
@@ -119,8 +115,6 @@ def calibrate_bn(weights, backgrounds, val_backgrounds, n: int = 2000, batch_siz
 
 def export_weights(model, path, record: dict) -> Path:
     """Save ``model`` as fp16 safetensors; metadata: ``classes`` and ``record`` (JSON strings)."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()
@@ -131,16 +125,144 @@ def export_weights(model, path, record: dict) -> Path:
     return path
 
 
-def train(out_dir, backgrounds, val_backgrounds, *, steps: int = 3500, batch_size: int = 32, lr: float = 1e-3,
-          optimizer: str = "adamw", warmup: int = 200, weight_decay: float | None = None, seed: int = 0, size: int = 128, eval_every: int = 500,
-          val_n: int = 512, final_val_n: int = 2000, ckpt_every: int = 100, export=None, command: str = "",
-          curriculum_steps: int = 0, warm_steps: int = 0, warm_size: int = 64, stop_at: int | None = None,
-          augment: bool = False, bf16: bool = False, ema_decay: float = 0.0,
-          progress: bool = True) -> dict | None:
-    """Train (or resume from ``<out_dir>/last.pt``) and return the final record.
+@dataclass
+class ClassifierTrainConfig:
+    """The settings of :func:`train` (see there)."""
+
+    out_dir: str
+    backgrounds: str | None
+    val_backgrounds: str | None
+    steps: int = 3500
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    warmup: int = 200
+    weight_decay: float | None = None  # None: 0.05 for AdamW, 5e-5 for SGD
+    seed: int = 0
+    size: int = 128
+    eval_every: int = 500
+    val_n: int = 512
+    final_val_n: int = 2000
+    ckpt_every: int = 100
+    export: str | None = None
+    command: str = ""
+    curriculum_steps: int = 0
+    warm_steps: int = 0
+    warm_size: int = 64
+    stop_at: int | None = None
+    augment: bool = False
+    bf16: bool = False
+    ema_decay: float = 0.0
+
+
+class ClassifierTask(Task):
+    """The shapes ResNet-50's part of :func:`hdm.training.loop.fit`: fresh :class:`ShapesDataset` images
+    (curriculum, progressive resizing), label-smoothed cross-entropy, held-out accuracy, schedule
+    segments in the checkpoint, the fp16 export with its card. One process (BatchNorm statistics are
+    per batch); a constant-decay weight average when ``ema_decay > 0``."""
+
+    distributed = False
+    log_digits = 4
+
+    def __init__(self, cfg: ClassifierTrainConfig):
+        if cfg.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {cfg.optimizer!r}")
+        if cfg.weight_decay is None:
+            cfg.weight_decay = 0.05 if cfg.optimizer == "adamw" else 5e-5
+        self.cfg = cfg
+        self.settings = Settings(out=str(cfg.out_dir), steps=cfg.steps, batch=cfg.batch_size, lr=cfg.lr,
+                                 warmup=cfg.warmup, seed=cfg.seed, ema=cfg.ema_decay if cfg.ema_decay > 0 else None,
+                                 ema_warmup=False, val_every=cfg.eval_every, ckpt_every=cfg.ckpt_every,
+                                 stop_at=cfg.stop_at, export=cfg.export, label="train-cam-model")
+
+    def build(self, env: Env, state: dict | None) -> None:
+        cfg, self.env = self.cfg, env
+        model = make_model().to(memory_format=torch.channels_last)
+        decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+        no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0}]
+        opt = (torch.optim.AdamW(groups, lr=cfg.lr) if cfg.optimizer == "adamw"
+               else torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True))
+        start = 0
+        # one dict per run of the command with other settings; a resume with other --steps moves the cosine
+        self.segments = []
+        if state is not None:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            start = int(state["step"])
+            self.segments = [_segment(s) for s in state.get("segments", [[0, start, 0]])]
+        settings = {"steps": cfg.steps, "lr": cfg.lr, "augment": int(cfg.augment), "bf16": int(cfg.bf16),
+                    "ema_decay": cfg.ema_decay}
+        if not self.segments or {k: self.segments[-1][k] for k in settings} != settings:
+            self.segments.append({"start": start, **settings, "command": cfg.command})
+        self.model, self.opt, self.optimizers = model, opt, [opt]
+        self.source = BackgroundBank(cfg.backgrounds, augment=cfg.augment) if cfg.backgrounds else None
+        self.val_bank = BackgroundBank(cfg.val_backgrounds) if cfg.val_backgrounds else None
+        ramp = max(1, cfg.curriculum_steps * cfg.batch_size)
+        difficulty = (lambda i: min(1.0, i / ramp)) if cfg.curriculum_steps > 0 else 1.0
+        sizes = {cfg.size, cfg.warm_size}
+        self.train_sets = {sz: ShapesDataset(cfg.steps * cfg.batch_size, seed=cfg.seed, backgrounds=self.source,
+                                             size=sz, difficulty=difficulty) for sz in sizes}
+        self.val_sets = {sz: ShapesDataset(cfg.val_n, seed=cfg.seed + VAL_SEED_OFFSET, backgrounds=self.val_bank,
+                                           size=sz) for sz in sizes}
+
+    def checkpoint(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "segments": self.segments}
+
+    def new_model(self) -> torch.nn.Module:
+        return make_model().to(memory_format=torch.channels_last)
+
+    def batch(self, step: int, part: slice):
+        cfg = self.cfg
+        self.current = cfg.warm_size if step < cfg.warm_steps else cfg.size  # progressive resizing
+        train_set, first = self.train_sets[self.current], step * cfg.batch_size
+        items = [train_set[i] for i in range(first + part.start, first + part.stop)]
+        return (torch.stack([it[0] for it in items]).contiguous(memory_format=torch.channels_last),
+                torch.tensor([it[1] for it in items]))
+
+    def loss(self, batch):
+        x, y = batch
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=0.1)
+        return loss, {"loss": loss}
+
+    @property
+    def validates(self) -> bool:
+        return True
+
+    def validate(self, model) -> tuple[dict, str]:
+        acc = accuracy(model, self.val_sets[self.current])
+        return ({"val_acc": acc, "val_size": self.current},
+                f"held-out accuracy {acc:.4f} ({self.cfg.val_n} images, {self.current} px)")
+
+    def record(self, final, info: dict) -> dict:
+        cfg = self.cfg
+        final_set = ShapesDataset(cfg.final_val_n, seed=cfg.seed + VAL_SEED_OFFSET, backgrounds=self.val_bank,
+                                  size=cfg.size)
+        acc = accuracy(final, final_set, progress=self.env.progress)
+        print(f"held-out accuracy {acc:.4f} on {cfg.final_val_n} images", file=sys.stderr)
+        return {
+            "command": cfg.command, "date": info["date"], "steps": cfg.steps, "batch_size": cfg.batch_size,
+            "images_seen": cfg.steps * cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr,
+            "warmup": cfg.warmup, "weight_decay": cfg.weight_decay, "label_smoothing": 0.1, "seed": cfg.seed,
+            "size": cfg.size, "schedule_segments": self.segments, "ema_decay": cfg.ema_decay,
+            "curriculum_steps": cfg.curriculum_steps, "warm_steps": cfg.warm_steps, "warm_size": cfg.warm_size,
+            "train_backgrounds": str(cfg.backgrounds) if cfg.backgrounds else "procedural",
+            "heldout_backgrounds": str(cfg.val_backgrounds) if cfg.val_backgrounds else "procedural",
+            "heldout_seed": cfg.seed + VAL_SEED_OFFSET, "heldout_n": cfg.final_val_n, "heldout_accuracy": acc,
+        }
+
+    def export(self, model, path, record: dict) -> list[Path]:
+        return [export_weights(model.to(memory_format=torch.contiguous_format), path, record), write_model_card(path)]
+
+
+def train(out_dir, backgrounds, val_backgrounds, *, progress: bool = True, **settings) -> dict | None:
+    """Train (or resume from ``<out_dir>/last.pt``) and return the final record. ``settings``: the fields of
+    :class:`ClassifierTrainConfig`, among them:
 
     ``stop_at``: checkpoint and return ``None`` after this step (resume later with the same ``steps``).
-    ``augment``: training backgrounds and textures from :class:`~hdm.shapes.BackgroundBank` with
+    ``augment``: training backgrounds and textures from :class:`~hdm.bench.shapes.BackgroundBank` with
     ``augment=True``.
     ``bf16``: bfloat16 autocast for the forward pass (about 2x faster on CPUs with AVX512-BF16 or AMX;
     weights, optimizer and gradients stay float32).
@@ -150,125 +272,8 @@ def train(out_dir, backgrounds, val_backgrounds, *, steps: int = 3500, batch_siz
 
     ``backgrounds``/``val_backgrounds``: photo folders (or ``None`` for procedural backgrounds).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = make_model().to(memory_format=torch.channels_last)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    if optimizer not in ("adamw", "sgd"):
-        raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
-    if weight_decay is None:
-        weight_decay = 0.05 if optimizer == "adamw" else 5e-5
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0}]
-    opt = (torch.optim.AdamW(groups, lr=lr) if optimizer == "adamw"
-           else torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True))
-    start, ckpt = 0, out / "last.pt"
-    # one dict per run of the command with other settings; a resume with other --steps moves the cosine
-    segments, ema = [], None
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["step"])
-        segments = [_segment(s) for s in state.get("segments", [[0, start, 0]])]
-        ema = state.get("ema")
-        print(f"resuming from {ckpt} at step {start}", file=sys.stderr)
-    settings = {"steps": steps, "lr": lr, "augment": int(augment), "bf16": int(bf16), "ema_decay": ema_decay}
-    if not segments or {k: segments[-1][k] for k in settings} != settings:
-        segments.append({"start": start, **settings, "command": command})
-    if ema_decay > 0 and ema is None:
-        ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    elif ema_decay <= 0:
-        ema = None
-    averaged = make_model().to(memory_format=torch.channels_last) if ema is not None else None
-
-    def evaluated():
-        """The model the held-out checks and the export use: the weight average when there is one."""
-        if averaged is None:
-            return model
-        averaged.load_state_dict(ema)
-        return averaged
-
-    bank = BackgroundBank(backgrounds, augment=augment) if backgrounds else None
-    val_bank = BackgroundBank(val_backgrounds) if val_backgrounds else None
-    ramp = max(1, curriculum_steps * batch_size)
-    difficulty = (lambda i: min(1.0, i / ramp)) if curriculum_steps > 0 else 1.0
-    train_sets = {sz: ShapesDataset(steps * batch_size, seed=seed, backgrounds=bank, size=sz, difficulty=difficulty)
-                  for sz in {size, warm_size}}
-    val_sets = {sz: ShapesDataset(val_n, seed=seed + VAL_SEED_OFFSET, backgrounds=val_bank, size=sz)
-                for sz in {size, warm_size}}
-    log = open(out / "log.jsonl", "a")
-
-    def save(step):
-        tmp = out / "last.pt.tmp"
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
-                    "segments": segments, **({"ema": ema} if ema is not None else {})}, tmp)
-        tmp.replace(ckpt)
-
-    bar = tqdm(range(start, steps), initial=start, total=steps, desc="train", disable=not progress)
-    t0, seen = time.time(), 0
-    for step in bar:
-        if stop_at is not None and step >= stop_at:
-            save(step)
-            bar.close()
-            print(f"stopped at step {step} (checkpoint {ckpt}); run again to resume", file=sys.stderr)
-            return None
-        model.train()
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, steps, lr, warmup)
-        current = warm_size if step < warm_steps else size
-        train_set, val_set = train_sets[current], val_sets[current]
-        items = [train_set[i] for i in range(step * batch_size, (step + 1) * batch_size)]
-        x = torch.stack([it[0] for it in items]).contiguous(memory_format=torch.channels_last)
-        y = torch.tensor([it[1] for it in items])
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=0.1)
-        if not torch.isfinite(loss):
-            bar.close()
-            raise FloatingPointError(f"non-finite loss at step {step + 1}; the checkpoint {ckpt} is from before it "
-                                     "(try without --bf16 or with a lower --lr)")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if ema is not None:
-            with torch.no_grad():
-                for k, v in model.state_dict().items():
-                    if v.dtype.is_floating_point:
-                        ema[k].mul_(ema_decay).add_(v, alpha=1 - ema_decay)
-                    else:
-                        ema[k].copy_(v)
-        seen += len(y)
-        bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen / (time.time() - t0):.1f}")
-        entry = {"step": step + 1, "loss": round(loss.item(), 4), "lr": opt.param_groups[0]["lr"]}
-        if (step + 1) % eval_every == 0 or step + 1 == steps:
-            entry["val_acc"] = accuracy(evaluated(), val_set)
-            entry["val_size"] = current
-            bar.write(f"step {step + 1}: held-out accuracy {entry['val_acc']:.4f} ({val_n} images, {current} px)")
-        log.write(json.dumps(entry) + "\n")
-        log.flush()
-        if (step + 1) % ckpt_every == 0 or step + 1 == steps:
-            save(step + 1)
-
-    final_set = ShapesDataset(final_val_n, seed=seed + VAL_SEED_OFFSET, backgrounds=val_bank, size=size)
-    final = evaluated()
-    acc = accuracy(final, final_set, progress=progress)
-    record = {
-        "command": command, "date": time.strftime("%Y-%m-%d"), "steps": steps, "batch_size": batch_size,
-        "images_seen": steps * batch_size, "optimizer": optimizer, "lr": lr, "warmup": warmup, "weight_decay": weight_decay,
-        "label_smoothing": 0.1, "seed": seed, "size": size,
-        "schedule_segments": segments, "ema_decay": ema_decay, "curriculum_steps": curriculum_steps, "warm_steps": warm_steps, "warm_size": warm_size,
-        "train_backgrounds": str(backgrounds) if backgrounds else "procedural",
-        "heldout_backgrounds": str(val_backgrounds) if val_backgrounds else "procedural",
-        "heldout_seed": seed + VAL_SEED_OFFSET, "heldout_n": final_val_n, "heldout_accuracy": acc,
-    }
-    (out / "record.json").write_text(json.dumps(record, indent=2))
-    print(f"held-out accuracy {acc:.4f} on {final_val_n} images", file=sys.stderr)
-    if export:
-        print(f"wrote {export_weights(final.to(memory_format=torch.contiguous_format), export, record)}", file=sys.stderr)
-        print(f"wrote {write_model_card(export)}", file=sys.stderr)
-    return record
+    record, _ = fit(ClassifierTask(ClassifierTrainConfig(out_dir, backgrounds, val_backgrounds, **settings)), progress)
+    return None if "stopped_at" in record else record
 
 
 def _segment(s) -> dict:
@@ -282,8 +287,6 @@ def _segment(s) -> dict:
 def write_model_card(weights) -> Path:
     """``<stem>.md`` beside ``weights``: data, recipe command, steps, metrics, theta and sha256 of each
     file, all read from the files themselves (the training record lives in the safetensors metadata)."""
-    from ..io.weights import safetensors_metadata
-
     weights = Path(weights)
     meta = safetensors_metadata(weights)
     r = json.loads(meta.get("record", "{}"))
@@ -299,13 +302,17 @@ def write_model_card(weights) -> Path:
         f"- training: fresh `hdm.shapes` images every step (split seed {r.get('seed')}, sample i = step x batch + k),"
         f" backgrounds and textures cut from `{r.get('train_backgrounds')}`"
         " (the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences)",
-        f"- held-out: split seed {r.get('heldout_seed')} rendered on `{r.get('heldout_backgrounds')}` (photos never seen in training)", "",
+        *skipped_lines(r),
+        f"- held-out: split seed {r.get('heldout_seed')} rendered on `{r.get('heldout_backgrounds')}` "
+        "(photos never seen in training)", "",
         "## Recipe", "",
         f"- command: `{r.get('command') or 'hdm train-cam-model ...'}`",
         f"- date: {r.get('date')}",
         f"- {r.get('steps')} steps x batch {r.get('batch_size')} = {r.get('images_seen')} images; "
-        f"{'AdamW' if r.get('optimizer') == 'adamw' else 'SGD Nesterov momentum 0.9'}, lr {r.get('lr')} (warm-up {r.get('warmup')} steps, cosine to 0), weight decay {r.get('weight_decay')} "
-        f"(not on biases and norms), label smoothing {r.get('label_smoothing')}, zero-init residual BN, channels-last, CPU",
+        f"{'AdamW' if r.get('optimizer') == 'adamw' else 'SGD Nesterov momentum 0.9'}, lr {r.get('lr')} "
+        f"(warm-up {r.get('warmup')} steps, cosine to 0), weight decay {r.get('weight_decay')} "
+        f"(not on biases and norms), label smoothing {r.get('label_smoothing')}, zero-init residual BN, "
+        "channels-last, CPU",
         *([f"- trained in {len(r['schedule_segments'])} segments (each a run of the command with other settings; "
            "a longer `steps` moves the end of the cosine, a warm restart from the checkpoint):"]
           + [f"  - from step {g['start']}: schedule length {g['steps']}, peak lr {g['lr']}, background augmentation "
@@ -313,7 +320,8 @@ def write_model_card(weights) -> Path:
              f"{g['ema_decay'] or 'off'}" + (f"; `{g['command']}`" if g.get("command") else "")
              for g in map(_segment, r["schedule_segments"])]
           if len(r.get("schedule_segments", [])) > 1 else []),
-        f"- curriculum: difficulty 0 -> 1 over the first {r.get('curriculum_steps')} steps; the first {r.get('warm_steps')} "
+        f"- curriculum: difficulty 0 -> 1 over the first {r.get('curriculum_steps')} steps; "
+        f"the first {r.get('warm_steps')} "
         f"steps at {r.get('warm_size')} px, the rest at {r.get('size')} px (see `hdm/train_classifier.py`)", "",
         "## Metrics", "",
         f"- held-out top-1 accuracy: **{r.get('heldout_accuracy', float('nan')):.4f}** on {r.get('heldout_n')} images "
@@ -331,7 +339,8 @@ def write_model_card(weights) -> Path:
         lines += ["", "## HDM-CAM learned scale weights (eq. 13)", "",
                   f"`{theta_path.name}`: theta = {[round(v, 4) for v in t['theta']]}, alpha = sigmoid(theta) = "
                   f"{[round(v, 4) for v in t['alpha']]}, fitted by `{t.get('command')}` on {t['calibration']['n']} "
-                  f"calibration images (seed {t['calibration']['seed']}, backgrounds {t['calibration']['backgrounds']}), "
+                  f"calibration images (seed {t['calibration']['seed']}, "
+                  f"backgrounds {t['calibration']['backgrounds']}), "
                   "minimising the classifier's cross-entropy on x * CAM.", "",
                   "| alpha mode | objective on the calibration split |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in t["objective"].items()]

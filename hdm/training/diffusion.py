@@ -1,5 +1,5 @@
 """Train the residual-shifting teacher and distil the one-step student, with or without the
-multi-scale high-frequency error-map loss (spec part B).
+multi-scale high-frequency error-map loss.
 
 - ``stage="teacher"`` (ResShift): draw ``t``, ``z_t = q_sample(z0, z_y, t)``, predict ``z0``;
   ``L = MSE(z0_hat, z0) + hf_weight * L_HF(x0_hat, x0)``.
@@ -16,14 +16,14 @@ of :func:`hdm.losses.lpips.perceptual_distance` (LPIPS, or the named HaarPSI sta
 ``hf_weight = 0`` the same run is the "without the loss" arm of the ablation: same data, seed and
 budget.
 
-Data, EMA, checkpoints, resume, ``torchrun`` DDP: as :mod:`hdm.sr.train` (shared pieces in
-:mod:`hdm.training`). Patches must be at least 128 px (the loss's 1/8 scale must leave 16 px).
+:class:`DiffusionTask` is this model's part of :func:`hdm.training.loop.fit` (data, EMA, checkpoints,
+exact resume, ``torchrun`` DDP as for :mod:`hdm.training.sr`). A step's noise and timesteps are drawn
+for the whole batch from ``(seed, step)`` alone and each process takes its share, so any number of
+processes draws the same numbers as one. Patches must be at least 128 px (the loss's 1/8 scale must
+leave 16 px).
 """
 from __future__ import annotations
 
-import json
-import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,27 +31,21 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..diffusion.denoiser import Denoiser, from_space, to_space
 from ..diffusion.loading import diffusion_metadata, export_diffusion, load_diffusion
 from ..diffusion.sampler import DiffusionSR, sample_z
 from ..diffusion.schedule import ResShiftSchedule
 from ..io.cards import sha256
-from ..ops.resize import bicubic_upsample
+from ..losses.hf_error import hf_error_map_loss
+from ..losses.lpips import perceptual_distance
+from ..ops.metrics import psnr_tensor
+from ..ops.resize import bicubic_downsample, bicubic_upsample
+from .cards import write_diffusion_card
 from .data import HRFolder, PairedPatches, folder_digests
-from .loop import (
-    agree_on_step,
-    check_resume,
-    cosine_lr,
-    ema_decay_at,
-    ema_update,
-    init_distributed,
-    replicas_identical,
-    trim_log,
-)
+from .loop import Env, Settings, Task, fit
 
-__all__ = ["DiffusionTrainConfig", "train"]
+__all__ = ["DiffusionTrainConfig", "DiffusionTask", "train"]
 
 
 @dataclass
@@ -89,12 +83,6 @@ class DiffusionTrainConfig:
     notes: list = field(default_factory=list)
 
 
-
-
-
-
-
-
 def _frozen(model: nn.Module) -> nn.Module:
     model.eval()
     for p in model.parameters():
@@ -102,167 +90,142 @@ def _frozen(model: nn.Module) -> nn.Module:
     return model
 
 
-def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoiser]:
-    """Run (or resume) a teacher or student training; returns the record and the EMA denoiser."""
-    from ..losses.hf_error import hf_error_map_loss
-    from ..losses.lpips import perceptual_distance
+class DiffusionTask(Task):
+    """The denoiser's part of :func:`hdm.training.loop.fit`: ``(lr, hr)`` patches in the residual space,
+    the teacher's or student's loss above, validation PSNR of the averaged sampler, and the export with
+    its card."""
 
-    if cfg.stage not in ("teacher", "student"):
-        raise ValueError(f"stage must be 'teacher' or 'student', got {cfg.stage!r}")
-    if cfg.stage == "student" and not cfg.teacher:
-        raise ValueError("the student needs --teacher (the teacher's exported weights)")
-    if cfg.stage == "teacher" and cfg.gt_weight:
-        raise ValueError("gt_weight is the student's control term; the teacher's loss is already MSE to the ground truth")
-    if cfg.hr_size < 128 or cfg.hr_size % (2 * cfg.scale):
-        raise ValueError(f"hr_size must be >= 128 and a multiple of {2 * cfg.scale}, got {cfg.hr_size}")
-    rank, world = init_distributed(cfg.device)
-    if cfg.batch % world:
-        raise ValueError(f"the batch ({cfg.batch}) must split evenly over {world} processes")
-    device = torch.device(cfg.device)
-    out = Path(cfg.out)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-    exclude = folder_digests(cfg.exclude) if cfg.exclude else frozenset()
-    source = HRFolder(cfg.hr, hr_downscale=cfg.hr_downscale, min_side=cfg.hr_size, progress=progress and rank == 0,
-                      exclude=exclude)
-    data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed)
+    log_digits = 6
+    fixed = ("stage", "teacher", "scale", "hr_size", "batch", "seed", "hr", "steps", "lr", "hf_weight", "width",
+             "blocks", "timesteps", "kappa", "power", "gt_weight", "perceptual")
 
-    teacher, teacher_sha256 = None, None
-    if cfg.stage == "student":
-        stage = diffusion_metadata(cfg.teacher).get("stage", "unknown")
-        if stage != "teacher":
-            raise ValueError(f"--teacher {cfg.teacher} is a {stage} model, not a teacher")
-        teacher_sha256 = sha256(cfg.teacher)
-        teacher_sr = load_diffusion(cfg.teacher, one_step=False, device=device)
-        teacher = _frozen(teacher_sr.model)
-        schedule = teacher_sr.schedule
-        model = Denoiser(**teacher.config).to(device)
-        model.load_state_dict(teacher.state_dict())  # SinSR: the student starts as the teacher
-    else:
-        schedule = ResShiftSchedule.resshift(cfg.timesteps, cfg.kappa, cfg.power)
-        model = Denoiser(cfg.scale, cfg.width, cfg.blocks).to(device)
-    model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    ema = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    step, ckpt, seconds_before, resolved_before = 0, out / "last.pt", 0.0, ""
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
-        check_resume(ckpt, json.loads(state.get("config", "{}")), asdict(cfg),
-                     ("stage", "teacher", "scale", "hr_size", "batch", "seed", "hr", "steps", "lr", "hf_weight",
-                      "width", "blocks", "timesteps", "kappa", "power", "gt_weight", "perceptual"))
-        resolved_before = state.get("distance", "")
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        ema = {k: v.to(device) for k, v in state["ema"].items()}
-        step, seconds_before = int(state["step"]), float(state.get("seconds", 0.0))
-        if rank == 0:
-            trim_log(out / "log.jsonl", step)
-            print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
-    agree_on_step(step, device)
-    cfg.notes = []
-    if source.excluded:
-        cfg.notes.append(f"left out (also in {', '.join(map(str, cfg.exclude))}): {', '.join(source.excluded)}")
-    distance, distance_name = None, ""
-    if cfg.hf_weight > 0:
-        distance, distance_name = perceptual_distance(cfg.perceptual, device)
-        cfg.notes.append(f"high-frequency error-map loss distance: {distance_name}")
-        if step > 0 and resolved_before and resolved_before != distance_name:
-            raise ValueError(f"{ckpt} was trained with the distance {resolved_before!r}, now {distance_name!r} resolves: "
-                             "resume where the same one loads, or use another --out")
-    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    per_rank = cfg.batch // world
-    val_pairs = _validation(cfg) if (cfg.val and rank == 0) else None
-    log = open(out / "log.jsonl", "a") if rank == 0 else None
-    config_json = json.dumps(asdict(cfg))
-    T = schedule.steps
-    t0 = time.time()
+    def __init__(self, cfg: DiffusionTrainConfig):
+        if cfg.stage not in ("teacher", "student"):
+            raise ValueError(f"stage must be 'teacher' or 'student', got {cfg.stage!r}")
+        if cfg.stage == "student" and not cfg.teacher:
+            raise ValueError("the student needs --teacher (the teacher's exported weights)")
+        if cfg.stage == "teacher" and cfg.gt_weight:
+            raise ValueError("gt_weight is the student's control term; the teacher's loss is already MSE to the "
+                             "ground truth")
+        if cfg.hr_size < 128 or cfg.hr_size % (2 * cfg.scale):
+            raise ValueError(f"hr_size must be >= 128 and a multiple of {2 * cfg.scale}, got {cfg.hr_size}")
+        self.cfg = cfg
+        self.settings = Settings(out=cfg.out, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, warmup=cfg.warmup,
+                                 seed=cfg.seed, ema=cfg.ema, val_every=cfg.val_every, ckpt_every=cfg.ckpt_every,
+                                 stop_at=cfg.stop_at, device=cfg.device, export=cfg.export,
+                                 label=f"train-diffusion {cfg.stage}")
 
-    def save(at: int):
-        if rank == 0:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "ema": ema, "step": at,
-                        "config": config_json, "seconds": seconds_before + time.time() - t0,
-                        "distance": distance_name}, out / "last.pt.tmp")
-            (out / "last.pt.tmp").replace(ckpt)
+    def config(self) -> dict:
+        return asdict(self.cfg)
 
-    bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"train-diffusion {cfg.stage}",
-               disable=not (progress and rank == 0))
-    for step in bar:
-        if cfg.stop_at is not None and step >= cfg.stop_at:
-            save(step)
-            bar.close()
-            return {"stopped_at": step}, model
-        for group in opt.param_groups:
-            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
-        first = step * cfg.batch + rank * per_rank
-        items = [data[i] for i in range(first, first + per_rank)]
+    def build(self, env: Env, state: dict | None) -> None:
+        cfg, self.env = self.cfg, env
+        exclude = folder_digests(cfg.exclude) if cfg.exclude else frozenset()
+        self.source = HRFolder(cfg.hr, hr_downscale=cfg.hr_downscale, min_side=cfg.hr_size, progress=env.progress,
+                               exclude=exclude)
+        self.data = PairedPatches(self.source, cfg.hr_size, cfg.scale, seed=cfg.seed)
+        self.teacher, self.teacher_sha256 = None, None
+        if cfg.stage == "student":
+            stage = diffusion_metadata(cfg.teacher).get("stage", "unknown")
+            if stage != "teacher":
+                raise ValueError(f"--teacher {cfg.teacher} is a {stage} model, not a teacher")
+            self.teacher_sha256 = sha256(cfg.teacher)
+            teacher_sr = load_diffusion(cfg.teacher, one_step=False, device=env.device)
+            self.teacher = _frozen(teacher_sr.model)
+            self.schedule = teacher_sr.schedule
+            model = Denoiser(**self.teacher.config).to(env.device)
+            model.load_state_dict(self.teacher.state_dict())  # SinSR: the student starts as the teacher
+        else:
+            self.schedule = ResShiftSchedule.resshift(cfg.timesteps, cfg.kappa, cfg.power)
+            model = Denoiser(cfg.scale, cfg.width, cfg.blocks).to(env.device)
+        self.model = model.train()
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        self.optimizers = [self.opt]
+        resolved_before = ""
+        if state is not None:
+            resolved_before = state.get("distance", "")
+            model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["opt"])
+        cfg.notes = []
+        if self.source.excluded:
+            cfg.notes.append(f"left out (also in {', '.join(map(str, cfg.exclude))}): "
+                             f"{', '.join(self.source.excluded)}")
+        self.distance, self.distance_name = None, ""
+        if cfg.hf_weight > 0:
+            self.distance, self.distance_name = perceptual_distance(cfg.perceptual, env.device)
+            cfg.notes.append(f"high-frequency error-map loss distance: {self.distance_name}")
+            resumed = state is not None and int(state["step"]) > 0
+            if resumed and resolved_before and resolved_before != self.distance_name:
+                raise ValueError(f"{Path(cfg.out) / 'last.pt'} was trained with the distance {resolved_before!r}, "
+                                 f"now {self.distance_name!r} resolves: resume where the same one loads, or use "
+                                 "another --out")
+        self.net = env.parallel(model)
+        self.val_pairs = _validation(cfg) if (cfg.val and env.rank == 0) else None
+
+    def checkpoint(self) -> dict:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "distance": self.distance_name}
+
+    def new_model(self) -> Denoiser:
+        return Denoiser(**self.model.config)
+
+    def batch(self, step: int, part: slice) -> dict:
+        cfg, device = self.cfg, self.env.device
+        first = step * cfg.batch
+        items = [self.data[i] for i in range(first + part.start, first + part.stop)]
         lr_img = torch.stack([a for a, _ in items]).to(device)
         hr_img = torch.stack([b for _, b in items]).to(device)
         z0, z_y = to_space(hr_img, cfg.scale), to_space(bicubic_upsample(lr_img, cfg.scale), cfg.scale)
-        # the step's noise and timesteps for the whole batch, from (seed, step) only; each process takes its
-        # slice: any number of processes draws the same numbers as one
+        # the step's noise and timesteps for the whole batch, from (seed, step) only; each process takes its share
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        mine = slice(rank * per_rank, (rank + 1) * per_rank)
-        noise = torch.randn((cfg.batch, *z0.shape[1:]), generator=gen)[mine].to(device)
-        t = torch.randint(0, T, (cfg.batch,), generator=gen)[mine].to(device)
+        noise = torch.randn((cfg.batch, *z0.shape[1:]), generator=gen)[part].to(device)
+        t = torch.randint(0, self.schedule.steps, (cfg.batch,), generator=gen)[part].to(device)
+        return {"hr": hr_img, "z0": z0, "z_y": z_y, "noise": noise, "t": t}
+
+    def loss(self, batch: dict):
+        cfg, schedule, net = self.cfg, self.schedule, self.net
+        z0, z_y, noise, t = batch["z0"], batch["z_y"], batch["noise"], batch["t"]
         parts = {}
         if cfg.stage == "teacher":
             z0_hat = net(schedule.q_sample(z0, z_y, t, noise), z_y, t, schedule.input_scale(t, z0))
             parts["mse"] = F.mse_loss(z0_hat, z0)
         else:
-            last = torch.full((z0.shape[0],), T - 1, dtype=torch.long, device=device)
+            last = torch.full((z0.shape[0],), schedule.steps - 1, dtype=torch.long, device=self.env.device)
             scale_last = schedule.input_scale(last, z0)
             z_T = schedule.prior_sample(z_y, noise)
             with torch.no_grad():
-                target = sample_z(teacher, schedule, z_y, z_T, deterministic=True)
+                target = sample_z(self.teacher, schedule, z_y, z_T, deterministic=True)
             z0_hat = net(z_T, z_y, last, scale_last)
             parts["distill"] = F.mse_loss(z0_hat, target)
             if cfg.gt_weight > 0:
                 parts["gt"] = cfg.gt_weight * F.mse_loss(z0_hat, z0)
-        if distance is not None:
-            parts["hf"] = cfg.hf_weight * hf_error_map_loss(from_space(z0_hat, cfg.scale), hr_img, distance)
-        loss = sum(parts.values())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at step {step + 1}; the checkpoint {ckpt} is from before it")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        ema_update(ema, model, ema_decay_at(step, cfg.ema))
-        if rank == 0:
-            entry = {"step": step + 1, "lr": opt.param_groups[0]["lr"], **{k: round(v.item(), 6) for k, v in parts.items()}}
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-            if val_pairs and ((step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps):
-                averaged = Denoiser(**model.config).to(device)
-                averaged.load_state_dict(ema)
-                entry["val_psnr"], entry["val_psnr_bicubic"] = _validate(averaged.eval(), schedule, cfg, val_pairs)
-                bar.write(f"step {step + 1}: val PSNR {entry['val_psnr']:.2f} dB (bicubic {entry['val_psnr_bicubic']:.2f})")
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save(step + 1)
-    bar.close()
-    if not replicas_identical(model):
-        raise RuntimeError("the processes' parameters differ: the distributed run is broken")
-    final = Denoiser(**model.config)
-    final.load_state_dict({k: v.cpu() for k, v in ema.items()})
-    final.eval()
-    record = {"config": json.loads(config_json), "notes": cfg.notes, "steps": cfg.steps, "world_size": world,
-              "date": time.strftime("%Y-%m-%d"), "train_seconds": round(seconds_before + time.time() - t0, 1),
-              "device": str(device), "images": len(source), "command": cfg.command,
-              "teacher_sha256": teacher_sha256}
-    if rank == 0:
-        (out / "record.json").write_text(json.dumps(record, indent=2))
-        if cfg.export:
-            from .cards import write_diffusion_card
+        if self.distance is not None:
+            parts["hf"] = cfg.hf_weight * hf_error_map_loss(from_space(z0_hat, cfg.scale), batch["hr"], self.distance)
+        return sum(parts.values()), parts
 
-            print(f"wrote {export_diffusion(final, schedule, cfg.export, cfg.stage, record)}", file=sys.stderr)
-            print(f"wrote {write_diffusion_card(cfg.export)}", file=sys.stderr)
-    return record, final
+    @property
+    def validates(self) -> bool:
+        return bool(self.val_pairs)
+
+    def validate(self, model: nn.Module) -> tuple[dict, str]:
+        ours, bicubic = _validate(model, self.schedule, self.cfg, self.val_pairs)
+        return {"val_psnr": ours, "val_psnr_bicubic": bicubic}, f"val PSNR {ours:.2f} dB (bicubic {bicubic:.2f})"
+
+    def record(self, final: nn.Module, info: dict) -> dict:
+        cfg = self.cfg
+        return {"config": info["config"], "notes": cfg.notes, "steps": cfg.steps, "world_size": info["world_size"],
+                "date": info["date"], "train_seconds": info["train_seconds"], "device": info["device"],
+                "images": len(self.source), "command": cfg.command, "teacher_sha256": self.teacher_sha256}
+
+    def export(self, model: nn.Module, path, record: dict) -> list[Path]:
+        return [export_diffusion(model, self.schedule, path, self.cfg.stage, record), write_diffusion_card(path)]
+
+
+def train(cfg: DiffusionTrainConfig, progress: bool = True) -> tuple[dict, Denoiser]:
+    """Run (or resume) a teacher or student training; returns the record and the EMA denoiser."""
+    return fit(DiffusionTask(cfg), progress)
 
 
 def _validation(cfg: DiffusionTrainConfig):
-    from ..ops.resize import bicubic_downsample
-
     folder = HRFolder(cfg.val, progress=False)
     pairs = []
     for x in (im.float() / 255 for im in folder.images[: cfg.val_n]):
@@ -275,8 +238,6 @@ def _validation(cfg: DiffusionTrainConfig):
 
 @torch.no_grad()
 def _validate(model: Denoiser, schedule: ResShiftSchedule, cfg: DiffusionTrainConfig, pairs) -> tuple[float, float]:
-    from ..ops.metrics import psnr_tensor
-
     sampler = DiffusionSR(model, schedule, one_step=cfg.stage == "student")
     ours, bic = [], []
     for lr, hr in pairs:

@@ -1,13 +1,13 @@
 """Train an RRDBNet generator: the general model on HR photos, or the face model on face crops.
 
-One loop covers ESRGAN's two stages and the fusion paper's face model (spec part C, eq. 4):
+One task covers ESRGAN's two stages and the fusion paper's face model (its eq. 4):
 
 ``L = w_pix L1 + w_percep L_percep + w_gan L_G^Ra + w_face (1 - cos^n)``
 
 - PSNR-oriented stage (ESRGAN's first): ``w_pix = 1`` and the rest 0 (the default);
 - GAN stage: ESRGAN's weights ``w_pix = 0.01, w_percep = 1, w_gan = 0.005`` with the U-Net
   discriminator (:mod:`hdm.sr.discriminator`);
-- face model: start from the general model (``init``), train on :class:`~hdm.sr.data.FaceFolder`
+- face model: start from the general model (``init``), train on :class:`~hdm.training.data.FaceFolder`
   crops with ``w_face = 10, n = 6``.
 
 Pretrained networks that cannot be loaded (VGG19 for the perceptual term, VGGFace2 InceptionResnetV1
@@ -15,7 +15,8 @@ for the identity term: both offline here) are handled by ``missing``: ``"error"`
 ``"standin"`` uses the seeded random network (named), ``"drop"`` removes the term. Either way the
 run prints it loudly and the record (and so the model card) says which was used.
 
-Seeded and resumable: step ``s`` uses items ``s * batch ..`` of :class:`~hdm.sr.data.PairedPatches`,
+:class:`SRTask` is this model's part of :func:`hdm.training.loop.fit`, which runs it seeded and
+resumable: step ``s`` uses items ``s * batch ..`` of :class:`~hdm.training.data.PairedPatches`,
 ``<out>/last.pt`` holds generator, EMA, discriminator, optimisers and step, and a resume with other
 settings is refused. Under ``torchrun`` the run is data-parallel (DistributedDataParallel; gloo on
 CPU, NCCL on GPU): each of the ``W`` processes takes ``batch / W`` items of every step, gradients are
@@ -27,37 +28,33 @@ RaGAN term's batch means are per process, which makes the GAN stage slightly dif
 from __future__ import annotations
 
 import json
-import os
-import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
+from safetensors.torch import save_file
 
+from ..errors import WeightsUnavailable
 from ..io.cards import sha256
-from ..ops.metrics import psnr_tensor
-from ..ops.resize import bicubic_upsample
-from ..sr.rrdbnet import PRESETS, RRDBNet, load_rrdbnet
-from .data import FaceFolder, HRFolder, PairedPatches, face_resize_range, folder_digests
-from .loop import (
-    agree_on_step,
-    check_resume,
-    cosine_lr,
-    ema_decay_at,
-    ema_update,
-    init_distributed,
-    loud,
-    replicas_identical,
-    trim_log,
+from ..losses import (
+    FaceIdentityLoss,
+    PerceptualLoss,
+    load_face_embedder,
+    ragan_discriminator_loss,
+    ragan_generator_loss,
 )
+from ..ops.metrics import psnr_tensor
+from ..ops.resize import bicubic_downsample, bicubic_upsample, mod_crop
+from ..sr.discriminator import UNetDiscriminatorSN
+from ..sr.rrdbnet import PRESETS, RRDBNet, load_rrdbnet
+from .cards import read_record, write_sr_card
+from .data import FaceFolder, HRFolder, PairedPatches, face_resize_range, folder_digests
+from .loop import Env, Settings, Task, fit, loud
 
-__all__ = ["SRTrainConfig", "train", "export_generator"]
+__all__ = ["SRTrainConfig", "SRTask", "train", "export_generator"]
 
 
 @dataclass
@@ -78,7 +75,7 @@ class SRTrainConfig:
     seed: int = 0
     hr_downscale: float = 1.0            # shrink photos by this before use as HR
     exclude: list = field(default_factory=list)  # folders of evaluation photos never to train on (by content)
-    face_resize: tuple[int, int] | None = None  # faces: random short side before the crop; None: (hr_size, max(148, hr_size))
+    face_resize: tuple[int, int] | None = None  # faces: short side range before the crop; None: face_resize_range
     faces_aligned: bool = False          # a folder of aligned faces (FFHQ) instead of photos
     init: str | None = None              # generator weights to start from (the face model: the general one)
     pixel_weight: float = 1.0
@@ -101,12 +98,8 @@ class SRTrainConfig:
     notes: list = field(default_factory=list)  # filled in: stand-ins and dropped terms
 
 
-
-
 def _optional_loss(cfg: SRTrainConfig, name: str, build, rank: int):
     """Build a loss that needs pretrained weights, applying ``cfg.missing`` when they cannot be had."""
-    from ..errors import WeightsUnavailable
-
     try:
         return build(None)
     except WeightsUnavailable as e:
@@ -114,7 +107,8 @@ def _optional_loss(cfg: SRTrainConfig, name: str, build, rank: int):
             raise
         if cfg.missing == "drop":
             cfg.notes.append(f"{name} term dropped: {str(e).split('.')[0]}")
-            loud(f"WARNING: the {name} term is DROPPED from this run: its pretrained network is unavailable.\n{e}", rank)
+            loud(f"WARNING: the {name} term is DROPPED from this run: its pretrained network is unavailable.\n{e}",
+                 rank)
             return None
         cfg.notes.append(f"{name} term uses a random-weight stand-in network (pretrained weights unavailable)")
         loud(f"WARNING: the {name} term uses a RANDOM-WEIGHT STAND-IN: its pretrained network is unavailable.\n{e}",
@@ -123,8 +117,6 @@ def _optional_loss(cfg: SRTrainConfig, name: str, build, rank: int):
 
 
 def _build_losses(cfg: SRTrainConfig, rank: int, device) -> dict:
-    from ..losses import FaceIdentityLoss, PerceptualLoss, load_face_embedder
-
     losses = {}
     if cfg.perceptual_weight > 0:
         loss = _optional_loss(cfg, "perceptual", lambda w: PerceptualLoss({"conv5_4": 1.0}, weights=w or cfg.vgg), rank)
@@ -144,8 +136,6 @@ def _build_losses(cfg: SRTrainConfig, rank: int, device) -> dict:
 
 def _validation(cfg: SRTrainConfig):
     """Fixed HR crops (192 px, or the largest fitting) of the first ``val_n`` photos of ``cfg.val``."""
-    from ..ops.resize import bicubic_downsample, mod_crop
-
     folder = HRFolder(cfg.val, hr_downscale=1.0, progress=False)
     pairs = []
     for x in (im.float() / 255 for im in folder.images[: cfg.val_n]):
@@ -167,183 +157,151 @@ def _validate(model: nn.Module, pairs, cfg: SRTrainConfig, device) -> tuple[floa
     return float(np.mean(ours)), float(np.mean(bic))
 
 
+class SRTask(Task):
+    """The RRDBNet generator's part of :func:`hdm.training.loop.fit`: photos (or faces) to ``(lr, hr)``
+    patches, the weighted loss above, the discriminator's step after the generator's (GAN stage),
+    validation PSNR of the average against bicubic, and the float32 export with its card."""
+
+    fixed = ("kind", "preset", "scale", "hr_size", "batch", "seed", "hr", "steps", "lr", "gan_weight", "init")
+
+    def __init__(self, cfg: SRTrainConfig):
+        if cfg.kind not in ("general", "face"):
+            raise ValueError(f"kind must be 'general' or 'face', got {cfg.kind!r}")
+        if cfg.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {cfg.preset!r}")
+        if cfg.missing not in ("error", "standin", "drop"):
+            raise ValueError(f"missing must be 'error', 'standin' or 'drop', got {cfg.missing!r}")
+        self.cfg = cfg
+        self.settings = Settings(out=cfg.out, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, warmup=cfg.warmup,
+                                 seed=cfg.seed, ema=cfg.ema, val_every=cfg.val_every, ckpt_every=cfg.ckpt_every,
+                                 stop_at=cfg.stop_at, device=cfg.device, export=cfg.export,
+                                 label=f"train-sr {cfg.kind}")
+
+    def config(self) -> dict:
+        return asdict(self.cfg)
+
+    def build(self, env: Env, state: dict | None) -> None:
+        cfg, self.env = self.cfg, env
+        exclude = folder_digests(cfg.exclude) if cfg.exclude else frozenset()
+        if cfg.kind == "face":
+            self.source = FaceFolder(cfg.hr, min_side=cfg.hr_size, aligned=cfg.faces_aligned, progress=env.progress,
+                                     exclude=exclude)
+            self.resize = face_resize_range(cfg.hr_size, cfg.face_resize)
+            self.data = PairedPatches(self.source, cfg.hr_size, cfg.scale, seed=cfg.seed, resize_range=self.resize)
+        else:
+            self.resize = None
+            self.source = HRFolder(cfg.hr, hr_downscale=cfg.hr_downscale, min_side=cfg.hr_size, progress=env.progress,
+                                   exclude=exclude)
+            self.data = PairedPatches(self.source, cfg.hr_size, cfg.scale, seed=cfg.seed)
+        if self.source.excluded:
+            loud(f"left out of training, being evaluation photos: {', '.join(self.source.excluded)}", env.rank)
+        if state is not None and "init" in state:  # the init file as it was when the run began (it may be replaced)
+            self.init_info = json.loads(state["init"])
+        else:
+            self.init_info = _provenance(cfg.init) if cfg.init else None
+        if state is not None:  # a resume takes the architecture from the checkpoint (the init file may be gone)
+            generator = load_rrdbnet(state["generator"])
+        elif cfg.init:
+            generator = load_rrdbnet(cfg.init)
+        else:
+            generator = RRDBNet(scale=cfg.scale, **PRESETS[cfg.preset])
+        generator = generator.to(env.device)
+        if generator.scale != cfg.scale:
+            raise ValueError(f"--init is a x{generator.scale} model, the run is x{cfg.scale}")
+        self.model = generator.train()
+        self.opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+        self.disc = self.opt_d = None
+        if cfg.gan_weight > 0:
+            self.disc = UNetDiscriminatorSN().to(env.device).train()
+            self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+        if state is not None:
+            generator.load_state_dict(state["generator"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            if self.disc is not None and "disc" in state:
+                self.disc.load_state_dict(state["disc"])
+                self.opt_d.load_state_dict(state["opt_d"])
+        self.optimizers = [self.opt_g] + ([self.opt_d] if self.opt_d is not None else [])
+        cfg.notes = []
+        if self.source.excluded:
+            cfg.notes.append(f"left out (also in {', '.join(map(str, cfg.exclude))}): "
+                             f"{', '.join(self.source.excluded)}")
+        self.losses = _build_losses(cfg, env.rank, env.device)
+        self.g_model = env.parallel(generator)
+        self.d_model = env.parallel(self.disc) if self.disc is not None else None
+        self.val_pairs = _validation(cfg) if (cfg.val and env.rank == 0) else None
+
+    def checkpoint(self) -> dict:
+        state = {"generator": self.model.state_dict(), "opt_g": self.opt_g.state_dict(),
+                 "init": json.dumps(self.init_info)}
+        if self.disc is not None:
+            state.update(disc=self.disc.state_dict(), opt_d=self.opt_d.state_dict())
+        return state
+
+    def new_model(self) -> RRDBNet:
+        return RRDBNet(scale=self.cfg.scale, **_arch(self.model))
+
+    def batch(self, step: int, part: slice):
+        first = step * self.cfg.batch
+        items = [self.data[i] for i in range(first + part.start, first + part.stop)]
+        return (torch.stack([a for a, _ in items]).to(self.env.device),
+                torch.stack([b for _, b in items]).to(self.env.device))
+
+    def loss(self, batch):
+        cfg, (lr_img, hr_img) = self.cfg, batch
+        with torch.autocast(self.env.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            self.output = self.g_model(lr_img).float()
+        sr = self.output
+        parts = {"pixel": cfg.pixel_weight * F.l1_loss(sr, hr_img)}
+        if "perceptual" in self.losses:
+            parts["perceptual"] = cfg.perceptual_weight * self.losses["perceptual"](sr, hr_img)
+        if "identity" in self.losses:
+            parts["identity"] = cfg.identity_weight * self.losses["identity"](sr.clamp(0, 1), hr_img)
+        if self.d_model is not None:
+            for p in self.disc.parameters():
+                p.requires_grad_(False)
+            real_logits = self.d_model(hr_img).detach()
+            parts["gan"] = cfg.gan_weight * ragan_generator_loss(real_logits, self.d_model(sr))
+        return sum(parts.values()), parts
+
+    def after_step(self, batch, logs: dict) -> None:
+        """The GAN stage's discriminator step, on the generator's output of this step."""
+        if self.d_model is None:
+            return
+        for p in self.disc.parameters():
+            p.requires_grad_(True)
+        d_loss = ragan_discriminator_loss(self.d_model(batch[1]), self.d_model(self.output.detach()))
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        logs["d"] = d_loss
+
+    @property
+    def validates(self) -> bool:
+        return bool(self.val_pairs)
+
+    def validate(self, model: nn.Module) -> tuple[dict, str]:
+        ours, bicubic = _validate(model, self.val_pairs, self.cfg, self.env.device)
+        return {"val_psnr": ours, "val_psnr_bicubic": bicubic}, f"val PSNR {ours:.2f} dB (bicubic {bicubic:.2f})"
+
+    def record(self, final: nn.Module, info: dict) -> dict:
+        cfg = self.cfg
+        return {"config": info["config"], "notes": cfg.notes, "steps": cfg.steps, "world_size": info["world_size"],
+                "replicas_identical": info["replicas_identical"], "date": info["date"],
+                "train_seconds": info["train_seconds"], "device": info["device"], "images": len(self.source),
+                "command": cfg.command, "init": self.init_info, "face_resize": self.resize}
+
+    def export(self, model: nn.Module, path, record: dict) -> list[Path]:
+        return [export_generator(model, path, record), write_sr_card(path)]
+
+
 def train(cfg: SRTrainConfig, progress: bool = True) -> tuple[dict, RRDBNet]:
     """Run (or resume) training; returns the record and the EMA generator (eval mode, on the CPU)."""
-    if cfg.kind not in ("general", "face"):
-        raise ValueError(f"kind must be 'general' or 'face', got {cfg.kind!r}")
-    if cfg.preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {cfg.preset!r}")
-    if cfg.missing not in ("error", "standin", "drop"):
-        raise ValueError(f"missing must be 'error', 'standin' or 'drop', got {cfg.missing!r}")
-    rank, world = init_distributed(cfg.device)
-    if cfg.batch % world:
-        raise ValueError(f"the batch ({cfg.batch}) must split evenly over {world} processes")
-    device = torch.device(cfg.device if cfg.device != "cuda" else f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-    out = Path(cfg.out)
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(cfg.seed)
-
-    exclude = folder_digests(cfg.exclude) if cfg.exclude else frozenset()
-    if cfg.kind == "face":
-        source = FaceFolder(cfg.hr, min_side=cfg.hr_size, aligned=cfg.faces_aligned, progress=progress and rank == 0,
-                            exclude=exclude)
-        resize = face_resize_range(cfg.hr_size, cfg.face_resize)
-        data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed, resize_range=resize)
-    else:
-        resize = None
-        source = HRFolder(cfg.hr, hr_downscale=cfg.hr_downscale, min_side=cfg.hr_size, progress=progress and rank == 0,
-                          exclude=exclude)
-        data = PairedPatches(source, cfg.hr_size, cfg.scale, seed=cfg.seed)
-    if source.excluded:
-        loud(f"left out of training, being evaluation photos: {', '.join(source.excluded)}", rank)
-
-    ckpt = out / "last.pt"
-    state = torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.exists() else None
-    if state is not None:
-        check_resume(ckpt, json.loads(state.get("config", "{}")), asdict(cfg),
-                     ("kind", "preset", "scale", "hr_size", "batch", "seed", "hr", "steps", "lr", "gan_weight", "init"))
-    if state is not None and "init" in state:  # the init file as it was when the run began (it may be replaced)
-        init_info = json.loads(state["init"])
-    else:
-        init_info = _provenance(cfg.init) if cfg.init else None
-    if state is not None:  # a resume takes the architecture from the checkpoint (the init file may be gone)
-        generator = load_rrdbnet(state["generator"])
-    elif cfg.init:
-        generator = load_rrdbnet(cfg.init)
-    else:
-        generator = RRDBNet(scale=cfg.scale, **PRESETS[cfg.preset])
-    generator = generator.to(device)
-    if generator.scale != cfg.scale:
-        raise ValueError(f"--init is a x{generator.scale} model, the run is x{cfg.scale}")
-    generator.train()
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-    disc = opt_d = None
-    if cfg.gan_weight > 0:
-        from ..sr.discriminator import UNetDiscriminatorSN
-
-        disc = UNetDiscriminatorSN().to(device).train()
-        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
-    ema = {k: v.detach().clone() for k, v in generator.state_dict().items()}
-    step, seconds_before = 0, 0.0
-    if state is not None:
-        generator.load_state_dict(state["generator"])
-        opt_g.load_state_dict(state["opt_g"])
-        ema = {k: v.to(device) for k, v in state["ema"].items()}
-        if disc is not None and "disc" in state:
-            disc.load_state_dict(state["disc"])
-            opt_d.load_state_dict(state["opt_d"])
-        step = int(state["step"])
-        seconds_before = float(state.get("seconds", 0.0))
-        if rank == 0:
-            trim_log(out / "log.jsonl", step)  # lines of steps after the checkpoint (a crash)
-            print(f"resuming from {ckpt} at step {step}", file=sys.stderr)
-    agree_on_step(step, device)  # e.g. checkpoints on separate disks
-    cfg.notes = []
-    if source.excluded:
-        cfg.notes.append(f"left out (also in {', '.join(map(str, cfg.exclude))}): {', '.join(source.excluded)}")
-    losses = _build_losses(cfg, rank, device)
-    g_model = nn.parallel.DistributedDataParallel(generator) if world > 1 else generator
-    d_model = nn.parallel.DistributedDataParallel(disc) if (world > 1 and disc is not None) else disc
-    val_pairs = _validation(cfg) if (cfg.val and rank == 0) else None
-    per_rank = cfg.batch // world
-    log = open(out / "log.jsonl", "a") if rank == 0 else None
-    config_json = json.dumps(asdict(cfg))
-
-    def save(at: int):
-        if rank != 0:
-            return
-        state = {"generator": generator.state_dict(), "opt_g": opt_g.state_dict(), "ema": ema, "step": at,
-                 "config": config_json, "seconds": seconds_before + time.time() - t0, "init": json.dumps(init_info)}
-        if disc is not None:
-            state.update(disc=disc.state_dict(), opt_d=opt_d.state_dict())
-        torch.save(state, out / "last.pt.tmp")
-        (out / "last.pt.tmp").replace(ckpt)
-
-    bar = tqdm(range(step, cfg.steps), initial=step, total=cfg.steps, desc=f"train-sr {cfg.kind}",
-               disable=not (progress and rank == 0))
-    t0, started = time.time(), step
-    for step in bar:
-        if cfg.stop_at is not None and step >= cfg.stop_at:
-            save(step)
-            bar.close()
-            return {"stopped_at": step}, generator
-        for group in opt_g.param_groups + (opt_d.param_groups if opt_d is not None else []):
-            group["lr"] = cosine_lr(step, cfg.steps, cfg.lr, cfg.warmup)
-        first = step * cfg.batch + rank * per_rank
-        items = [data[i] for i in range(first, first + per_rank)]
-        lr_img = torch.stack([a for a, _ in items]).to(device)
-        hr_img = torch.stack([b for _, b in items]).to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-            sr = g_model(lr_img).float()
-        parts = {"pixel": cfg.pixel_weight * F.l1_loss(sr, hr_img)}
-        if "perceptual" in losses:
-            parts["perceptual"] = cfg.perceptual_weight * losses["perceptual"](sr, hr_img)
-        if "identity" in losses:
-            parts["identity"] = cfg.identity_weight * losses["identity"](sr.clamp(0, 1), hr_img)
-        if d_model is not None:
-            from ..losses import ragan_discriminator_loss, ragan_generator_loss
-
-            for p in disc.parameters():
-                p.requires_grad_(False)
-            real_logits = d_model(hr_img).detach()
-            parts["gan"] = cfg.gan_weight * ragan_generator_loss(real_logits, d_model(sr))
-        loss = sum(parts.values())
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss at step {step + 1}; the checkpoint {ckpt} is from before it")
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        if d_model is not None:
-            for p in disc.parameters():
-                p.requires_grad_(True)
-            d_loss = ragan_discriminator_loss(d_model(hr_img), d_model(sr.detach()))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            parts["d"] = d_loss
-        ema_update(ema, generator, ema_decay_at(step, cfg.ema))
-        entry = {"step": step + 1, "lr": opt_g.param_groups[0]["lr"], **{k: round(v.item(), 5) for k, v in parts.items()}}
-        if rank == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}", s_step=f"{(time.time() - t0) / (step + 1 - started):.2f}")
-            if val_pairs and ((step + 1) % cfg.val_every == 0 or step + 1 == cfg.steps):
-                averaged = RRDBNet(scale=cfg.scale, **_arch(generator)).to(device)
-                averaged.load_state_dict(ema)
-                entry["val_psnr"], entry["val_psnr_bicubic"] = _validate(averaged, val_pairs, cfg, device)
-                bar.write(f"step {step + 1}: val PSNR {entry['val_psnr']:.2f} dB (bicubic {entry['val_psnr_bicubic']:.2f})")
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-        if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-            save(step + 1)
-    bar.close()
-    identical = replicas_identical(generator)
-    if not identical:
-        raise RuntimeError("the processes' generator parameters differ: the distributed run is broken")
-
-    final = RRDBNet(scale=cfg.scale, **_arch(generator))
-    final.load_state_dict({k: v.cpu() for k, v in ema.items()})
-    final.eval()
-    record = {"config": json.loads(config_json), "notes": cfg.notes, "steps": cfg.steps, "world_size": world,
-              "replicas_identical": identical, "date": time.strftime("%Y-%m-%d"),
-              "train_seconds": round(seconds_before + time.time() - t0, 1), "device": str(device),
-              "images": len(source), "command": cfg.command, "init": init_info, "face_resize": resize}
-    if rank == 0:
-        (out / "record.json").write_text(json.dumps(record, indent=2))
-        if cfg.export:
-            from .cards import write_sr_card
-
-            print(f"wrote {export_generator(final, cfg.export, record)}", file=sys.stderr)
-            print(f"wrote {write_sr_card(cfg.export)}", file=sys.stderr)
-    if world > 1:
-        dist.barrier()
-    return record, final
+    return fit(SRTask(cfg), progress)
 
 
 def _provenance(init) -> dict:
     """Where the starting weights came from: path, sha256 and (for hdm's own exports) their training
     record, which may name its own ``init``: the model card lists every training segment."""
-    from .cards import read_record
-
     path = Path(init)
     if not path.is_file():
         raise FileNotFoundError(f"--init weights not found: {path}")
@@ -359,8 +317,6 @@ def _arch(model: RRDBNet) -> dict:
 
 def export_generator(model: RRDBNet, path, record: dict) -> Path:
     """float32 safetensors of the generator; metadata: ``config`` (the architecture) and ``record``."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
