@@ -61,25 +61,25 @@ REGISTRY: dict[str, ShippedWeights] = {
     "shapes_resnet50": ShippedWeights("shapes_resnet50", "ResNet-50 of the CAM benchmark (8 shape classes) and HDM-CAM's fitted theta", (
         ("shapes_resnet50.safetensors", "78c9a22b8cbe9aed359130ec1cec958b44a3c0c74bdd7424c749b305459df59d"),
         ("shapes_resnet50.theta.json", "9a4c561d0b6c0fafb24b1b34af3de88471054ef11416f0f5f8b7ffdd4b70157b"),
-        ("shapes_resnet50.md", "23f09b553b00f6ac0a053c306c6afab1577786a57c38f7455f7fd4c28215f4d5"))),
+        ("shapes_resnet50.md", "0637714216f9f2b54a12663080f1504d3319bec6ce7837d0224eeeae6ce841fe"))),
     "sr_general_x4": ShippedWeights("sr_general_x4", "compact RRDBNet x4, the general SR model", (
         ("sr_general_x4.safetensors", "74faaa211ba05f4803f4f6b6efa7fd2b796687c5145ea37bb73e43bd8da1976b"),
-        ("sr_general_x4.md", "c3a92f9d20f175ac6bda959bd18d57eb1888a7190775e80d39af09201c14ff4f"))),
+        ("sr_general_x4.md", "c4213ce546a212eb2f800ece7e21c519e281d5a9b0da7483792bc188b7128de3"))),
     "sr_face_x4": ShippedWeights("sr_face_x4", "compact RRDBNet x4 fine-tuned on faces, the face SR model", (
         ("sr_face_x4.safetensors", "66109a53cba60b197da81e4ec50dad77a23cbf81691db3b51cd2dafd164495d9"),
-        ("sr_face_x4.md", "9ed2a704f77ab5be232c8f3a3b1f14497b8237a04843ae225c081bbabe2a81f4"))),
+        ("sr_face_x4.md", "c14ab8f6dacfd885f9b53b2f016e1f9f495f81cc4a8c215914906b67c9ad88aa"))),
     "diffusion_teacher_x4": ShippedWeights("diffusion_teacher_x4", "diffusion SR x4 teacher (15 steps), without the HF loss", (
         ("diffusion_teacher_x4.safetensors", "929caf5d4e801a47537f9e941aa84e2d232ecff34d06c16f5830c93c2ce6dfea"),
-        ("diffusion_teacher_x4.md", "9ea31ba7fdf7b8ee8aaed087f58304d0530897067925bd76750c1cceb20f48b6"))),
+        ("diffusion_teacher_x4.md", "c4987a81a1df2a846a785f56bfe43636cb966b2b7d4e2d88347fe1503cf368c5"))),
     "diffusion_teacher_hf_x4": ShippedWeights("diffusion_teacher_hf_x4", "diffusion SR x4 teacher (15 steps), with the HF loss", (
         ("diffusion_teacher_hf_x4.safetensors", "9efcfcea15a41909339374c4790f9e6dd24c04308bafd2a034880872c355fd9e"),
-        ("diffusion_teacher_hf_x4.md", "2d984144573dd8d7e661dfeb0394d2ab619c451b4fddf141c330c4b147be5b05"))),
+        ("diffusion_teacher_hf_x4.md", "14156022a1161db69cb4656915bb3423ef2071383a20975b78365b91f718f36f"))),
     "diffusion_student_x4": ShippedWeights("diffusion_student_x4", "one-step diffusion SR x4 student, without the HF loss", (
         ("diffusion_student_x4.safetensors", "c582f2fa233dde66dca936037af8408e6ef3d0635d21da0fac86c50c63a641be"),
-        ("diffusion_student_x4.md", "758022818872dca00fa43db416ead70ad1421e5ec83792a109b9be23fb6510e4"))),
+        ("diffusion_student_x4.md", "9faaffeec97d0583b7603f09f72e07e61721c76267948731974e5570b3b2449d"))),
     "diffusion_student_hf_x4": ShippedWeights("diffusion_student_hf_x4", "one-step diffusion SR x4 student, with the HF loss", (
         ("diffusion_student_hf_x4.safetensors", "5c6f6e1dd00901ed9ca832183484d834fed483b9c3a96b1f3afe3232e982d443"),
-        ("diffusion_student_hf_x4.md", "c21d9b46a5c9acdf4fd2d95308a9cab64cf287a63a1c1302375255fe4022a835"))),
+        ("diffusion_student_hf_x4.md", "249f7e05cf30e28bf3c7b7db0ff89b33df173d8504f43005c725b82199be0f17"))),
 }
 
 
