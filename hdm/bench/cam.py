@@ -74,8 +74,8 @@ def _package_gradcampp(model) -> Method | None:
 
     Its hooks live only during each call, so they never slow down or leak into other methods."""
     try:
-        import pytorch_grad_cam as pgc
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+        import pytorch_grad_cam as pgc  # optional: the reference package (the [train] extra)
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # optional, as above
     except ImportError:
         return None
 

@@ -10,6 +10,8 @@ import time
 
 import numpy as np
 import torch
+import torchvision
+from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from ..cam import HDMCAM, GradCAM, GradCAMPlusPlus
@@ -34,7 +36,7 @@ def _methods(model, with_reference: bool):
     }
     if with_reference:
         try:
-            import pytorch_grad_cam as pgc
+            import pytorch_grad_cam as pgc  # optional: the reference package (the [train] extra)
         except ImportError:
             print("grad-cam is not installed: the reference column is skipped (pip install -r requirements-dev.txt)")
         else:
@@ -47,8 +49,6 @@ def cam_speed(batches=(1, 8), size: int = 224, repeats: int = 5, seed: int = 0, 
     """Median seconds per call of each method on ResNet-50 (random weights: speed does not depend on them),
     layers 1-4, CPU. Methods alternate within each repeat so that drifts in machine load hit all alike."""
     torch.manual_seed(seed)
-    import torchvision
-
     model = torchvision.models.resnet50().eval()
     methods = _methods(model, reference)
     results = {}
@@ -82,7 +82,7 @@ def speed_markdown(results: dict, size: int, repeats: int) -> str:
 
 def sample_photos(size: int = 224) -> tuple[list[str], torch.Tensor]:
     """scikit-image's bundled photos (no download) as an ImageNet-normalised batch."""
-    from skimage import data
+    from skimage import data  # optional: the [app] and [train] extras
 
     names = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry"]
     images = []
@@ -93,8 +93,6 @@ def sample_photos(size: int = 224) -> tuple[list[str], torch.Tensor]:
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
     return float(spearmanr(a.ravel(), b.ravel()).statistic)
 
 

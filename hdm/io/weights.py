@@ -18,11 +18,15 @@ Third-party weights (torchvision's ImageNet ResNet-50, VGG, Real-ESRGAN) go thro
 """
 from __future__ import annotations
 
+import math
 import os
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from ..errors import WeightsUnavailable
@@ -116,8 +120,6 @@ def _check(path: Path, expected: str) -> None:
 def _fetch(file: str, expected: str, target: Path) -> None:
     """Download ``$HDM_WEIGHTS_URL/file`` to ``target`` with a progress bar; keep it only if its sha256 is
     ``expected``."""
-    import urllib.request
-
     url = os.environ["HDM_WEIGHTS_URL"].rstrip("/") + "/" + file
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
@@ -227,18 +229,12 @@ def cached_download(url: str, what: str, alternatives: str = "") -> Path:
 def safetensors_metadata(path: str | Path) -> dict[str, str]:
     """The string metadata of a ``.safetensors`` file (hdm stores ``arch``, ``config``, ``record``, ... there),
     read without loading the tensors; ``{}`` if it has none."""
-    from safetensors import safe_open
-
     with safe_open(str(path), "pt") as f:
         return f.metadata() or {}
 
 
 def count_parameters(path: str | Path) -> int:
     """The number of values stored in a ``.safetensors`` file, from the tensor shapes alone."""
-    import math
-
-    from safetensors import safe_open
-
     with safe_open(str(path), "pt") as f:
         return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
 
@@ -250,8 +246,6 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         state = load_file(str(path))
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
