@@ -1,9 +1,9 @@
 """hdm demo (Gradio): CAMs, wavelet subbands, face-fusion SR, diffusion SR and region fusion by CAM.
 
 Runs offline (python app.py) and on Hugging Face Spaces. This file only lays out the page: every
-result comes from ``hdm.views`` (tested without a browser), whose errors are shown as messages.
+result comes from ``hdm.app`` (tested without a browser), whose errors are shown as messages.
 Environment: ``HDM_HOST``/``HDM_PORT`` (default: Gradio's, 127.0.0.1:7860), and the ``HDM_*`` model variables of
-:mod:`hdm.views.hub` (your own classifier or SR weights).
+:mod:`hdm.app.hub` (your own classifier or SR weights).
 """
 from __future__ import annotations
 
@@ -28,20 +28,22 @@ from hdm.app import (
 )
 from hdm.app.cam import ALPHAS, TOP, VARIANTS
 from hdm.app.subbands import LAYERS
+from hdm.cam.classifiers import imagenet_weights_path
+from hdm.errors import HDMError
 
 HUB = ModelHub()
 log = logging.getLogger("hdm.app")
 
 
 def _ui(fn):
-    """A callback whose errors reach the user as a message: ViewError as it is, anything else named
-    (the traceback goes to the server log, not the page)."""
+    """A callback whose errors reach the user as a message: hdm's errors (ViewError among them) as they are,
+    anything else named (the traceback goes to the server log, not the page)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except ViewError as e:
+        except HDMError as e:
             raise gr.Error(str(e)) from None
         except Exception as e:  # noqa: BLE001 - the page shows a message, the log keeps the details
             log.exception("view failed")
@@ -65,8 +67,6 @@ def models_notice() -> str:
 
 
 def default_classifier() -> str:
-    from hdm.cam.classifiers import imagenet_weights_path
-
     names = list(HUB.classifiers)
     imagenet = next(n for n in names if n.startswith("ImageNet"))
     if names[0] != imagenet and not names[0].startswith("Random"):

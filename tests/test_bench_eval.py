@@ -142,7 +142,10 @@ def test_ci_text():
 
 
 class BicubicModel(nn.Module):
-    """An x4 'generator' that is bicubic upsampling (one unused parameter, for the device)."""
+    """An x4 'generator' that is bicubic upsampling (one unused parameter, for the device); it describes
+    itself as every SR model does (hdm.sr.model.SRModel)."""
+
+    scale, input_multiple, receptive_radius, dtypes = 4, 1, 2, (torch.float32,)
 
     def __init__(self):
         super().__init__()

@@ -83,10 +83,12 @@ def test_eval_and_fit_theta_commands(tmp_path, capsys):
 def test_commands_fail_clearly(tmp_path, capsys):
     assert main(["eval-cam", "--weights", str(tmp_path / "none.safetensors")]) == 2
     assert "no weights file" in capsys.readouterr().err
-    assert main(["eval-cam", "--weights", "random", "--backgrounds", str(tmp_path / "nope")]) == 2
-    assert "not found" in capsys.readouterr().err
-    assert main(["eval-cam", "--weights", "random", "--theta", str(tmp_path / "t.json")]) == 2
-    assert "no theta file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse checks the folder: usage error, exit 2
+        main(["eval-cam", "--weights", "random", "--backgrounds", str(tmp_path / "nope")])
+    assert e.value.code == 2 and "no folder at" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # argparse checks the file: usage error, exit 2
+        main(["eval-cam", "--weights", "random", "--theta", str(tmp_path / "t.json")])
+    assert e.value.code == 2 and "no file at" in capsys.readouterr().err
 
 
 def test_exported_weights_load_back_with_their_card(tmp_path, tiny_resnet):

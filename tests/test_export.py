@@ -93,13 +93,35 @@ def test_export_command(tmp_path, tiny, capsys):
     assert main(["onnx", "--model", str(tmp_path / "none.safetensors")]) == 2
 
 
+def test_export_command_out_file_takes_one_model_and_one_precision(tmp_path, tiny, capsys):
+    """``--out x.onnx`` is that file for one model and one precision; for more it is an error that says so
+    (it once made a folder named x.onnx), and nothing is written."""
+    from hdm.training.sr import export_generator
+
+    weights = export_generator(tiny, tmp_path / "g.safetensors", {})
+    for argv, files in ((["--model", str(weights), "--fp16", "both"], 2), (["--model", "all", "--fp16", "no"], 3),
+                        ([], 6)):
+        assert main(["onnx", *argv, "--out", str(tmp_path / "x.onnx")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: --out") and f"makes {files} files" in err and err.count("\n") == 1
+        assert not (tmp_path / "x.onnx").exists()
+    for fp16 in ("no", "yes"):
+        out = tmp_path / f"g_{fp16}.onnx"
+        assert main(["onnx", "--model", str(weights), "--fp16", fp16, "--out", str(out)]) == 0
+        assert out.is_file() and f"{out}: onnx.checker ok" in capsys.readouterr().out
+        assert read_metadata(out)["hdm.precision"] == ("fp16" if fp16 == "yes" else "fp32")
+
+
 def test_tensorrt_is_skipped_with_a_reason_without_gpu_or_package(tmp_path, capsys):
     ok, why = tensorrt_status()
     if ok:
         pytest.skip("TensorRT and a GPU are here: the engine is built by `hdm export tensorrt` instead")
     assert why
-    assert main(["tensorrt", str(tmp_path / "m.onnx")]) == 0
+    path = export_onnx(RRDBNet(num_feat=8, num_block=1, num_grow_ch=4).eval(), tmp_path / "m.onnx", "tiny", 4)
+    assert main(["tensorrt", str(path)]) == 0
     assert "cannot be built here" in capsys.readouterr().out
+    assert main(["tensorrt", str(tmp_path / "none.onnx")]) == 2  # the file is checked first, TensorRT or not
+    assert capsys.readouterr().err == f"error: no ONNX file at {tmp_path / 'none.onnx'}\n"
 
 
 def test_bench_command_prints_ratios(tmp_path, tiny, capsys):

@@ -285,7 +285,7 @@ def test_upscale_a_folder_reports_bad_files_and_keeps_finished_outputs(tmp_path,
     assert main(["upscale", str(src / "c.txt"), str(tmp_path / "x.png"), *face_args]) == 2
     assert main(["upscale", str(src / "a.png"), str(tmp_path / "y.png"), "--model", "general",
                  "--general-weights", str(tmp_path / "none.safetensors")]) == 2
-    assert "no weights file at" in capsys.readouterr().err
+    assert "no generator weights at" in capsys.readouterr().err
 
 
 def test_upscale_fusion_saves_the_intermediate_images(tmp_path, tiny_weights):

@@ -15,6 +15,8 @@ from hdm.sr.fusion import FaceFusionSR, to_image, to_tensor
 class NearestUp(nn.Module):
     """A pointwise "generator": nearest x4 upsampling plus a constant (so crops give the same pixels)."""
 
+    scale, input_multiple, receptive_radius, dtypes = 4, 1, 0, (torch.float32,)  # an hdm.sr.SRModel
+
     def __init__(self, offset: float = 0.0):
         super().__init__()
         self.offset = nn.Parameter(torch.tensor(offset))
@@ -27,6 +29,8 @@ class NearestUp(nn.Module):
 
 class ConvUp(nn.Module):
     """Three 3x3 convs (receptive field radius 3 LR px) then pixel shuffle x4."""
+
+    scale, input_multiple, receptive_radius, dtypes = 4, 1, 3, (torch.float32,)
 
     def __init__(self):
         super().__init__()

@@ -26,6 +26,7 @@ from hdm.app.subbands import pyramid_mosaic
 from hdm.diffusion.denoiser import Denoiser
 from hdm.diffusion.loading import export_diffusion
 from hdm.diffusion.schedule import ResShiftSchedule
+from hdm.errors import BadArgument
 from hdm.ops.wavelets import haar_wavedec2
 from hdm.sr.face_mask import blend
 from hdm.sr.rrdbnet import RRDBNet
@@ -268,8 +269,10 @@ def test_hub_user_files_each_load_their_own_path(monkeypatch, tmp_path):
         hub.get(hub.general, "your general model (gen.pth)")
     with pytest.raises(FileNotFoundError, match="face.pth"):
         hub.get(hub.face, "your face model (face.pth)")
-    with pytest.raises(KeyError, match="unknown model"):
+    with pytest.raises(BadArgument, match="unknown model"):
         hub.classifier("nope")
+    with pytest.raises(ViewError, match="Cannot load nope: unknown model"):  # the views' one conversion
+        cam_view(hub, np.zeros((16, 16, 3), np.uint8), "nope")
 
 
 def test_diffusion_view_serves_the_shipped_models(photo, tmp_path):

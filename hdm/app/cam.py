@@ -9,7 +9,7 @@ import numpy as np
 from ..cam.explain import explain_photo
 from ..cam.hdm_cam import TUNED
 from .hub import ModelHub
-from .inputs import MAX_SIDE, ViewError, check_image
+from .inputs import MAX_SIDE, ViewError, check_image, shown_as
 
 __all__ = ["CamView", "cam_view", "class_choices", "parse_target", "hdm_options", "VARIANTS", "ALPHAS"]
 
@@ -69,10 +69,8 @@ def hdm_options(classifier, variant: str, alpha: str) -> dict:
 
 
 def _classifier(hub: ModelHub, model: str):
-    try:
+    with shown_as(f"Cannot load {model}"):
         return hub.classifier(model)
-    except (KeyError, FileNotFoundError, ValueError, RuntimeError) as e:
-        raise ViewError(f"Cannot load {model}: {e}") from None
 
 
 def cam_view(hub: ModelHub, image, model: str, target=TOP, alpha: str = "exp", variant: str = "paper",

@@ -9,13 +9,13 @@ variables (read once, when the hub is built):
 - ``HDM_CLASSIFIER``: a ResNet-50 state dict (``.pth``/``.safetensors``);
 - ``HDM_SR_GENERAL``, ``HDM_SR_FACE``: RRDBNet checkpoints (hdm, Real-ESRGAN or ESRGAN layouts) or
   exported ``.onnx`` generators (served by ONNX Runtime);
-- ``HDM_WEIGHTS_DIR``: a folder to read the shipped file names from instead of ``weights/``;
+- ``HDM_WEIGHTS_DIR``: a folder to read the shipped file names from (default: the registry's folder,
+  :func:`hdm.io.weights.weights_dir`: a checkout's ``weights/``, else ``$HDM_HOME/weights``);
 - ``HDM_EXPORTS_DIR``: where ``hdm export onnx`` wrote its files (default ``exports/``): the SR
   views can then run the shipped generators with ONNX Runtime.
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import dataclass
@@ -24,12 +24,18 @@ from typing import Callable
 
 import torch
 
-from ..cam.classifiers import load_resnet50, load_shapes_resnet50
+from ..cam.classifiers import load_resnet50, load_shapes_resnet50, shapes_theta_path
+from ..cam.theta import read_theta
+from ..diffusion.sampler import DiffusionSR
+from ..errors import BadArgument, MissingFile
 from ..io.weights import CHECKOUT_WEIGHTS, cached_download
+from ..io.weights import weights_dir as shipped_weights_dir
+from ..sr.faces import FaceDetector
+from ..sr.loading import load_generator
+from ..training.cards import read_record
 
-__all__ = ["ModelHub", "Served", "REAL_ESRGAN_X4PLUS", "WEIGHTS_DIR", "EXPORTS_DIR", "DIFFUSION_FILES"]
+__all__ = ["ModelHub", "Served", "REAL_ESRGAN_X4PLUS", "EXPORTS_DIR", "DIFFUSION_FILES"]
 
-WEIGHTS_DIR = CHECKOUT_WEIGHTS
 EXPORTS_DIR = CHECKOUT_WEIGHTS.parent / "exports"
 #: Real-ESRGAN's official x4plus generator (23 RRDB blocks, 16.7M parameters; BSD-3-Clause).
 REAL_ESRGAN_X4PLUS = "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth"
@@ -57,7 +63,7 @@ class ModelHub:
     """Lazily loaded, cached models for the views (thread-safe).
 
     Args:
-        weights_dir: the shipped weights (default ``$HDM_WEIGHTS_DIR`` or ``weights/``).
+        weights_dir: the shipped weights (default ``$HDM_WEIGHTS_DIR``, else :func:`hdm.io.weights.weights_dir`).
         exports_dir: exported ONNX generators (default ``$HDM_EXPORTS_DIR`` or ``exports/``).
         device: torch device (default: CUDA when present, else CPU).
         env: where the ``HDM_*`` variables are read (default ``os.environ``).
@@ -65,7 +71,7 @@ class ModelHub:
 
     def __init__(self, weights_dir=None, exports_dir=None, device=None, env=None):
         env = os.environ if env is None else env
-        self.weights_dir = Path(weights_dir or env.get("HDM_WEIGHTS_DIR") or WEIGHTS_DIR)
+        self.weights_dir = Path(weights_dir or env.get("HDM_WEIGHTS_DIR") or shipped_weights_dir())
         self.exports_dir = Path(exports_dir or env.get("HDM_EXPORTS_DIR") or EXPORTS_DIR)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._cache: dict[str, Served] = {}
@@ -100,10 +106,10 @@ class ModelHub:
 
     # -- loading -----------------------------------------------------------------------------------
     def get(self, table: dict, choice: str) -> Served:
-        """The model of ``choice`` in ``table`` (loaded on first use). Raises ``KeyError`` for an unknown
-        choice and the loader's error (``WeightsUnavailable``, ``FileNotFoundError``, ``ValueError``)."""
+        """The model of ``choice`` in ``table`` (loaded on first use). Raises :class:`BadArgument` for an unknown
+        choice and the loader's :class:`~hdm.errors.HDMError` (weights unavailable, a missing or foreign file)."""
         if choice not in table:
-            raise KeyError(f"unknown model {choice!r}; choose from {list(table)}")
+            raise BadArgument(f"unknown model {choice!r}; choose from {list(table)}")
         served = self._cache.get(choice)
         if served is not None:
             return served
@@ -125,42 +131,33 @@ class ModelHub:
 
     def diffusion(self, variant: str) -> Served:
         """A :class:`hdm.diffusion.sampler.DiffusionSR` for a :data:`DIFFUSION_FILES` variant."""
-        from ..diffusion.loading import load_diffusion
-
         if variant not in DIFFUSION_FILES:
-            raise KeyError(f"unknown diffusion variant {variant!r}; choose from {list(DIFFUSION_FILES)}")
+            raise BadArgument(f"unknown diffusion variant {variant!r}; choose from {list(DIFFUSION_FILES)}")
         path = self.weights_dir / DIFFUSION_FILES[variant]
-        table = {variant: lambda: (load_diffusion(path, one_step=variant.startswith("one step"), tile=256,
-                                                  device=self.device), f"hdm demo weights {path.name}" + _notes(path))}
+        one_step = variant.startswith("one step")
+        table = {variant: lambda: (DiffusionSR.from_pretrained(path, self.device, one_step=one_step, tile=256),
+                                   f"hdm demo weights {path.name}" + _notes(path))}
         return self.get(table, variant)
 
     def face_detector(self):
         """The MTCNN face detector (facenet-pytorch ships its weights: works offline)."""
-        from ..sr.faces import FaceDetector
-
         return self.get({"MTCNN face detector": lambda: (FaceDetector(device=self.device),
                                                          "facenet-pytorch MTCNN (bundled weights)")},
                         "MTCNN face detector").obj
 
     def _shapes(self, path: Path) -> tuple[object, str]:
-        from ..cam.classifiers import shapes_theta_path
-
         classifier = load_shapes_resnet50(path)
         theta_file = shapes_theta_path(path)
-        classifier.theta = torch.tensor(json.loads(theta_file.read_text())["theta"]) if theta_file.is_file() else None
+        classifier.theta = torch.tensor(read_theta(theta_file)["theta"]) if theta_file.is_file() else None
         return classifier, f"hdm demo weights {path.name} ({classifier.note})"
 
     def _generator(self, path: Path, label: str) -> tuple[object, str]:
-        from ..sr.pipeline import load_generator
-
         if not Path(path).is_file():
-            raise FileNotFoundError(f"no weights at {path}: the {label} are not there (train them with "
+            raise MissingFile(f"no weights at {path}: the {label} are not there (train them with "
                                     "`hdm train-sr`, see docs/sr.md, or pick another model)")
         return load_generator(path, self.device), label + _notes(path)
 
     def _real_esrgan(self) -> tuple[object, str]:
-        from ..sr.pipeline import load_generator
-
         path = cached_download(REAL_ESRGAN_X4PLUS, "Real-ESRGAN x4plus")
         return load_generator(path, self.device), f"official Real-ESRGAN x4plus ({path.name})"
 
@@ -170,8 +167,6 @@ def _notes(path: Path) -> str:
     for the label; empty for other files."""
     if Path(path).suffix != ".safetensors":
         return ""
-    from ..training.cards import read_record
-
     try:
         notes = read_record(path)[1].get("notes", [])
     except (OSError, ValueError):

@@ -3,13 +3,18 @@ can act on, never a traceback), and the example images that work offline."""
 from __future__ import annotations
 
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from skimage import data
 
+from ..bench.shapes import render_sample
+from ..errors import HDMError
 from ..io.images import load_rgb
 
-__all__ = ["ViewError", "check_image", "to_uint8", "example_images", "low_res_examples"]
+__all__ = ["ViewError", "shown_as", "check_image", "to_uint8", "example_images", "low_res_examples"]
 
 #: Largest input side the CAM and subband views take (the model sees a 224/128 px resize anyway).
 MAX_SIDE = 4096
@@ -17,8 +22,21 @@ MAX_SIDE = 4096
 MAX_SR_PIXELS = 512 * 512
 
 
-class ViewError(ValueError):
+class ViewError(HDMError, ValueError):
     """A problem with a view's input or model, with the message the UI shows."""
+
+
+@contextmanager
+def shown_as(what: str):
+    """Inside: any :class:`~hdm.errors.HDMError` (a bad image, weights unavailable, a bad argument) becomes a
+    :class:`ViewError` reading ``"<what>: <its message>"``; a ViewError passes as it is. The one place where
+    the views turn hdm's errors into messages."""
+    try:
+        yield
+    except ViewError:
+        raise
+    except HDMError as e:
+        raise ViewError(f"{what}: {e}") from None
 
 
 def check_image(image, max_pixels: int | None = None, what: str = "image") -> np.ndarray:
@@ -27,10 +45,8 @@ def check_image(image, max_pixels: int | None = None, what: str = "image") -> np
     ``max_pixels``: refuse larger inputs, saying how to do them instead."""
     if image is None:
         raise ViewError(f"Upload an {what} or pick an example first.")
-    try:
+    with shown_as(f"Cannot use this {what}"):
         rgb = load_rgb(image)
-    except (ValueError, FileNotFoundError) as e:
-        raise ViewError(f"Cannot use this {what}: {e}") from None
     h, w = rgb.shape[:2]
     if max_pixels is not None and h * w > max_pixels:
         side = int(max_pixels ** 0.5)
@@ -55,12 +71,7 @@ def _folder() -> Path:
 
 def example_images() -> list[str]:
     """Photos that work offline: scikit-image's astronaut, coffee and chelsea, and two images of the CAM
-    benchmark (:mod:`hdm.shapes`, procedural backgrounds, 256 px), written once as PNG files."""
-    from PIL import Image
-    from skimage import data
-
-    from ..bench.shapes import render_sample
-
+    benchmark (:mod:`hdm.bench.shapes`, procedural backgrounds, 256 px), written once as PNG files."""
     paths = []
     for name in ("astronaut", "coffee", "chelsea"):
         path = _folder() / f"{name}.png"
@@ -79,9 +90,6 @@ def example_images() -> list[str]:
 def low_res_examples() -> list[str]:
     """Small inputs for the SR views (x4 of them stays quick on a CPU): scikit-image's astronaut (a face)
     and coffee, shrunk with Pillow's bicubic to 128 px on the long side."""
-    from PIL import Image
-    from skimage import data
-
     paths = []
     for name in ("astronaut", "coffee"):
         path = _folder() / f"{name}_lowres.png"

@@ -14,14 +14,14 @@ import torch
 from ..cam import HDMCAM
 from ..cam.hdm_cam import TUNED
 from ..cam.overlay import overlay_heatmap
-from ..errors import WeightsUnavailable
+from ..errors import HDMError
 from ..io.images import to_model_input, write_image
 from ..ops.resize import bicubic_upsample
 from ..ops.tiling import tiled_forward
 from ..sr.fusion import FaceFusionSR, region_fusion, to_image, to_tensor
 from .cam import _classifier, parse_target
 from .hub import DIFFUSION_FILES, ModelHub
-from .inputs import MAX_SR_PIXELS, ViewError, check_image, to_uint8
+from .inputs import MAX_SR_PIXELS, ViewError, check_image, shown_as, to_uint8
 
 __all__ = ["FusionView", "fusion_view", "DiffusionView", "diffusion_view", "RegionView", "region_view", "mask_overlay"]
 
@@ -35,10 +35,8 @@ def mask_overlay(image: np.ndarray, mask: np.ndarray, colour=(1.0, 0.2, 0.2), st
 
 
 def _generator(hub: ModelHub, table: dict, choice: str):
-    try:
+    with shown_as(f"Cannot load {choice}"):
         return hub.get(table, choice)
-    except (KeyError, FileNotFoundError, ValueError, WeightsUnavailable) as e:
-        raise ViewError(f"Cannot load {choice}: {e}") from None
 
 
 #: Full-size results for download; files older than this many seconds are removed on the next write.
@@ -128,7 +126,7 @@ def diffusion_view(hub: ModelHub, image, variants=tuple(DIFFUSION_FILES), seed: 
     for variant in variants:
         try:
             served = hub.diffusion(variant)
-        except Exception as e:  # noqa: BLE001 - a missing or unreadable file only drops its column
+        except HDMError as e:  # a missing or unreadable file only drops its column
             missing.append(f"{variant}: {e}")
             continue
         start = time.perf_counter()

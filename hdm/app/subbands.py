@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from ..cam import HDMCAM
+from ..errors import BadArgument
 from ..io.images import to_model_input
 from ..ops.wavelets import HaarPyramid, haar_wavedec2, max_level
 from .cam import _classifier, parse_target
@@ -43,7 +44,7 @@ def pyramid_mosaic(pyramid: HaarPyramid) -> np.ndarray:
     usual layout, each band scaled for display on its own (so the mosaic shows where, not how much).
     With odd sizes a quadrant can be a pixel larger than its band: the band is padded with zeros."""
     if pyramid.ll.dim() != 2:
-        raise ValueError(f"pyramid_mosaic takes the pyramid of one (h, w) map, got bands of {tuple(pyramid.ll.shape)}")
+        raise BadArgument(f"pyramid_mosaic takes the pyramid of one (h, w) map, got bands of {tuple(pyramid.ll.shape)}")
     canvas = _show(pyramid.ll, detail=False)
 
     def fit(x, h, w):  # zero-pad to (h, w): odd sizes make a coarser mosaic one pixel larger than a band

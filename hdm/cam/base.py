@@ -7,6 +7,7 @@ lookup, target resolution, eval mode, batching, resizing - lives here once.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence, Union
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import BadArgument
 from .targets import ClassifierOutputTarget
 
 __all__ = ["BaseCAM", "CAMResult", "LayerSpec", "TargetSpec", "normalize_maps", "upsample_maps", "eval_mode"]
@@ -97,7 +99,7 @@ def _valid_layers_message(model: nn.Module) -> str:
 def resolve_layers(model: nn.Module, target_layers) -> tuple[list[nn.Module], list[str]]:
     """Turn names or modules into ``(modules, names)``, with a clear error for unknown ones."""
     if target_layers is None or (isinstance(target_layers, (list, tuple)) and len(target_layers) == 0):
-        raise ValueError("target_layers is empty: give at least one layer (a module of the model or its name)")
+        raise BadArgument("target_layers is empty: give at least one layer (a module of the model or its name)")
     if isinstance(target_layers, (str, nn.Module)):
         target_layers = [target_layers]
     module_names = {id(m): n for n, m in model.named_modules()}
@@ -109,16 +111,16 @@ def resolve_layers(model: nn.Module, target_layers) -> tuple[list[nn.Module], li
             except AttributeError:
                 module = None
             if module is None or layer == "":
-                raise ValueError(f"unknown layer {layer!r}; valid layer names: {_valid_layers_message(model)}")
+                raise BadArgument(f"unknown layer {layer!r}; valid layer names: {_valid_layers_message(model)}")
             name = layer
         elif isinstance(layer, nn.Module):
             if id(layer) not in module_names:
-                raise ValueError(f"target layer {type(layer).__name__} is not a submodule of the model")
+                raise BadArgument(f"target layer {type(layer).__name__} is not a submodule of the model")
             module, name = layer, module_names[id(layer)] or "<model>"
         else:
             raise TypeError(f"a target layer must be a module or a layer name, got {type(layer).__name__}")
         if name in names:
-            raise ValueError(f"layer {name!r} is listed twice in target_layers")
+            raise BadArgument(f"layer {name!r} is listed twice in target_layers")
         modules.append(module)
         names.append(name)
     return modules, names
@@ -143,11 +145,12 @@ class _Recorder:
         for name, outs in zip(self.names, self.outputs):
             if len(outs) != 1:
                 what = "did not run" if not outs else f"ran {len(outs)} times"
-                raise ValueError(f"target layer {name!r} {what} in the forward pass; choose a layer that runs exactly once")
+                raise BadArgument(f"target layer {name!r} {what} in the forward pass; choose a layer that runs "
+                                  "exactly once")
             a = outs[0]
             if not isinstance(a, torch.Tensor) or a.dim() != 4:
                 shape = tuple(a.shape) if isinstance(a, torch.Tensor) else type(a).__name__
-                raise ValueError(f"target layer {name!r} must output a (B, K, h, w) tensor, got {shape}")
+                raise BadArgument(f"target layer {name!r} must output a (B, K, h, w) tensor, got {shape}")
             acts.append(a)
         return acts
 
@@ -193,7 +196,7 @@ class BaseCAM:
                 logits = self.model(x)
                 if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
                     shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-                    raise ValueError(f"the model must return (B, num_classes) scores, got {shape}")
+                    raise BadArgument(f"the model must return (B, num_classes) scores, got {shape}")
                 acts = recorder.activations()
                 score_fns, categories = self._resolve_targets(targets, logits)
                 scores = torch.stack([self._score(fn, logits[i]) for i, fn in enumerate(score_fns)])
@@ -234,9 +237,9 @@ class BaseCAM:
             raise TypeError(f"input_tensor must be a torch.Tensor, got {type(x).__name__}")
         if x.dim() != 4:
             hint = " (add a batch dimension: x.unsqueeze(0))" if x.dim() == 3 else ""
-            raise ValueError(f"input_tensor must be 4-D (B, C, H, W), got shape {tuple(x.shape)}{hint}")
+            raise BadArgument(f"input_tensor must be 4-D (B, C, H, W), got shape {tuple(x.shape)}{hint}")
         if x.shape[0] == 0:
-            raise ValueError("input_tensor has an empty batch")
+            raise BadArgument("input_tensor has an empty batch")
         if not torch.is_floating_point(x):
             raise TypeError(f"input_tensor must be a floating-point tensor, got {x.dtype}")
         return x.to(self._device())
@@ -251,14 +254,16 @@ class BaseCAM:
             raise TypeError("targets must be a list with one entry per image (or None for the top class)")
         targets = list(targets)
         if len(targets) != batch:
-            raise ValueError(f"got {len(targets)} targets for a batch of {batch} images; give exactly one target per image")
+            raise BadArgument(f"got {len(targets)} targets for a batch of {batch} images; give exactly one target "
+                              "per image")
         fns, categories = [], []
         for t in targets:
             category = t if isinstance(t, (int, np.integer)) else getattr(t, "category", None)
             if isinstance(t, bool) or (category is not None and not isinstance(category, (int, np.integer))):
                 raise TypeError(f"a target must be a class index or a score callable, got {t!r}")
             if category is not None and not 0 <= int(category) < num_classes:
-                raise ValueError(f"class index {int(category)} is out of range: the model has {num_classes} classes (0..{num_classes - 1})")
+                raise BadArgument(f"class index {int(category)} is out of range: the model has {num_classes} classes "
+                                  f"(0..{num_classes - 1})")
             if isinstance(t, (int, np.integer)):
                 t = ClassifierOutputTarget(int(t))
             elif not callable(t):
@@ -271,15 +276,13 @@ class BaseCAM:
     def _score(fn, output: torch.Tensor) -> torch.Tensor:
         s = fn(output)
         if not isinstance(s, torch.Tensor) or s.numel() != 1:
-            raise ValueError(f"target {fn!r} must return one score per image, got {s!r}")
+            raise BadArgument(f"target {fn!r} must return one score per image, got {s!r}")
         return s.reshape(())
 
     def _warn_if_not_piecewise_linear(self) -> None:
         others = sorted({type(m).__name__ for m in self.model.modules()
                          if not any(True for _ in m.children()) and not isinstance(m, _PIECEWISE_LINEAR)})
         if others:
-            import warnings
-
             warnings.warn(
                 f"{type(self).__name__}: the closed-form higher derivatives are exact when the score is piecewise "
                 f"linear in the activations; this model also has {', '.join(others)}, for which they are the "

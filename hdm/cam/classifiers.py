@@ -2,6 +2,7 @@
 checkpoint or a named random stand-in) and the shapes ResNet-50 of the CAM benchmark."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from ..errors import BadArgument, MissingFile
 from ..io.weights import (
     REGISTRY,
     hub_checkpoint_path,
@@ -18,6 +20,9 @@ from ..io.weights import (
     torchvision_state_dict,
     weights_path,
 )
+
+__all__ = ["Classifier", "CLASSIFIERS", "SHAPES_WEIGHTS", "load_resnet50", "load_shapes_resnet50", "shapes_theta_path",
+           "imagenet_weights_path"]
 
 
 @dataclass
@@ -30,6 +35,22 @@ class Classifier:
     categories: list[str]
     note: str = ""  # shown to users, e.g. that a stand-in replaces the real weights
     input_size: int = 224  # side of the square input the model was trained at
+
+    @classmethod
+    def from_pretrained(cls, name: str = "shapes_resnet50", device="cpu") -> "Classifier":
+        """A classifier in eval mode on ``device``, by name: ``"shapes_resnet50"`` (the shipped ResNet-50 of the
+        CAM benchmark, 8 shape classes, 128 px: :func:`load_shapes_resnet50`), ``"imagenet"`` (torchvision's
+        ResNet-50) or ``"random"`` (a seeded stand-in) (:func:`load_resnet50`), or a state-dict file (an
+        hdm shapes export, whose metadata names its classes, or any ResNet-50). Raises
+        :class:`~hdm.errors.WeightsUnavailable`, :class:`~hdm.errors.MissingFile` or :class:`BadArgument`."""
+        if name in REGISTRY and name not in CLASSIFIERS:
+            raise BadArgument(f"{name} is not a classifier; the shipped classifiers are {', '.join(CLASSIFIERS)}")
+        if name in CLASSIFIERS or (str(name).endswith(".safetensors") and "classes" in safetensors_metadata(name)):
+            classifier = load_shapes_resnet50(name)
+        else:
+            classifier = load_resnet50(name)
+        classifier.model.to(torch.device(device))
+        return classifier
 
 
 def _imagenet_weights():
@@ -64,23 +85,25 @@ def load_resnet50(weights: str = "imagenet", *, seed: int = 0, categories: list[
         names = [f"class {i}" for i in range(1000)]
         note = "untrained stand-in: ResNet-50 with random weights, so its maps and classes mean nothing"
         return Classifier(model.eval(), "ResNet-50", "random stand-in", names, note)
-    state = load_state_dict_file(weights)
+    state = load_state_dict_file(resolve_weights(weights))
     if "fc.weight" not in state:
-        raise ValueError(f"{weights} is not a ResNet-50 state dict (no fc.weight)")
+        raise BadArgument(f"{weights} is not a ResNet-50 state dict (no fc.weight)")
     num_classes = state["fc.weight"].shape[0]
     model = torchvision.models.resnet50(num_classes=num_classes)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"{weights} does not fit torchvision's ResNet-50: {e}") from e
+        raise BadArgument(f"{weights} does not fit torchvision's ResNet-50: {e}") from e
     names = categories or [f"class {i}" for i in range(num_classes)]
     if len(names) != num_classes:
-        raise ValueError(f"{len(names)} category names given for a model with {num_classes} classes")
+        raise BadArgument(f"{len(names)} category names given for a model with {num_classes} classes")
     return Classifier(model.eval(), "ResNet-50", f"file: {weights}", names)
 
 
-#: The shipped shapes ResNet-50 of the CAM benchmark (issue 3; see weights/shapes_resnet50.md).
+#: The shipped shapes ResNet-50 of the CAM benchmark (see weights/shapes_resnet50.md).
 SHAPES_WEIGHTS = "shapes_resnet50"
+#: The shipped classifiers (:data:`hdm.io.weights.REGISTRY` names).
+CLASSIFIERS = (SHAPES_WEIGHTS,)
 
 
 def shapes_theta_path(weights: str | Path = SHAPES_WEIGHTS) -> Path:
@@ -96,19 +119,19 @@ def load_shapes_resnet50(path: str | Path = SHAPES_WEIGHTS) -> Classifier:
     """The shapes ResNet-50 (8 classes of :mod:`hdm.shapes`) from fp16 safetensors, in float32 eval mode.
 
     The file's metadata names the classes and holds the training record (``Classifier.note``)."""
-    import json
-
     try:
         path = resolve_weights(path)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{e}: train one with `hdm train-cam-model`") from e
+    except MissingFile as e:
+        raise MissingFile(f"{e}: train one with `hdm train-cam-model`") from e
     meta = safetensors_metadata(path)
     classes = json.loads(meta.get("classes", "null")) or None
     state = load_state_dict_file(path)
+    if "fc.weight" not in state:
+        raise BadArgument(f"{path} is not a ResNet-50 state dict (no fc.weight)")
     model = torchvision.models.resnet50(num_classes=state["fc.weight"].shape[0])
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
-        raise ValueError(f"{path} does not fit torchvision's ResNet-50 (missing {missing}, unexpected {unexpected})")
+        raise BadArgument(f"{path} does not fit torchvision's ResNet-50 (missing {missing}, unexpected {unexpected})")
     record = json.loads(meta.get("record", "{}"))
     note = (f"trained on hdm.shapes images; held-out accuracy {record['heldout_accuracy']:.4f}"
             if "heldout_accuracy" in record else "")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import BadArgument
 from ..io.images import load_rgb, to_model_input
 from . import HDMCAM, GradCAM, GradCAMPlusPlus
 from .base import normalize_maps
@@ -59,13 +60,13 @@ def explain_photo(classifier: Classifier, image, *, methods=("Grad-CAM", "Grad-C
     x = to_model_input(rgb, size=size or classifier.input_size)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+        raise BadArgument(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     ranked = top_k(classifier, x, k)
     if category is None:
         category = ranked[0][0]
     num = len(classifier.categories)
     if not 0 <= int(category) < num:
-        raise ValueError(f"class index {category} is out of range: the model has {num} classes (0..{num - 1})")
+        raise BadArgument(f"class index {category} is out of range: the model has {num} classes (0..{num - 1})")
     maps, overlays, seconds, layer_maps = {}, {}, {}, {}
     for name in methods:
         cam = METHODS[name](classifier.model, list(layers), {"alpha": alpha, **(hdm_options or {})})

@@ -28,6 +28,7 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from ..errors import BadArgument
 from ..ops.derivatives import derivative_map, hessian_weight
 from ..ops.wavelets import BANDS, haar_dwt2, haar_wavedec2, haar_waverec2, max_level
 from .base import BaseCAM, CAMResult, normalize_maps, upsample_maps
@@ -51,7 +52,7 @@ def default_target_layers(model: nn.Module) -> list[str]:
     names = ["layer1", "layer2", "layer3", "layer4"]
     if all(isinstance(getattr(model, n, None), nn.Module) for n in names):
         return names
-    raise ValueError(
+    raise BadArgument(
         f"{type(model).__name__} has no layer1..layer4 (a torchvision ResNet's stages): pass target_layers explicitly"
     )
 
@@ -76,15 +77,15 @@ def scale_weights(levels: int, mode: str | Sequence[float] = "exp", theta: torch
             return torch.ones_like(j)
         if mode == "learned":
             if theta is None:
-                raise ValueError("alpha='learned' needs theta (one value per level)")
+                raise BadArgument("alpha='learned' needs theta (one value per level)")
             theta = torch.as_tensor(theta, dtype=dtype, device=device).flatten()
             if theta.numel() < levels:
-                raise ValueError(f"alpha='learned' needs theta for {levels} levels, got {theta.numel()} values")
+                raise BadArgument(f"alpha='learned' needs theta for {levels} levels, got {theta.numel()} values")
             return torch.sigmoid(theta[:levels])
-        raise ValueError(f"alpha must be one of {ALPHA_MODES} or a sequence of numbers, got {mode!r}")
+        raise BadArgument(f"alpha must be one of {ALPHA_MODES} or a sequence of numbers, got {mode!r}")
     values = torch.as_tensor(mode, dtype=dtype, device=device).flatten()
     if values.numel() < levels:
-        raise ValueError(f"alpha needs {levels} values (one per level), got {values.numel()}")
+        raise BadArgument(f"alpha needs {levels} values (one per level), got {values.numel()}")
     return values[:levels]
 
 
@@ -207,19 +208,19 @@ class HDMCAM(BaseCAM):
             target_layers = default_target_layers(model)
         super().__init__(model, target_layers)
         if isinstance(alpha, str) and alpha not in ALPHA_MODES:
-            raise ValueError(f"alpha must be one of {ALPHA_MODES} or a sequence of numbers, got {alpha!r}")
+            raise BadArgument(f"alpha must be one of {ALPHA_MODES} or a sequence of numbers, got {alpha!r}")
         if alpha == "learned" and theta is None:
-            raise ValueError("alpha='learned' needs theta (one value per level)")
+            raise BadArgument("alpha='learned' needs theta (one value per level)")
         if hessian not in ("eigen", "diag", "none"):
-            raise ValueError(f"hessian must be 'eigen', 'diag' or 'none', got {hessian!r}")
+            raise BadArgument(f"hessian must be 'eigen', 'diag' or 'none', got {hessian!r}")
         if bands not in ("weighted", "equal", "modulate"):
-            raise ValueError(f"bands must be 'weighted', 'equal' or 'modulate', got {bands!r}")
+            raise BadArgument(f"bands must be 'weighted', 'equal' or 'modulate', got {bands!r}")
         if layer_fusion not in ("sum", "mean"):
-            raise ValueError(f"layer_fusion must be 'sum' or 'mean', got {layer_fusion!r}")
+            raise BadArgument(f"layer_fusion must be 'sum' or 'mean', got {layer_fusion!r}")
         if len(band_gain) != 4 or any(float(v) < 0 for v in band_gain):
-            raise ValueError(f"band_gain needs 4 non-negative values (LL, LH, HL, HH), got {band_gain!r}")
+            raise BadArgument(f"band_gain needs 4 non-negative values (LL, LH, HL, HH), got {band_gain!r}")
         if int(levels) < 0:
-            raise ValueError(f"levels must be >= 0, got {levels}")
+            raise BadArgument(f"levels must be >= 0, got {levels}")
         self.alpha, self.theta, self.levels = alpha, theta, int(levels)
         self.hessian, self.sigmas, self.band_gain = hessian, tuple(float(s) for s in sigmas), tuple(float(v) for v in band_gain)
         self.bands, self.layer_fusion = bands, layer_fusion

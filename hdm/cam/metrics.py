@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from scipy.stats import rankdata
 
+from ..errors import BadArgument
 from ..ops.derivatives import gaussian_blur2d
 
 __all__ = ["pixel_auc", "energy_inside", "pointing_game", "threshold_iou", "largest_component_box", "box_iou",
@@ -31,7 +32,7 @@ BOX_THRESHOLD = 0.15
 def _check(cam: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cam, mask = np.asarray(cam, dtype=np.float64), np.asarray(mask, dtype=bool)
     if cam.shape != mask.shape or cam.ndim != 2:
-        raise ValueError(f"cam and mask must be (H, W) of one shape, got {cam.shape} and {mask.shape}")
+        raise BadArgument(f"cam and mask must be (H, W) of one shape, got {cam.shape} and {mask.shape}")
     return cam, mask
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 def overlay_heatmap(rgb: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blend a ``(h, w)`` map in [0, 1] (resized to the photo) as a jet colour map over ``rgb`` -> uint8."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib loads slowly and only overlays need it
 
     h, w = rgb.shape[:2]
     cam_t = torch.from_numpy(np.asarray(cam, dtype=np.float32))[None, None]

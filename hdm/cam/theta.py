@@ -11,16 +11,19 @@ min-max normalised, so only the ratios of the alpha_j matter.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..errors import BadArgument, MissingFile
 from .base import eval_mode
 from .hdm_cam import HDMCAM, fuse_scale_maps, scale_weights
 
-__all__ = ["ThetaFit", "fit_theta", "kept_input_loss"]
+__all__ = ["ThetaFit", "fit_theta", "kept_input_loss", "read_theta"]
 
 
 @dataclass
@@ -55,7 +58,7 @@ def fit_theta(model, batches, *, levels: int = 2, epochs: int = 10, lr: float = 
         res = cam.explain(x, [int(c) for c in y], keep_maps=False)
         data.append((x, y, [torch.from_numpy(res.scale_maps[n]) for n in cam.layer_names]))
     if not data:
-        raise ValueError("fit_theta needs at least one calibration batch")
+        raise BadArgument("fit_theta needs at least one calibration batch")
 
     theta = torch.full((levels,), float(init), dtype=torch.float32, requires_grad=True)
     opt = torch.optim.Adam([theta], lr=lr)
@@ -84,3 +87,17 @@ def fit_theta(model, batches, *, levels: int = 2, epochs: int = 10, lr: float = 
             p.requires_grad_(flag)
     theta = theta.detach()
     return ThetaFit(theta.tolist(), torch.sigmoid(theta).tolist(), history, objective)
+
+
+def read_theta(path) -> dict:
+    """A fitted theta file (what ``hdm fit-theta`` writes: ``theta``, ``alpha``, ``objective``, ...) as a dict.
+    :class:`MissingFile` for no file, :class:`BadArgument` for a file without a list of numbers ``theta``."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingFile(f"no theta file at {path} (`hdm fit-theta` writes one)")
+    try:
+        record = json.loads(path.read_text())
+        theta = [float(v) for v in record["theta"]]
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as e:
+        raise BadArgument(f"{path} is not a theta file of `hdm fit-theta` (no list of numbers 'theta': {e})") from e
+    return {**record, "theta": theta}

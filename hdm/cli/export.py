@@ -1,50 +1,52 @@
-"""``hdm export <onnx|tensorrt|bench>``: deployment builds of hdm's SR generators."""
+"""``hdm export <onnx|tensorrt|bench>``: deployment builds of hdm's SR generators. Each parses its
+arguments and calls the library (:mod:`hdm.export`); hdm's errors end as one line (:func:`hdm.cli.main`)."""
 from __future__ import annotations
 
-import sys
+import tempfile
 from pathlib import Path
 
-from ..errors import WeightsUnavailable
-from ..io.weights import weights_path
-from ..sr.pipeline import SHIPPED
+import torch
+
+from ..bench import report
+from ..errors import BadArgument
+from ..export import speed
+from ..export.tensorrt_engine import TensorRTSR, build_engine, tensorrt_status
+from ..export.to_onnx import check_parity, export_onnx, load_exportable
+from ..io.cards import sha256
+from ..io.weights import resolve_weights
+from ..sr.loading import SHIPPED
+from ..sr.onnx_runtime import read_metadata
+
+__all__ = ["add_parsers"]
+
+#: ``--model`` names of the shipped generators (``all``: every one).
+MODELS = ("general", "face", "diffusion")
 
 
 def _generators(which: str) -> list[tuple[str, Path]]:
-    """``(name, weights)`` for ``general``, ``face``, ``diffusion`` (the one-step student), ``all`` (the
-    shipped ones present) or a file."""
-    shipped = {k: SHIPPED[k] for k in ("general", "face", "diffusion")}
-    if which == "all":
-        return [(k, weights_path(v)) for k, v in shipped.items()]
-    if which in shipped:
-        return [(which, weights_path(shipped[which]))]
-    return [(Path(which).stem, Path(which))]
+    """``(name, weights)`` for ``general``, ``face``, ``diffusion`` (the one-step student), ``all`` (those
+    three), a shipped model's registry name or a file."""
+    names = MODELS if which == "all" else (which,)
+    return [(name, resolve_weights(SHIPPED.get(name, name))) for name in names]
 
 
 def _models(which: str):
-    """``[(name, weights, model)]`` for ``--model``, or ``None`` after printing why not."""
-    from ..export.to_onnx import load_exportable
-
-    try:
-        return [(name, weights, load_exportable(weights)) for name, weights in _generators(which)]
-    except (FileNotFoundError, ValueError, WeightsUnavailable) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return None
+    """``[(name, weights, model)]`` for ``--model``."""
+    return [(name if name in MODELS else Path(name).stem, weights, load_exportable(weights))
+            for name, weights in _generators(which)]
 
 
 def _cmd_onnx(args) -> int:
-    from ..export.to_onnx import check_parity, export_onnx
-    from ..io.cards import sha256
-
-    jobs = _models(args.model)
-    if jobs is None:
-        return 2
+    precisions = [False, True] if args.fp16 == "both" else [args.fp16 == "yes"]
     out = Path(args.out)
+    count = (len(MODELS) if args.model == "all" else 1) * len(precisions)
+    if out.suffix == ".onnx" and count > 1:
+        raise BadArgument(f"--out {out} names one file, but --model {args.model} --fp16 {args.fp16} makes {count} "
+                          "files: give a folder, or one --model and --fp16 yes or no")
     failed = False
-    for name, weights, model in jobs:
-        for fp16 in ([False, True] if args.fp16 == "both" else [args.fp16 == "yes"]):
-            suffix = "fp16" if fp16 else "fp32"
-            path = out if (out.suffix == ".onnx" and len(jobs) == 1 and args.fp16 != "both") else \
-                out / f"{name}_x{model.scale}_{suffix}.onnx"
+    for name, weights, model in _models(args.model):
+        for fp16 in precisions:
+            path = out if out.suffix == ".onnx" else out / f"{name}_x{model.scale}_{'fp16' if fp16 else 'fp32'}.onnx"
             export_onnx(model, path, name, model.scale, sha256(weights), fp16=fp16)
             check = check_parity(model, path, fp16=fp16)
             worst = max(check.max_abs.values())
@@ -57,36 +59,20 @@ def _cmd_onnx(args) -> int:
 
 
 def _cmd_tensorrt(args) -> int:
-    from ..export.tensorrt_engine import build_engine, tensorrt_status
-
+    read_metadata(args.onnx)  # an ONNX file written by `hdm export onnx`, else a clear error
     ok, why = tensorrt_status()
     if not ok:
         print(f"TensorRT engines cannot be built here: {why}. Nothing was done.")
         return 0
     size = lambda s: (1, 3, *(int(v) for v in s.split("x")))  # noqa: E731
-    try:
-        path = build_engine(args.onnx, args.out, size(args.min), size(args.opt), size(args.max), fp16=not args.fp32)
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    path = build_engine(args.onnx, args.out, size(args.min), size(args.opt), size(args.max), fp16=not args.fp32)
     print(f"wrote {path}")
     return 0
 
 
 def _cmd_bench(args) -> int:
-    import tempfile
-
-    import torch
-
-    from ..bench import report
-    from ..export import speed
-    from ..export.tensorrt_engine import TensorRTSR, build_engine, tensorrt_status
-    from ..export.to_onnx import export_onnx
-
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     jobs = _models(args.model)
-    if jobs is None:
-        return 2
     trt_ok, trt_why = tensorrt_status()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,8 +88,8 @@ def _cmd_bench(args) -> int:
             results[f"{name} ({weights.name})"] = speed.bench_model(model, fp32, fp16, tuple(args.sizes), args.repeats,
                                                                   device, engine, weights=weights)
     header = report.header(f"Export speed: SR generators on {device}",
-                               "random input of each size, batch 1; " + ("TensorRT fp16 included" if trt_ok
-                                                                          else f"no TensorRT: {trt_why}"))
+                           "random input of each size, batch 1; " + ("TensorRT fp16 included" if trt_ok
+                                                                      else f"no TensorRT: {trt_why}"))
     text = speed.markdown(results, header, speed.matmul_gflops(device), device)
     print(text)
     if args.out:
@@ -120,9 +106,11 @@ def add_parsers(parent) -> None:
     p = sub.add_parser("onnx", help="export SR generators to ONNX and check them against torch",
                        description="Export to ONNX (opset 17, dynamic batch/height/width, hdm metadata), then "
                                    "onnx.checker and ONNX Runtime vs torch on several sizes (fp32: max |diff| <= 1e-4).")
-    p.add_argument("--model", default="all", help="general, face, diffusion (the one-step student), all (the shipped "
-                                                   "ones) or a checkpoint (RRDBNet or hdm diffusion student)")
-    p.add_argument("--out", default="exports", help="output folder (or a .onnx file for one model and one precision)")
+    p.add_argument("--model", default="all",
+                   help="general, face, diffusion (the one-step student), all (the shipped ones), a shipped name or "
+                        "a checkpoint (RRDBNet or hdm diffusion student)")
+    p.add_argument("--out", default="exports", help="output folder, or a .onnx file for one model and one precision "
+                                                    "(--model general --fp16 no --out general.onnx)")
     p.add_argument("--fp16", default="both", choices=["no", "yes", "both"], help="precision(s) to export")
     p.set_defaults(func=_cmd_onnx)
     p = sub.add_parser("tensorrt", help="build a TensorRT fp16 engine from an exported ONNX file (GPU + tensorrt)",
@@ -138,8 +126,9 @@ def add_parsers(parent) -> None:
     p = sub.add_parser("bench", help="speed of torch, ONNX Runtime and TensorRT per generator and size (ratios)",
                        description="Median time, peak memory and GFLOP/s of each runtime, as ratios to torch eager "
                                    "fp32 in the same run; writes e.g. docs/results/export.md.")
-    p.add_argument("--model", default="all", help="general, face, diffusion (the one-step student), all (the shipped "
-                                                   "ones) or a checkpoint (RRDBNet or hdm diffusion student)")
+    p.add_argument("--model", default="all",
+                   help="general, face, diffusion (the one-step student), all (the shipped ones), a shipped name or "
+                        "a checkpoint (RRDBNet or hdm diffusion student)")
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256], help="input sides")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")

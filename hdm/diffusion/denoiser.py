@@ -20,13 +20,22 @@ model returns ``y0``).
 """
 from __future__ import annotations
 
+import json
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
-__all__ = ["Denoiser", "to_space", "from_space", "timestep_embedding"]
+from ..errors import BadArgument, MissingFile
+from ..io.weights import resolve_weights, safetensors_metadata
+from .schedule import ResShiftSchedule
+
+__all__ = ["Denoiser", "to_space", "from_space", "timestep_embedding", "ARCH", "diffusion_metadata", "read_denoiser"]
+
+#: The ``arch`` metadata of an exported hdm diffusion model (:func:`hdm.diffusion.loading.export_diffusion`).
+ARCH = "hdm.diffusion.Denoiser"
 
 
 def to_space(x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -92,7 +101,7 @@ class Denoiser(nn.Module):
     def __init__(self, scale: int = 4, width: int = 64, blocks: int = 2, channels: int = 3):
         super().__init__()
         if width % 8:
-            raise ValueError(f"width must be a multiple of 8, got {width}")
+            raise BadArgument(f"width must be a multiple of 8, got {width}")
         self.scale, self.width, self.blocks, self.channels = scale, width, blocks, channels
         c = channels * scale * scale
         emb_dim = 4 * width
@@ -122,7 +131,7 @@ class Denoiser(nn.Module):
         """``in_scale`` ``(B,)`` or a number: multiplies ``z_t`` at the input (ResShift's
         ``1 / sqrt(kappa^2 eta_t + 1)``, :meth:`hdm.diffusion.schedule.ResShiftSchedule.input_scale`)."""
         if z_t.shape != z_y.shape or z_t.shape[1] != self.channels * self.scale ** 2 or z_t.shape[-2] % 2 or z_t.shape[-1] % 2:
-            raise ValueError(f"z_t {tuple(z_t.shape)} and z_y {tuple(z_y.shape)} must match, with "
+            raise BadArgument(f"z_t {tuple(z_t.shape)} and z_y {tuple(z_y.shape)} must match, with "
                              f"{self.channels * self.scale ** 2} channels and even sides")
         t = torch.as_tensor(t, device=z_t.device).reshape(-1).expand(z_t.shape[0])
         emb = self.emb(timestep_embedding(t, self.width).to(z_t.dtype))
@@ -139,3 +148,29 @@ class Denoiser(nn.Module):
         for block in self.dec:
             h = block(h, emb)
         return z_y + self.conv_out(F.silu(self.norm_out(h)))
+
+
+def diffusion_metadata(path) -> dict[str, str]:
+    """The safetensors metadata of an exported hdm diffusion model (``config``, ``schedule``, ``stage``,
+    ``record``, as :func:`hdm.diffusion.loading.export_diffusion` writes them); ``path`` a file or a registry
+    name. :class:`MissingFile` / :class:`BadArgument` for a missing or foreign file."""
+    try:
+        path = resolve_weights(path)
+    except MissingFile as e:
+        raise MissingFile(f"{e}: train one with `hdm train-diffusion`") from e
+    meta = safetensors_metadata(path)
+    if meta.get("arch") != ARCH:
+        raise BadArgument(f"{path} is not an hdm diffusion model (arch {meta.get('arch')!r})")
+    return meta
+
+
+def read_denoiser(path) -> tuple[Denoiser, ResShiftSchedule, dict[str, str]]:
+    """An exported model (a file or a registry name) -> its :class:`Denoiser` (float32, eval mode, CPU), its
+    schedule and its metadata (:func:`diffusion_metadata`)."""
+    meta = diffusion_metadata(path)
+    path = resolve_weights(path)
+    model = Denoiser(**json.loads(meta["config"]))
+    model.load_state_dict(load_file(str(path)))
+    sched = json.loads(meta["schedule"])
+    schedule = ResShiftSchedule(torch.tensor(sched["eta"], dtype=torch.float64), float(sched["kappa"]))
+    return model.eval(), schedule, meta

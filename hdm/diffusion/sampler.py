@@ -1,7 +1,7 @@
 """Sampling: the multi-step teacher (ResShift's ancestral sampler, or SinSR's deterministic one) and
 the one-step student, on LR images, seeded, tile by tile for large images.
 
-Every network evaluation goes through :func:`hdm.sr.tiling.tiled_forward` on the whole LR-sized
+Every network evaluation goes through :func:`hdm.ops.tiling.tiled_forward` on the whole LR-sized
 state; the updates between evaluations are pointwise and the denoiser's normalisation is per pixel.
 So tiling is exact whenever the tile pad covers the denoiser's receptive radius (the default; tiles
 and pads are kept even so that the stride-2 layer sees the same grid), for the teacher as for the
@@ -14,9 +14,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..errors import BadArgument
 from ..ops.resize import bicubic_upsample
 from ..ops.tiling import tiled_forward
-from .denoiser import Denoiser, from_space, to_space
+from .denoiser import Denoiser, from_space, read_denoiser, to_space
 from .schedule import ResShiftSchedule
 
 __all__ = ["DiffusionSR", "OneStepSR", "sample_z"]
@@ -55,7 +56,9 @@ class _Evaluation(nn.Module):
     def __init__(self, model: Denoiser, schedule: ResShiftSchedule, t: int):
         super().__init__()
         self.model, self.schedule, self.t, self.c = model, schedule, t, model.channels * model.scale ** 2
-        self.input_multiple, self.receptive_radius = 2, model.receptive_radius
+        # an SRModel of scale 1 (z-space in, z-space out, at LR resolution) for tiled_forward
+        self.scale, self.input_multiple, self.dtypes = 1, 2, (torch.float32,)
+        self.receptive_radius = model.receptive_radius
 
     def forward(self, zz: torch.Tensor) -> torch.Tensor:
         t = torch.full((zz.shape[0],), self.t, dtype=torch.long, device=zz.device)
@@ -64,6 +67,10 @@ class _Evaluation(nn.Module):
 
 class DiffusionSR:
     """``DiffusionSR(model, schedule)(lr, seed=0) -> sr``: ``(B, 3, h, w)`` in [0, 1] -> ``(B, 3, s h, s w)``.
+    ``DiffusionSR.from_pretrained("diffusion_student_hf_x4")`` loads a shipped (or exported) model.
+
+    An :class:`hdm.sr.model.SRModel`: ``scale``, ``input_multiple`` (1: odd sides are padded inside),
+    ``receptive_radius`` and ``dtypes`` (float32).
 
     Args:
         model: the denoiser.
@@ -73,11 +80,40 @@ class DiffusionSR:
         tile, tile_pad: tiled evaluation in LR pixels (``None``: whole image; pad: receptive radius).
     """
 
+    input_multiple = 1
+    dtypes = (torch.float32,)
+
     def __init__(self, model: Denoiser, schedule: ResShiftSchedule, one_step: bool = False, deterministic: bool = False,
                  tile: int | None = None, tile_pad: int | None = None):
+        if tile is not None and tile <= 0:
+            raise BadArgument(f"tile must be > 0 (or None for the whole image), got {tile}")
+        if tile_pad is not None and tile_pad < 0:
+            raise BadArgument(f"tile_pad must be >= 0, got {tile_pad}")
         self.model, self.schedule = model, schedule
         self.one_step, self.deterministic, self.tile, self.tile_pad = one_step, deterministic, tile, tile_pad
         self.scale = model.scale
+
+    @property
+    def receptive_radius(self) -> int:
+        """How far (LR pixels) an output pixel can see: the denoiser's reach once per evaluation, plus the
+        bicubic upsampling's 2 (tiles are cut per evaluation, each padded by the denoiser's reach alone)."""
+        return self.model.receptive_radius * self.evaluations + 2
+
+    @classmethod
+    def from_pretrained(cls, name="diffusion_student_hf_x4", device="cpu", one_step: bool | None = None,
+                        tile: int | None = None, tile_pad: int | None = None,
+                        deterministic: bool = False) -> "DiffusionSR":
+        """A sampler for an exported model: ``name`` a :data:`hdm.io.weights.REGISTRY` name
+        (``"diffusion_student_hf_x4"``, ``"diffusion_teacher_x4"``, ...) or a file written by
+        :func:`hdm.diffusion.loading.export_diffusion`.
+        A student runs one step (``one_step=None`` follows the file's stage); a teacher may run either way."""
+        model, schedule, meta = read_denoiser(name)
+        if one_step is None:
+            one_step = meta.get("stage") == "student"
+        if not one_step and meta.get("stage") == "student":
+            raise BadArgument(f"{name} is a one-step student: it cannot run as a multi-step teacher")
+        return cls(model.to(torch.device(device)), schedule, one_step=one_step, deterministic=deterministic, tile=tile,
+                   tile_pad=tile_pad)
 
     @property
     def evaluations(self) -> int:
@@ -111,7 +147,7 @@ class DiffusionSR:
 
 class OneStepSR(nn.Module):
     """The one-step student as a single graph from the LR image to the SR image (what ``hdm export``
-    compiles): ``(lr, noise) -> sr``.
+    compiles): ``(lr, noise) -> sr``; an :class:`hdm.sr.model.SRModel` that also takes ``noise``.
 
     ``lr`` ``(N, 3, h, w)`` in [0, 1] with ``h``, ``w`` even; ``noise`` ``(N, 3 s^2, h, w)`` standard normal
     (the prior's draw, in the space of :func:`~hdm.diffusion.denoiser.to_space`; zeros give the prior's
@@ -129,6 +165,7 @@ class OneStepSR(nn.Module):
         self.in_scale = float(schedule.input_scale(t, torch.zeros(1)))
         self.input_multiple = 2
         self.receptive_radius = model.receptive_radius + 2  # + the bicubic's reach
+        self.dtypes = (torch.float32, torch.float16, torch.bfloat16)  # the exported fp16 graph; CPU autocast
         self.config = {"kind": "diffusion-student", **model.config, "steps": schedule.steps, "kappa": schedule.kappa}
 
     def noise_shape(self, lr_shape) -> tuple[int, int, int, int]:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import BadArgument
+
 __all__ = ["ResShiftSchedule", "resshift_etas"]
 
 
@@ -34,9 +36,9 @@ def resshift_etas(steps: int = 15, kappa: float = 2.0, power: float = 0.3, min_n
                   etas_end: float = 0.99) -> torch.Tensor:
     """``eta[0..T-1]`` (float64) of ResShift's exponential schedule (see the module docstring)."""
     if steps < 2:
-        raise ValueError(f"a schedule needs at least 2 steps, got {steps}")
+        raise BadArgument(f"a schedule needs at least 2 steps, got {steps}")
     if kappa <= 0 or not 0 < etas_end < 1:
-        raise ValueError(f"need kappa > 0 and 0 < etas_end < 1, got {kappa}, {etas_end}")
+        raise BadArgument(f"need kappa > 0 and 0 < etas_end < 1, got {kappa}, {etas_end}")
     start = min(min_noise / kappa, min_noise)
     increaser = math.exp(math.log(etas_end / start) / (steps - 1))
     beta = torch.linspace(0, 1, steps, dtype=torch.float64) ** power * (steps - 1)
@@ -67,7 +69,7 @@ class ResShiftSchedule:
     def _at(self, values: torch.Tensor, t, like: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, device=values.device).long().reshape(-1)
         if (t < 0).any() or (t >= self.steps).any():
-            raise ValueError(f"t must be in 0..{self.steps - 1}")
+            raise BadArgument(f"t must be in 0..{self.steps - 1}")
         v = values[t].to(like.device, like.dtype)
         return v.view(-1, *([1] * (like.ndim - 1)))
 

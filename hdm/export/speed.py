@@ -18,19 +18,25 @@ timings include copying the input to the GPU and the output back.
 """
 from __future__ import annotations
 
+import copy
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..sr.onnx_runtime import providers_here
+from .to_onnx import example_inputs, input_names, load_exportable
 
 __all__ = ["flops", "matmul_gflops", "bench_model", "cpu_peak_mb", "markdown"]
 
 
 def flops(model, *xs: torch.Tensor) -> int:
     """FLOPs of one forward pass (multiply-add counted as 2)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
         model(*xs)
@@ -73,15 +79,13 @@ def _peaks_in_child(kind: str, path: str, names: list[str], inputs: dict, thread
     peak resident memory (MB) above its level after loading, per size."""
     torch.set_num_threads(threads)
     if kind.startswith("torch"):
-        from .to_onnx import load_exportable
-
         model = load_exportable(path).eval()
 
         def run(arrays):
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=kind == "torch-bf16"):
                 model(*(torch.from_numpy(a) for a in arrays))
     else:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional: the [export] extra
 
         session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
 
@@ -115,10 +119,6 @@ def _proc_status_mb(field: str) -> float:
 def cpu_peak_mb(weights, onnx_fp32, onnx_fp16, inputs: dict, names: list[str]) -> dict[tuple[str, int], float]:
     """``{(runtime, size): MB}`` for the CPU rows, each runtime measured in its own fresh process.
     ``inputs``: ``{size: tuple of numpy arrays}`` (the model's inputs at that size)."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
     if not Path("/proc/self/status").is_file():
         return {}  # not Linux: peak memory is not measured ("-")
     jobs = [("torch eager fp32", "torch", weights), ("torch eager bf16 (autocast)", "torch-bf16", weights),
@@ -142,10 +142,7 @@ def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int 
                 engine_builder=None, weights=None) -> list[dict]:
     """Rows ``{"size", "runtime", "seconds", "peak_mb", "gflops"}`` for one model (see the module docstring).
     ``weights``: the model's file, for the CPU peak memory (measured in fresh processes); ``None``: not measured."""
-    import onnxruntime as ort
-
-    from ..sr.onnx_runtime import providers_here
-    from .to_onnx import example_inputs, input_names
+    import onnxruntime as ort  # optional: the [export] extra
 
     rows = []
     model = model.to(device).eval()
@@ -159,14 +156,12 @@ def bench_model(model, onnx_fp32, onnx_fp16, sizes=(64, 128, 256), repeats: int 
         runs = {}
         with torch.no_grad():
             runs["torch eager fp32"] = lambda: model(*xs)
-            if device == "cpu":
+            if device == "cpu" and torch.bfloat16 in model.dtypes:
                 def bf16():
                     with torch.autocast("cpu", dtype=torch.bfloat16):
                         return model(*xs)
                 runs["torch eager bf16 (autocast)"] = bf16
-            else:
-                import copy
-
+            elif device != "cpu" and torch.float16 in model.dtypes:
                 half = copy.deepcopy(model).half()
                 xhs = tuple(x.half() for x in xs)
                 runs["torch eager fp16"] = lambda: half(*xhs)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from ..errors import BadArgument
+
 __all__ = ["tensorrt_status", "engine_key", "build_engine", "TensorRTSR"]
 
 DEFAULT_CACHE = Path.home() / ".cache" / "hdm" / "tensorrt"
@@ -25,7 +27,7 @@ DEFAULT_CACHE = Path.home() / ".cache" / "hdm" / "tensorrt"
 def tensorrt_status() -> tuple[bool, str]:
     """``(usable, why not)``: TensorRT needs the ``tensorrt`` package and a CUDA GPU."""
     try:
-        import tensorrt as trt
+        import tensorrt as trt  # optional: a CUDA machine's own install
     except ImportError:
         return False, "the tensorrt package is not installed (pip install tensorrt, on a machine with a CUDA GPU)"
     if not torch.cuda.is_available():
@@ -35,7 +37,7 @@ def tensorrt_status() -> tuple[bool, str]:
 
 def engine_key(onnx_path, fp16: bool, profile) -> str:
     """The cache key of an engine: ONNX bytes, GPU, TensorRT version, precision and profile."""
-    import tensorrt as trt
+    import tensorrt as trt  # optional: a CUDA machine's own install
 
     h = hashlib.sha256(Path(onnx_path).read_bytes())
     h.update(json.dumps([torch.cuda.get_device_name(), trt.__version__, fp16, [list(s) for s in profile]]).encode())
@@ -46,7 +48,7 @@ def build_engine(onnx_path, out=None, min_shape=(1, 3, 16, 16), opt_shape=(1, 3,
                  max_shape=(1, 3, 512, 512), fp16: bool = True, workspace_gb: float = 4.0,
                  cache_dir=DEFAULT_CACHE) -> Path:
     """Build (or load from the cache) a serialised engine for ``onnx_path``; returns its path."""
-    import tensorrt as trt
+    import tensorrt as trt  # optional: a CUDA machine's own install
 
     ok, why = tensorrt_status()
     if not ok:
@@ -66,7 +68,7 @@ def build_engine(onnx_path, out=None, min_shape=(1, 3, 16, 16), opt_shape=(1, 3,
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(Path(onnx_path).read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ValueError(f"TensorRT could not parse {onnx_path}: {errors}")
+        raise BadArgument(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if fp16:
@@ -79,7 +81,7 @@ def build_engine(onnx_path, out=None, min_shape=(1, 3, 16, 16), opt_shape=(1, 3,
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise RuntimeError(f"TensorRT failed to build an engine for {onnx_path} (see its log above)")
+        raise BadArgument(f"TensorRT could not build an engine for {onnx_path} (see its log above)")
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(".partial")  # a killed build must not leave a corrupt cached engine
     partial.write_bytes(bytes(serialized))
@@ -94,7 +96,7 @@ class TensorRTSR:
     """``TensorRTSR(engine)(lr) -> sr`` on CUDA float32 tensors ``(N, 3, h, w)`` within the engine's profile."""
 
     def __init__(self, engine_path):
-        import tensorrt as trt
+        import tensorrt as trt  # optional: a CUDA machine's own install
 
         ok, why = tensorrt_status()
         if not ok:
@@ -103,29 +105,29 @@ class TensorRTSR:
         self.runtime = trt.Runtime(self.logger)  # kept alive as long as the engine
         self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
-            raise ValueError(f"{engine_path} is not an engine this TensorRT and GPU can run (rebuild it)")
+            raise BadArgument(f"{engine_path} is not an engine this TensorRT and GPU can run (rebuild it)")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if inputs not in (["lr"], ["lr", "noise"]) or len(outputs) != 1:
-            raise ValueError(f"expected inputs lr (and noise) and one output, got {inputs} and {outputs}")
+            raise BadArgument(f"expected inputs lr (and noise) and one output, got {inputs} and {outputs}")
         self.input_names, self.output_name = inputs, outputs[0]
         for n in (*self.input_names, self.output_name):
             if self.engine.get_tensor_dtype(n) != trt.float32:
-                raise ValueError(f"tensor {n} is {self.engine.get_tensor_dtype(n)}, expected float32")
+                raise BadArgument(f"tensor {n} is {self.engine.get_tensor_dtype(n)}, expected float32")
         self.stream = torch.cuda.Stream()
 
     @torch.no_grad()
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         """``lr`` (and, for the diffusion student, ``noise``) as CUDA float32 tensors."""
         if len(inputs) != len(self.input_names):
-            raise ValueError(f"the engine takes {self.input_names}, got {len(inputs)} tensor(s)")
+            raise BadArgument(f"the engine takes {self.input_names}, got {len(inputs)} tensor(s)")
         inputs = [x.contiguous().float().cuda() for x in inputs]
         for name, x in zip(self.input_names, inputs):
             if not self.context.set_input_shape(name, tuple(x.shape)):
                 lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
-                raise ValueError(f"input {tuple(x.shape)} is outside the engine's profile {tuple(lo)}..{tuple(hi)}: "
+                raise BadArgument(f"input {tuple(x.shape)} is outside the engine's profile {tuple(lo)}..{tuple(hi)}: "
                                  "rebuild it with a wider --min/--max or use tiles")
             self.context.set_tensor_address(name, x.data_ptr())
         out = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), dtype=torch.float32, device="cuda")

@@ -4,8 +4,10 @@ Graph: input ``lr`` ``(N, 3, h, w)`` float RGB in [0, 1] (NCHW), output ``sr`` `
 not clamped (as the torch model; the diffusion student clamps to [0, 1]); batch, height and width are
 dynamic. The one-step diffusion student
 (:class:`hdm.diffusion.sampler.OneStepSR`) has a second input, ``noise`` ``(N, 3 s^2, h, w)``: its
-standard-normal draw (zeros give the prior's mean); a model names its inputs in ``input_names`` and
-makes examples with ``example_inputs(h, w, n, generator)``.
+standard-normal draw (zeros give the prior's mean). An exportable model is an :class:`hdm.sr.model.SRModel`
+(its ``scale``, ``input_multiple``, ``receptive_radius`` and ``dtypes`` are read as they are) that also
+names its inputs in ``input_names``, makes examples with ``example_inputs(h, w, n, generator)`` and
+describes its architecture in ``config``: :class:`~hdm.sr.rrdbnet.RRDBNet` and ``OneStepSR``.
 
 Opset 17: every op these generators need (convolutions, LeakyReLU, nearest ``Resize``, the
 ``Reshape``/``Transpose`` of pixel-(un)shuffle) exists since opset 13; 17 is inside the range that
@@ -22,7 +24,9 @@ boundary (a ``Cast`` after the input and before the output), so callers need not
 """
 from __future__ import annotations
 
+import copy
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +34,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .. import __version__
+from ..diffusion.denoiser import ARCH
+from ..diffusion.sampler import DiffusionSR, OneStepSR
+from ..errors import BadArgument
+from ..io.weights import resolve_weights, safetensors_metadata
+from ..sr.model import check_sr_model
 from ..sr.onnx_runtime import read_metadata
+from ..sr.rrdbnet import load_rrdbnet
 
 __all__ = ["OPSET", "ExportCheck", "load_exportable", "export_onnx", "read_metadata", "check_parity", "input_names",
            "example_inputs"]
@@ -51,57 +62,46 @@ class _Half(nn.Module):
         return self.model(*(x.half() for x in xs)).float()
 
 
-def load_exportable(path):
-    """An exportable model from a weights file: an RRDBNet (hdm, Real-ESRGAN, ESRGAN) or, for an hdm
-    diffusion student, its one-step graph :class:`hdm.diffusion.sampler.OneStepSR`."""
-    from ..io.weights import safetensors_metadata
-    from ..sr.rrdbnet import load_rrdbnet
-
-    path = Path(path)
-    if path.suffix == ".safetensors" and path.is_file():
-        meta = safetensors_metadata(path)
-        if meta.get("arch") == "hdm.diffusion.Denoiser":
-            from ..diffusion.loading import load_diffusion
-            from ..diffusion.sampler import OneStepSR
-
-            if meta.get("stage") != "student":
-                raise ValueError(f"{path} is a multi-step teacher: only the one-step student is exported")
-            sampler = load_diffusion(path, one_step=True)
-            return OneStepSR(sampler.model, sampler.schedule).eval()
+def load_exportable(path) -> nn.Module:
+    """An exportable model from weights (a file or a registry name): an RRDBNet (hdm, Real-ESRGAN, ESRGAN)
+    or, for an hdm diffusion student, its one-step graph :class:`hdm.diffusion.sampler.OneStepSR`."""
+    path = resolve_weights(path)
+    meta = safetensors_metadata(path) if path.suffix == ".safetensors" else {}
+    if meta.get("arch") == ARCH:
+        if meta.get("stage") != "student":
+            raise BadArgument(f"{path} is a multi-step teacher: only the one-step student is exported")
+        sampler = DiffusionSR.from_pretrained(path, one_step=True)
+        return OneStepSR(sampler.model, sampler.schedule).eval()
     return load_rrdbnet(path)
 
 
 def input_names(model: nn.Module) -> tuple[str, ...]:
     """The graph's inputs: ``("lr",)`` for a generator, ``("lr", "noise")`` for the diffusion student."""
-    return tuple(getattr(model, "input_names", ("lr",)))
+    return tuple(model.input_names)
 
 
 def example_inputs(model: nn.Module, h: int, w: int, n: int = 1, generator=None) -> tuple[torch.Tensor, ...]:
     """Random inputs of LR size ``h x w`` in the order of :func:`input_names`."""
-    if hasattr(model, "example_inputs"):
-        return tuple(model.example_inputs(h, w, n, generator))
-    return (torch.rand(n, 3, h, w, generator=generator),)
+    return tuple(model.example_inputs(h, w, n, generator))
 
 
 def export_onnx(model: nn.Module, path, name: str, scale: int, sha256: str = "", fp16: bool = False,
                 config: dict | None = None) -> Path:
-    """Write ``model`` (``lr -> sr``) to ``path`` as ONNX with dynamic batch/height/width and metadata."""
-    import copy
+    """Write ``model`` (``lr -> sr``; see the module docstring) to ``path`` as ONNX with dynamic
+    batch/height/width and metadata; ``fp16`` needs ``torch.float16`` in the model's ``dtypes``."""
+    import onnx  # optional: the [export] extra
 
-    import onnx
-
-    from .. import __version__
-
+    check_sr_model(model)
+    if fp16 and torch.float16 not in model.dtypes:
+        raise BadArgument(f"{type(model).__name__} does not run in float16 (its dtypes: {model.dtypes})")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     net = copy.deepcopy(model).float().eval()
     if fp16:
         net = _Half(net)
-    multiple = int(getattr(model, "input_multiple", 1))
+    multiple = int(model.input_multiple)
     names = input_names(model)
     example = example_inputs(model, 8 * multiple, 8 * multiple)
-    import warnings
-
     # torch's TorchScript exporter (dynamo=False): the torch.export-based one needs the onnxscript package and
     # has no gain for these plain conv nets; its deprecation notice and the tracer's notes on the models'
     # input checks (Python-level, constant per call) are expected here
@@ -116,8 +116,8 @@ def export_onnx(model: nn.Module, path, name: str, scale: int, sha256: str = "",
     meta = {"hdm.model": name, "hdm.scale": str(scale), "hdm.input": "float32 RGB in [0, 1], NCHW",
             "hdm.inputs": json.dumps(list(names)),
             "hdm.version": __version__, "hdm.checkpoint_sha256": sha256, "hdm.precision": "fp16" if fp16 else "fp32",
-            "hdm.config": json.dumps(config or getattr(model, "config", {})),
-            "hdm.input_multiple": str(multiple), "hdm.receptive_radius": str(int(getattr(model, "receptive_radius", 16)))}
+            "hdm.config": json.dumps(config or model.config),
+            "hdm.input_multiple": str(multiple), "hdm.receptive_radius": str(int(model.receptive_radius))}
     del proto.metadata_props[:]
     for k, v in meta.items():
         proto.metadata_props.add(key=k, value=v)
@@ -144,10 +144,10 @@ def check_parity(model: nn.Module, path, fp16: bool = False, sizes=CHECK_SIZES, 
                  tolerance: float | None = 1e-4) -> ExportCheck:
     """Run the file with ONNX Runtime (CPU) and ``model`` in torch on random inputs of ``sizes`` (made
     to fit the model's ``input_multiple``); fp16 files are reported (``tolerance`` not applied)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional: the [export] extra
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    multiple = int(getattr(model, "input_multiple", 1))
+    multiple = int(model.input_multiple)
     gen = torch.Generator().manual_seed(seed)
     worst = {}
     for h, w in sizes:

@@ -29,7 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from ..errors import WeightsUnavailable
+from ..errors import BadArgument, MissingFile, WeightsUnavailable
 from .cards import sha256
 
 __all__ = ["ShippedWeights", "REGISTRY", "CHECKOUT_WEIGHTS", "hdm_home", "weights_dir", "weights_path", "resolve_weights",
@@ -176,14 +176,14 @@ def weights_path(name: str, file: str | None = None) -> Path:
 def resolve_weights(spec: str | Path) -> Path:
     """A registry name (:func:`weights_path`) or a file path -> an existing local file.
 
-    Raises :class:`WeightsUnavailable` for a shipped file that cannot be had, ``FileNotFoundError`` for a
+    Raises :class:`WeightsUnavailable` for a shipped file that cannot be had, :class:`MissingFile` for a
     path that is not a file."""
     if isinstance(spec, str) and spec in REGISTRY:
         return weights_path(spec)
     path = Path(spec)
     if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}" + ("" if path.suffix else
-                                f" (a shipped model is one of {', '.join(REGISTRY)})"))
+        raise MissingFile(f"no weights file at {path}" + ("" if path.suffix else
+                          f" (a shipped model is one of {', '.join(REGISTRY)})"))
     return path
 
 
@@ -229,8 +229,13 @@ def cached_download(url: str, what: str, alternatives: str = "") -> Path:
 def safetensors_metadata(path: str | Path) -> dict[str, str]:
     """The string metadata of a ``.safetensors`` file (hdm stores ``arch``, ``config``, ``record``, ... there),
     read without loading the tensors; ``{}`` if it has none."""
-    with safe_open(str(path), "pt") as f:
-        return f.metadata() or {}
+    try:
+        with safe_open(str(path), "pt") as f:
+            return f.metadata() or {}
+    except FileNotFoundError as e:
+        raise MissingFile(f"no weights file at {path}") from e
+    except Exception as e:  # safetensors' own error for a file of another kind
+        raise BadArgument(f"{path} is not a readable safetensors file ({type(e).__name__}: {e})") from e
 
 
 def count_parameters(path: str | Path) -> int:
@@ -244,17 +249,20 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     ``{"state_dict": ...}`` / ``{"model": ...}`` nesting and DataParallel ``module.`` prefixes."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no weights file at {path}")
-    if path.suffix == ".safetensors":
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        raise MissingFile(f"no weights file at {path}")
+    try:
+        if path.suffix == ".safetensors":
+            state = load_file(str(path))
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # not a weights file: safetensors' and pickle's errors, truncated zips, ...
+        raise BadArgument(f"{path} is not a readable weights file ({type(e).__name__}: {e})") from e
     for key in ("state_dict", "model", "params_ema", "params"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
             break
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors")
+        raise BadArgument(f"{path} does not hold a state dict of tensors")
     return {k.removeprefix("module."): v.float() for k, v in state.items()}
 
 

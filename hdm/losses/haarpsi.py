@@ -29,6 +29,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..errors import BadArgument
+
 __all__ = ["haarpsi", "haarpsi_distance"]
 
 _YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]])
@@ -56,10 +58,11 @@ def haarpsi(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, scales: i
             c: float = 30.0, alpha: float = 4.2) -> torch.Tensor:
     """HaarPSI of ``(B, 3 or 1, H, W)`` images in ``[0, data_range]`` -> ``(B,)`` in (0, 1]."""
     if x.shape != y.shape or x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"haarpsi needs two (B, 1 or 3, H, W) tensors of one shape, got {tuple(x.shape)}, {tuple(y.shape)}")
+        raise BadArgument(f"haarpsi needs two (B, 1 or 3, H, W) tensors of one shape, got {tuple(x.shape)}, "
+                          f"{tuple(y.shape)}")
     need = 2 ** (scales + 1) if subsample else 2 ** scales
     if min(x.shape[-2:]) < need:
-        raise ValueError(f"haarpsi with {scales} scales needs images of at least {need} px, got {tuple(x.shape[-2:])}")
+        raise BadArgument(f"haarpsi with {scales} scales needs images of at least {need} px, got {tuple(x.shape[-2:])}")
     x, y = x * (255.0 / data_range), y * (255.0 / data_range)
     colour = x.shape[1] == 3
     if colour:

@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..errors import BadArgument
 from ..ops.wavelets import haar_dwt2
 
 __all__ = ["SCALES", "SCALE_WEIGHTS", "error_map", "hf_error_map_loss"]
@@ -60,12 +61,13 @@ def hf_error_map_loss(sr: torch.Tensor, hr: torch.Tensor, distance: Callable[[to
 
     ``return_terms``: also return the list of per-scale ``L_s`` (unweighted)."""
     if len(scales) != len(weights):
-        raise ValueError(f"{len(scales)} scales but {len(weights)} weights")
+        raise BadArgument(f"{len(scales)} scales but {len(weights)} weights")
     if sr.shape != hr.shape:
-        raise ValueError(f"SR {tuple(sr.shape)} and HR {tuple(hr.shape)} differ in shape")
+        raise BadArgument(f"SR {tuple(sr.shape)} and HR {tuple(hr.shape)} differ in shape")
     smallest = min(scales) * min(sr.shape[-2:])
     if smallest < 2:
-        raise ValueError(f"images of {tuple(sr.shape[-2:])} are too small for scale {min(scales)} (need >= 2 px there)")
+        raise BadArgument(f"images of {tuple(sr.shape[-2:])} are too small for scale {min(scales)} "
+                          "(need >= 2 px there)")
     terms = []
     for s in scales:
         a, b = _resize(sr, s), _resize(hr.detach(), s)

@@ -12,7 +12,7 @@ the general one, so training never goes there.)
 The paper's embedder is a SENet-50 trained on VGGFace2; hdm uses facenet-pytorch's
 InceptionResnetV1 trained on VGGFace2 (512-d L2-normalised embeddings of 160x160 crops), loaded by
 :func:`load_face_embedder`. Its weights come from the package's GitHub release, so offline they
-cannot be had: the loader then raises :class:`~hdm.models.WeightsUnavailable`, and
+cannot be had: the loader then raises :class:`~hdm.errors.WeightsUnavailable`, and
 ``weights="random"`` gives a seeded untrained network, an explicit stand-in that a model card must name.
 """
 from __future__ import annotations
@@ -20,6 +20,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..errors import BadArgument
+from ..io.weights import cached_download, load_state_dict_file
 
 __all__ = ["face_identity_loss", "FaceIdentityLoss", "load_face_embedder", "FACENET_URLS"]
 
@@ -40,9 +43,7 @@ def load_face_embedder(weights: str = "vggface2", seed: int = 0) -> tuple[nn.Mod
 
     ``weights``: ``"vggface2"`` or ``"casia-webface"`` (torch hub cache, else downloaded), ``"random"``
     (seeded stand-in), or a state-dict file."""
-    from facenet_pytorch import InceptionResnetV1
-
-    from ..io.weights import cached_download, load_state_dict_file
+    from facenet_pytorch import InceptionResnetV1  # lazy: imported only when a face embedder is built
 
     with torch.random.fork_rng():  # a seeded initialisation that leaves the caller's random state alone
         torch.manual_seed(seed)
@@ -59,7 +60,7 @@ def load_face_embedder(weights: str = "vggface2", seed: int = 0) -> tuple[nn.Mod
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"the weights do not fit InceptionResnetV1: {e}") from e
+        raise BadArgument(f"the weights do not fit InceptionResnetV1: {e}") from e
     return _frozen(model), source
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from ..errors import WeightsUnavailable
+from ..errors import BadArgument, WeightsUnavailable
 from ..io.weights import torchvision_state_dict
 from .haarpsi import haarpsi_distance
 
@@ -64,7 +64,7 @@ def load_lpips(device="cpu") -> nn.Module:
 def perceptual_distance(kind: str = "auto", device="cpu") -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], str]:
     """``(distance(a, b) -> scalar mean over the batch, name)`` for images in [0, 1]."""
     if kind not in ("auto", "lpips", "haarpsi"):
-        raise ValueError(f"kind must be 'auto', 'lpips' or 'haarpsi', got {kind!r}")
+        raise BadArgument(f"kind must be 'auto', 'lpips' or 'haarpsi', got {kind!r}")
     if kind in ("auto", "lpips"):
         try:
             model = load_lpips(device)

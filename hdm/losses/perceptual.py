@@ -5,7 +5,7 @@ features are sparse and carry weaker supervision. Inputs are RGB in [0, 1]; they
 with the ImageNet mean and std that VGG19 was trained with.
 
 Weights: torchvision's ``VGG19_Weights.IMAGENET1K_V1`` (from the torch hub cache, else downloaded).
-Offline they cannot be had: :func:`load_vgg19` then raises :class:`~hdm.models.WeightsUnavailable`
+Offline they cannot be had: :func:`load_vgg19` then raises :class:`~hdm.errors.WeightsUnavailable`
 saying which file to place where. ``weights="random"`` builds a seeded, randomly initialised VGG19:
 an explicit stand-in whose "perceptual" distance is only that of random convolutional features, and
 which every result trained with it must name (``PerceptualLoss.source``).
@@ -19,7 +19,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from ..errors import BadArgument
 from ..io.images import IMAGENET_MEAN, IMAGENET_STD
+from ..io.weights import load_state_dict_file, torchvision_state_dict
 
 __all__ = ["VGG19_LAYERS", "load_vgg19", "VGGFeatures", "PerceptualLoss"]
 
@@ -40,8 +42,6 @@ def load_vgg19(weights: str = "imagenet", seed: int = 0) -> tuple[nn.Sequential,
 
     ``weights``: ``"imagenet"`` (torchvision), ``"random"`` (seeded stand-in) or a state-dict file
     of a whole VGG19 (``features.N.*`` keys) or of its features alone (``N.*``)."""
-    from ..io.weights import load_state_dict_file, torchvision_state_dict
-
     model = torchvision.models.vgg19()
     if weights == "imagenet":
         model.load_state_dict(torchvision_state_dict(
@@ -59,7 +59,7 @@ def load_vgg19(weights: str = "imagenet", seed: int = 0) -> tuple[nn.Sequential,
         try:
             model.features.load_state_dict(features)
         except RuntimeError as e:
-            raise ValueError(f"{weights} does not hold VGG19 features: {e}") from e
+            raise BadArgument(f"{weights} does not hold VGG19 features: {e}") from e
         source = f"file: {weights}"
     features = model.features.eval()
     for p in features.parameters():
@@ -77,7 +77,7 @@ class VGGFeatures(nn.Module):
         super().__init__()
         unknown = [n for n in layers if n not in VGG19_LAYERS]
         if unknown or not layers:
-            raise ValueError(f"unknown VGG19 layers {unknown or layers}; choose from {VGG19_LAYERS}")
+            raise BadArgument(f"unknown VGG19 layers {unknown or layers}; choose from {VGG19_LAYERS}")
         if isinstance(weights, nn.Sequential):
             features, self.source = weights, "given module"
         else:
@@ -110,7 +110,7 @@ class PerceptualLoss(nn.Module):
         super().__init__()
         self.layer_weights = dict(layer_weights or {"conv5_4": 1.0})
         if criterion not in ("l1", "l2"):
-            raise ValueError(f"criterion must be 'l1' or 'l2', got {criterion!r}")
+            raise BadArgument(f"criterion must be 'l1' or 'l2', got {criterion!r}")
         self.criterion = F.l1_loss if criterion == "l1" else F.mse_loss
         self.features = VGGFeatures(list(self.layer_weights), weights)
         self.source = self.features.source

@@ -10,6 +10,9 @@ changes the output a little, most near the tile's edge. ``pad`` trades speed for
 Models whose input sides must be multiples of ``m`` (``input_multiple``: the pixel-unshuffle x2 / x1
 RRDBNets) get each tile (or the whole image) mirror-padded at its bottom/right to a multiple of ``m``;
 the extra output is cropped off.
+
+The model is an SR model as :class:`hdm.sr.model.SRModel` describes it: a callable with the attributes
+``input_multiple`` and ``receptive_radius`` (read as they are, never guessed).
 """
 from __future__ import annotations
 
@@ -23,14 +26,13 @@ __all__ = ["tiled_forward", "tile_grid", "default_pad"]
 
 
 def default_pad(model, cap: int = 64) -> int:
-    """``min(model.receptive_radius, cap)``, or 16 for a model that does not say its receptive field."""
-    radius = getattr(model, "receptive_radius", None)
-    return 16 if radius is None else int(min(radius, cap))
+    """``min(model.receptive_radius, cap)``: input pixels of context per tile side."""
+    return int(min(model.receptive_radius, cap))
 
 
 def _forward_padded(model, x: torch.Tensor, scale: int) -> torch.Tensor:
     """``model(x)`` for any size: mirror-pad bottom/right to ``model.input_multiple``, crop the output."""
-    m = int(getattr(model, "input_multiple", 1))
+    m = int(model.input_multiple)
     h, w = x.shape[-2:]
     ph, pw = (-h) % m, (-w) % m
     if ph or pw:
@@ -62,7 +64,7 @@ def tiled_forward(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tenso
         raise ValueError(f"tile must be > 0 (or None for the whole image), got {tile}")
     # tiles and pads on the model's grid (multiples of input_multiple), so that strided layers see the
     # same sampling grid in a tile as in the whole image
-    m = int(getattr(model, "input_multiple", 1))
+    m = int(model.input_multiple)
     pad = -(-pad // m) * m
     tile = None if tile is None else -(-tile // m) * m
     B, _, h, w = lr.shape

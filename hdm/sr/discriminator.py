@@ -23,6 +23,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
+from ..errors import BadArgument
+
 __all__ = ["UNetDiscriminatorSN"]
 
 
@@ -43,7 +45,7 @@ class UNetDiscriminatorSN(nn.Module):
     def __init__(self, in_ch: int = 3, num_feat: int = 64, skip_connection: bool = True):
         super().__init__()
         if in_ch < 1 or num_feat < 1:
-            raise ValueError(f"UNetDiscriminatorSN: in_ch and num_feat must be positive, got {in_ch}, {num_feat}")
+            raise BadArgument(f"UNetDiscriminatorSN: in_ch and num_feat must be positive, got {in_ch}, {num_feat}")
         self.in_ch, self.skip_connection = in_ch, skip_connection
         f = num_feat
         self.conv0 = nn.Conv2d(in_ch, f, 3, 1, 1)
@@ -62,10 +64,10 @@ class UNetDiscriminatorSN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_ch:
-            raise ValueError(f"UNetDiscriminatorSN expects (B, {self.in_ch}, H, W), got shape {tuple(x.shape)}")
+            raise BadArgument(f"UNetDiscriminatorSN expects (B, {self.in_ch}, H, W), got shape {tuple(x.shape)}")
         h, w = x.shape[-2:]
         if h % 8 or w % 8:
-            raise ValueError(f"UNetDiscriminatorSN downsamples by 8: H and W must be multiples of 8, got {h}x{w}")
+            raise BadArgument(f"UNetDiscriminatorSN downsamples by 8: H and W must be multiples of 8, got {h}x{w}")
         x0 = _lrelu(self.conv0(x))
         x1 = _lrelu(self.conv1(x0))
         x2 = _lrelu(self.conv2(x1))

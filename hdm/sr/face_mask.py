@@ -32,6 +32,11 @@ import math
 from typing import Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from ..errors import BadArgument
 
 __all__ = ["gaussian_kernel_1d", "face_mask", "mask_support", "blend", "map_mask"]
 
@@ -41,7 +46,7 @@ def gaussian_kernel_1d(extent: float, sigma: float) -> np.ndarray:
 
     Returns ``(2 r + 1,)`` float64 summing to 1, ``r = floor(extent / 2)`` (at least 0)."""
     if sigma <= 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
+        raise BadArgument(f"sigma must be > 0, got {sigma}")
     r = max(0, int(math.floor(extent / 2)))
     t = np.arange(-r, r + 1, dtype=np.float64)
     g = np.exp(-(t ** 2) / (2 * sigma ** 2))
@@ -70,16 +75,16 @@ def face_mask(size: tuple[int, int], boxes: Sequence[Sequence[float]], pad: floa
     evaluates the mask on the faces' region only). No boxes -> all zeros."""
     H, W = int(size[0]), int(size[1])
     if H <= 0 or W <= 0:
-        raise ValueError(f"size must be positive, got {size}")
+        raise BadArgument(f"size must be positive, got {size}")
     if pad < 0 or sigma_div <= 0:
-        raise ValueError(f"need pad >= 0 and sigma_div > 0, got pad={pad}, sigma_div={sigma_div}")
+        raise BadArgument(f"need pad >= 0 and sigma_div > 0, got pad={pad}, sigma_div={sigma_div}")
     oy, ox = origin
     mask = np.zeros((H, W), dtype=np.float32)
     for box in boxes:
         x0, y0, x1, y1 = (float(v) for v in box[:4])
         w, h = x1 - x0, y1 - y0
         if not (w > 0 and h > 0):
-            raise ValueError(f"a box needs x1 > x0 and y1 > y0, got {tuple(box)}")
+            raise BadArgument(f"a box needs x1 > x0 and y1 > y0, got {tuple(box)}")
         kx = gaussian_kernel_1d(w, w / sigma_div)
         ky = gaussian_kernel_1d(h, h / sigma_div)
         px = _smoothed_interval(W, x0 - pad * w - ox, x1 + pad * w - ox, kx).astype(np.float32)
@@ -103,7 +108,7 @@ def blend(face: np.ndarray, general: np.ndarray, mask: np.ndarray) -> np.ndarray
 
     ``face``, ``general`` ``(H, W, C)`` (or ``(H, W)``) float; ``mask`` ``(H, W)`` in [0, 1]."""
     if face.shape != general.shape or face.shape[:2] != mask.shape:
-        raise ValueError(f"shapes differ: face {face.shape}, general {general.shape}, mask {mask.shape}")
+        raise BadArgument(f"shapes differ: face {face.shape}, general {general.shape}, mask {mask.shape}")
     m = mask.astype(np.result_type(face, general, np.float32))
     if face.ndim == 3:
         m = m[..., None]
@@ -116,14 +121,10 @@ def map_mask(saliency: np.ndarray, size: tuple[int, int], threshold: float = 0.5
     resized to ``size`` ``(H, W)`` (bilinear), thresholded at ``threshold`` of its maximum, and the
     region's edge softened with a normalised Gaussian of ``softness * min(H, W)`` pixels (eq. 2's
     smoothing, isotropic). Returns ``(H, W)`` float32 in [0, 1]; an empty map gives zeros."""
-    import torch
-    import torch.nn.functional as F
-    from scipy import ndimage
-
     if saliency.ndim != 2:
-        raise ValueError(f"saliency must be (h, w), got {saliency.shape}")
+        raise BadArgument(f"saliency must be (h, w), got {saliency.shape}")
     if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        raise BadArgument(f"threshold must be in (0, 1), got {threshold}")
     peak = float(np.max(saliency)) if saliency.size else 0.0
     if peak <= 0:
         return np.zeros(size, dtype=np.float32)

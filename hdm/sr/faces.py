@@ -9,6 +9,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from PIL import Image
+
+from ..errors import BadArgument
 
 __all__ = ["FaceDetector", "square_crop_box"]
 
@@ -23,17 +26,15 @@ class FaceDetector:
     """
 
     def __init__(self, min_prob: float = 0.9, min_face_size: int = 20, device="cpu"):
-        from facenet_pytorch import MTCNN
+        from facenet_pytorch import MTCNN  # lazy: imported only when a face detector is built
 
         self.min_prob = float(min_prob)
         self.mtcnn = MTCNN(keep_all=True, min_face_size=int(min_face_size), device=device)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """``image`` ``(H, W, 3)`` uint8 RGB."""
-        from PIL import Image
-
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"face detection needs an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
+            raise BadArgument(f"face detection needs an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         if min(image.shape[:2]) < 12:  # below MTCNN's smallest window there is nothing to find
             return np.zeros((0, 5))
         boxes, probs = self.mtcnn.detect(Image.fromarray(image))

@@ -19,8 +19,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from ..errors import BadArgument
 from ..ops.tiling import tiled_forward
 from .face_mask import blend, face_mask, map_mask, mask_support
+from .faces import FaceDetector
+from .loading import load_generator
+from .model import SRModel, check_sr_model
 
 __all__ = ["FusionResult", "FaceFusionSR", "region_fusion", "to_tensor", "to_image"]
 
@@ -59,27 +63,45 @@ class FusionResult:
 
 
 class FaceFusionSR:
-    """The fusion pipeline around two x``scale`` generators (``nn.Module``: ``(B, 3, h, w)`` in [0, 1]
-    -> ``(B, 3, scale h, scale w)``).
+    """The fusion pipeline around two x``scale`` generators (:class:`~hdm.sr.model.SRModel`: ``(B, 3, h, w)``
+    in [0, 1] -> ``(B, 3, scale h, scale w)``). ``FaceFusionSR.from_pretrained()`` loads the shipped pair.
 
     Args:
+        general, face: the two generators, of one scale (in eval mode: the caller's business).
         detector: callable ``(H, W, 3) uint8 -> (n, >= 4)`` boxes (default: a :class:`FaceDetector`).
-        tile, tile_pad: tiled inference (:func:`hdm.sr.tiling.tiled_forward`); ``tile=None`` = whole image,
+        scale: must be the generators' (default: theirs).
+        tile, tile_pad: tiled inference (:func:`hdm.ops.tiling.tiled_forward`); ``tile=None`` = whole image,
             ``tile_pad=None`` = the model's receptive radius (capped).
         pad, sigma_div: the mask's padding and Gaussian width (:func:`hdm.sr.face_mask.face_mask`).
         context: extra input pixels around each face crop given to the face generator.
     """
 
-    def __init__(self, general: nn.Module, face: nn.Module, detector=None, scale: int = 4, tile: int | None = None,
-                 tile_pad: int | None = None, pad: float = 0.2, sigma_div: float = 10.0, context: int = 16, device=None):
-        self.general, self.face = general, face  # in eval mode: the caller's business (Upscaler does it)
-        if detector is None:
-            from .faces import FaceDetector
-
-            detector = FaceDetector(device=device or "cpu")
-        self.detector, self.scale, self.tile, self.tile_pad = detector, int(scale), tile, tile_pad
+    def __init__(self, general: SRModel, face: SRModel, detector=None, scale: int | None = None,
+                 tile: int | None = None, tile_pad: int | None = None, pad: float = 0.2, sigma_div: float = 10.0,
+                 context: int = 16, device=None):
+        self.general = check_sr_model(general, "the general model")
+        self.face = check_sr_model(face, "the face model")
+        if face.scale != general.scale or (scale is not None and int(scale) != general.scale):
+            raise BadArgument(f"the general model is x{general.scale}, the face model x{face.scale}"
+                              + (f" and the scale asked x{scale}" if scale is not None else "") + ": they must agree")
+        if tile is not None and tile <= 0:
+            raise BadArgument(f"tile must be > 0 (or None for the whole image), got {tile}")
+        if tile_pad is not None and tile_pad < 0:
+            raise BadArgument(f"tile_pad must be >= 0, got {tile_pad}")
+        if device is None:  # where the general model's weights are (the CPU for an ONNX Runtime session)
+            device = next(general.parameters()).device if isinstance(general, nn.Module) else "cpu"
+        self.device = torch.device(device)
+        self.detector = FaceDetector(device=self.device) if detector is None else detector
+        self.scale, self.tile, self.tile_pad = int(general.scale), tile, tile_pad
         self.pad, self.sigma_div, self.context = float(pad), float(sigma_div), int(context)
-        self.device = torch.device(device) if device is not None else next(general.parameters()).device
+
+    @classmethod
+    def from_pretrained(cls, general: str = "sr_general_x4", face: str = "sr_face_x4", device="cpu",
+                        **options) -> "FaceFusionSR":
+        """The pipeline with generators loaded by :func:`hdm.sr.loading.load_generator` (registry names such
+        as the default shipped pair, ``"general"``/``"face"``, checkpoint or ``.onnx`` paths) on ``device``;
+        ``options`` as the constructor's (``detector``, ``tile``, ``tile_pad``, ``pad``, ...)."""
+        return cls(load_generator(general, device), load_generator(face, device), device=device, **options)
 
     def _run(self, model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
         return tiled_forward(model, lr, self.scale, self.tile, self.tile_pad)
@@ -103,7 +125,7 @@ class FaceFusionSR:
 
         ``general``: the general model's output if already computed (``(sH, sW, 3)`` float in [0, 1])."""
         if image.ndim != 3 or image.shape[2] != 3 or not (image.dtype == np.uint8 or np.issubdtype(image.dtype, np.floating)):
-            raise ValueError(f"expected an (H, W, 3) RGB image (uint8 or float), got {image.shape} {image.dtype}")
+            raise BadArgument(f"expected an (H, W, 3) RGB image (uint8 or float), got {image.shape} {image.dtype}")
         H, W = image.shape[:2]
         s = self.scale
         lr = to_tensor(image, self.device)
@@ -146,7 +168,7 @@ def _boxes(found) -> np.ndarray:
         return np.zeros((0, 5))
     found = found.reshape(len(found), -1) if found.ndim > 1 else found.reshape(1, -1)
     if found.shape[1] < 4:
-        raise ValueError(f"a face detector must return (n, >= 4) boxes, got shape {found.shape}")
+        raise BadArgument(f"a face detector must return (n, >= 4) boxes, got shape {found.shape}")
     if found.shape[1] == 4:
         found = np.concatenate([found, np.ones((len(found), 1))], axis=1)
     return found[:, :5]
@@ -161,6 +183,6 @@ def region_fusion(general: np.ndarray, specialist: np.ndarray, saliency: np.ndar
     ``general``, ``specialist`` ``(sH, sW, 3)`` float in [0, 1]; ``saliency`` ``(h, w)`` in [0, 1] over the
     same image (any resolution). Returns ``(mask (sH, sW), fused (sH, sW, 3))``."""
     if general.shape != specialist.shape:
-        raise ValueError(f"the two SR outputs differ in shape: {general.shape} vs {specialist.shape}")
+        raise BadArgument(f"the two SR outputs differ in shape: {general.shape} vs {specialist.shape}")
     mask = map_mask(saliency, general.shape[:2], threshold, softness)
     return mask, blend(specialist, general, mask)

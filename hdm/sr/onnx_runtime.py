@@ -1,6 +1,6 @@
 """Run an exported SR generator with ONNX Runtime (no torch model, no checkpoint), with the same tiling
-as the torch pipeline (it reuses :func:`hdm.sr.tiling.tiled_forward`, so it needs the ``hdm`` package and
-torch installed, not the training code or weights).
+as the torch pipeline (it reuses :func:`hdm.ops.tiling.tiled_forward`, so it needs the ``hdm`` package and
+torch installed, not the training code or weights). onnx and onnxruntime are the ``[export]`` extra.
 
 Providers: TensorRT, then CUDA, then CPU - the first that works here; :attr:`OnnxSR.provider` says
 which one runs. Without a GPU only the CPU provider is tried (the GPU ones would fall back anyway,
@@ -13,12 +13,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import BadArgument, MissingFile
+from ..ops.tiling import tiled_forward
+
 __all__ = ["OnnxSR", "providers_here"]
 
 
 def providers_here() -> list[str]:
     """The ONNX Runtime providers worth trying on this machine, best first."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional: the [export] extra
 
     available = ort.get_available_providers()
     gpu = torch.cuda.is_available()
@@ -37,26 +40,29 @@ class OnnxSR:
     so a seed gives the torch student's image; tiles cut the LR image and its noise together."""
 
     def __init__(self, path, providers: list[str] | None = None, tile: int | None = 512, tile_pad: int | None = None):
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional: the [export] extra
 
         self.path, self.meta = Path(path), read_metadata(path)
         self.session = ort.InferenceSession(str(path), providers=providers or providers_here())
         inputs = self.session.get_inputs()
         names = [i.name for i in inputs]
         if names not in (["lr"], ["lr", "noise"]) or (isinstance(inputs[0].shape[1], int) and inputs[0].shape[1] != 3):
-            raise ValueError(f"{self.path.name} does not take an 'lr' input of 3 channels (and, for the diffusion "
+            raise BadArgument(f"{self.path.name} does not take an 'lr' input of 3 channels (and, for the diffusion "
                              f"student, 'noise'): {[(i.name, i.shape) for i in inputs]}")
         self.takes_noise = names == ["lr", "noise"]
         self.provider = self.session.get_providers()[0]
         self.scale = int(self.meta["hdm.scale"])
-        self.input_multiple = int(self.meta.get("hdm.input_multiple", 1))
-        self.receptive_radius = int(self.meta.get("hdm.receptive_radius", 16))
+        self.input_multiple = int(self.meta["hdm.input_multiple"])
+        self.receptive_radius = int(self.meta["hdm.receptive_radius"])
+        #: the precision the graph computes in (its input and output are float32 either way)
+        self.dtypes = (torch.float16,) if self.meta.get("hdm.precision") == "fp16" else (torch.float32,)
         self.tile, self.tile_pad = tile, tile_pad
 
     def as_generator(self) -> "_Runner":
         """This session as a generator for the torch pipelines (``hdm.sr.pipeline.Upscaler``, fusion)."""
         if self.takes_noise:
-            raise ValueError(f"{self.path.name} is the diffusion student (it takes noise): call it with a seed instead")
+            raise BadArgument(f"{self.path.name} is the diffusion student (it takes noise): call it with a seed "
+                              "instead")
         return _Runner(self)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
@@ -64,14 +70,12 @@ class OnnxSR:
         channels = 3 + (3 * self.scale ** 2 if self.takes_noise else 0)
         if x.dim() != 4 or x.shape[1] != channels:
             what = f"(N, 3, h, w) RGB and (N, {channels - 3}, h, w) noise" if self.takes_noise else "(N, 3, h, w) RGB"
-            raise ValueError(f"{self.path.name} takes {what}, got a tensor of shape {tuple(x.shape)}")
+            raise BadArgument(f"{self.path.name} takes {what}, got a tensor of shape {tuple(x.shape)}")
         x = np.ascontiguousarray(x.numpy(), dtype=np.float32)
         feed = {"lr": x[:, :3], "noise": x[:, 3:]} if self.takes_noise else {"lr": x}
         return torch.from_numpy(self.session.run(None, feed)[0])
 
     def __call__(self, lr: np.ndarray, seed: int = 0) -> np.ndarray:
-        from ..ops.tiling import tiled_forward
-
         hwc = lr.ndim == 3
         x = torch.from_numpy(np.ascontiguousarray(lr, dtype=np.float32))
         x = x.permute(2, 0, 1)[None] if hwc else x
@@ -88,12 +92,13 @@ class OnnxSR:
 
 
 class _Runner:
-    """What :func:`hdm.sr.tiling.tiled_forward` and the hdm pipelines need of a generator: a callable
-    ``(N, 3, h, w)`` tensor -> ``(N, 3, s h, s w)`` with its scale, input multiple and reach (and the
-    ``eval``/``to`` of a module, which change nothing here: the session has its own provider)."""
+    """The session as an :class:`hdm.sr.model.SRModel`, what :func:`hdm.ops.tiling.tiled_forward` and the
+    pipelines take: a callable ``(N, 3, h, w)`` tensor -> ``(N, 3, s h, s w)`` with its scale, input multiple,
+    reach and precision (and the ``eval``/``to`` of a module, which change nothing here: the session has
+    its own provider)."""
 
     def __init__(self, sr: OnnxSR):
-        self.sr, self.scale = sr, sr.scale
+        self.sr, self.scale, self.dtypes = sr, sr.scale, sr.dtypes
         self.input_multiple, self.receptive_radius = sr.input_multiple, sr.receptive_radius
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -107,17 +112,18 @@ class _Runner:
 
 
 def read_metadata(path) -> dict:
-    """The ``hdm.*`` metadata of an exported file; a clear ``ValueError`` if it is not one."""
-    import onnx
+    """The ``hdm.*`` metadata of an exported file; :class:`MissingFile` if there is none, :class:`BadArgument`
+    if it is not one."""
+    import onnx  # optional: the [export] extra
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no ONNX file at {path}")
+        raise MissingFile(f"no ONNX file at {path}")
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf DecodeError and friends
-        raise ValueError(f"{path} is not a readable ONNX file ({type(e).__name__}: {e})") from e
+        raise BadArgument(f"{path} is not a readable ONNX file ({type(e).__name__}: {e})") from e
     meta = {p.key: p.value for p in proto.metadata_props}
     if "hdm.model" not in meta:
-        raise ValueError(f"{path} is an ONNX file without hdm metadata: not exported by `hdm export onnx`")
+        raise BadArgument(f"{path} is an ONNX file without hdm metadata: not exported by `hdm export onnx`")
     return meta

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import BadArgument, MissingFile
 from ..io.weights import load_state_dict_file
 
 __all__ = ["PRESETS", "RRDB", "RRDBNet", "ResidualDenseBlock", "convert_state_dict", "infer_config", "load_rrdbnet"]
@@ -102,18 +103,25 @@ class RRDBNet(nn.Module):
         num_grow_ch: growth channels of each dense conv (32 in ESRGAN).
 
     Input ``(B, in_ch, H, W)`` in [0, 1]; output ``(B, out_ch, scale*H, scale*W)``, not clamped.
-    At x2 / x1, ``H`` and ``W`` must be multiples of 2 / 4.
+    At x2 / x1, ``H`` and ``W`` must be multiples of 2 / 4. An :class:`hdm.sr.model.SRModel`: it says its
+    ``scale``, ``input_multiple``, ``receptive_radius`` and ``dtypes``.
     """
+
+    #: Precisions it computes in (cast the model and its input alike): float32, float16 (GPU, ONNX fp16
+    #: export), bfloat16 (CPU autocast).
+    dtypes = (torch.float32, torch.float16, torch.bfloat16)
+    #: Its one input, as an exported graph names it (:mod:`hdm.export.to_onnx`).
+    input_names = ("lr",)
 
     def __init__(self, in_ch: int = 3, out_ch: int = 3, scale: int = 4, num_feat: int = 64,
                  num_block: int = 23, num_grow_ch: int = 32):
         super().__init__()
         if scale not in _UNSHUFFLE:
-            raise ValueError(f"RRDBNet: scale must be 4, 2 or 1, got {scale!r}")
+            raise BadArgument(f"RRDBNet: scale must be 4, 2 or 1, got {scale!r}")
         sizes = dict(in_ch=in_ch, out_ch=out_ch, num_feat=num_feat, num_block=num_block, num_grow_ch=num_grow_ch)
         bad = {k: v for k, v in sizes.items() if not isinstance(v, int) or v < 1}
         if bad:
-            raise ValueError(f"RRDBNet: sizes must be positive integers, got {bad}")
+            raise BadArgument(f"RRDBNet: sizes must be positive integers, got {bad}")
         self.in_ch, self.out_ch, self.scale = in_ch, out_ch, scale
         self.num_feat, self.num_block, self.num_grow_ch = num_feat, num_block, num_grow_ch
 
@@ -145,13 +153,17 @@ class RRDBNet(nn.Module):
         """How far (input pixels) an output pixel can see: ``f (15 num_block + 5)`` with ``f`` the
         pixel-unshuffle factor. 15 3x3 convs per RRDB, ``conv_first`` and ``conv_body``, and at most 3
         more body pixels from the four convs after the two nearest x2 upsamplings (a bound: exact
-        tiling needs ``tile_pad`` >= this, :mod:`hdm.sr.tiling`)."""
+        tiling needs ``tile_pad`` >= this, :mod:`hdm.ops.tiling`)."""
         return _UNSHUFFLE[self.scale] * (15 * self.num_block + 5)
 
     @property
     def input_multiple(self) -> int:
         """Input sides must be multiples of this (the pixel-unshuffle factor: 1, 2 or 4)."""
         return _UNSHUFFLE[self.scale]
+
+    def example_inputs(self, h: int, w: int, n: int = 1, generator=None) -> tuple[torch.Tensor]:
+        """A random input ``(n, in_ch, h, w)`` in [0, 1] (for export and parity checks)."""
+        return (torch.rand(n, self.in_ch, h, w, generator=generator),)
 
     @property
     def config(self) -> dict[str, int]:
@@ -161,12 +173,12 @@ class RRDBNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_ch:
-            raise ValueError(f"RRDBNet expects (B, {self.in_ch}, H, W), got shape {tuple(x.shape)}")
+            raise BadArgument(f"RRDBNet expects (B, {self.in_ch}, H, W), got shape {tuple(x.shape)}")
         factor = _UNSHUFFLE[self.scale]
         if factor > 1:
             h, w = x.shape[-2:]
             if h % factor or w % factor:
-                raise ValueError(
+                raise BadArgument(
                     f"RRDBNet x{self.scale} pixel-unshuffles its input by {factor}: H and W must be "
                     f"multiples of {factor}, got {h}x{w} (pad or crop the image)"
                 )
@@ -239,7 +251,7 @@ def convert_state_dict(state: Mapping) -> dict[str, torch.Tensor]:
     or without DataParallel ``module.`` prefixes. Tensors are returned as they are (not copied).
 
     Raises:
-        ValueError: the keys fit none of the layouts, or some keys do not belong to the detected one
+        BadArgument: the keys fit none of the layouts, or some keys do not belong to the detected one
             (named in the message), or the state is an old-arch x2/x1 model.
     """
     for wrapper in ("params_ema", "params"):
@@ -247,21 +259,21 @@ def convert_state_dict(state: Mapping) -> dict[str, torch.Tensor]:
             state = state[wrapper]
             break
     if not isinstance(state, Mapping):
-        raise ValueError(f"expected a state dict (str -> tensor), got {type(state).__name__}")
+        raise BadArgument(f"expected a state dict (str -> tensor), got {type(state).__name__}")
     odd = [repr(k) for k, v in state.items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
     if odd:
-        raise ValueError(f"expected a state dict (str -> tensor); entries that are not: {_describe(odd)}")
+        raise BadArgument(f"expected a state dict (str -> tensor); entries that are not: {_describe(odd)}")
     state = {k.removeprefix("module."): v for k, v in state.items()}
 
     layout = _layout(state)
     if layout is None:
-        raise ValueError(
+        raise BadArgument(
             "not an RRDB generator state dict: no conv_first (BasicSR / Real-ESRGAN), RRDB_trunk (ESRGAN) "
             f"or model.0 (old ESRGAN) keys; found {_describe(state)}"
         )
     if layout == "esrgan-old" and "model.10.weight" not in state:
         convs = sorted({k.split(".")[1] for k in state if re.match(r"^model\.\d+\.(weight|bias)$", k)}, key=int)
-        raise ValueError(
+        raise BadArgument(
             "old-arch ESRGAN state dict without model.10 (conv_last of the x4 layout); its convs outside the "
             f"trunk are {', '.join(f'model.{i}' for i in convs)}: an old-arch x2/x1 model, which RRDBNet "
             "(x4 body, pixel-unshuffle for x2/x1) cannot run"
@@ -277,12 +289,12 @@ def convert_state_dict(state: Mapping) -> dict[str, torch.Tensor]:
         else:
             foreign.append(key)
     if foreign:
-        raise ValueError(f"keys that do not belong to the {layout} RRDB layout: {_describe(foreign)}")
+        raise BadArgument(f"keys that do not belong to the {layout} RRDB layout: {_describe(foreign)}")
     if layout == "esrgan-old":  # the conv after the last RRDB is model.1.sub.{num_block}
         num_block = len({k.split(".")[3] for k in state if ".RDB" in k})
         body_conv = {k.split(".")[3] for k in state if re.match(r"^model\.1\.sub\.\d+\.(weight|bias)$", k)}
         if body_conv != {str(num_block)}:
-            raise ValueError(
+            raise BadArgument(
                 f"old-arch ESRGAN state dict with {num_block} RRDBs should have its trunk conv at "
                 f"model.1.sub.{num_block}, found {', '.join(f'model.1.sub.{i}' for i in sorted(body_conv, key=int))}"
             )
@@ -299,12 +311,12 @@ def infer_config(state: Mapping[str, torch.Tensor], *, scale: int | None = None)
     and output channels differ; ``in_ch`` then follows from ``c``.
 
     Raises:
-        ValueError: a required weight is missing, or the channels fit no scale.
+        BadArgument: a required weight is missing, or the channels fit no scale.
     """
     need = ("conv_first.weight", "conv_last.weight", "body.0.rdb1.conv1.weight")
     missing = [k for k in need if k not in state]
     if missing:
-        raise ValueError(f"cannot infer the RRDBNet config: missing {missing}; found {_describe(state)}")
+        raise BadArgument(f"cannot infer the RRDBNet config: missing {missing}; found {_describe(state)}")
     num_feat, c = state["conv_first.weight"].shape[:2]
     out_ch = state["conv_last.weight"].shape[0]
     num_grow_ch = state["body.0.rdb1.conv1.weight"].shape[0]
@@ -312,13 +324,13 @@ def infer_config(state: Mapping[str, torch.Tensor], *, scale: int | None = None)
     if scale is None:
         fits = [s for s, f in _UNSHUFFLE.items() if c == out_ch * f * f]
         if not fits:
-            raise ValueError(
+            raise BadArgument(
                 f"conv_first takes {c} channels and conv_last gives {out_ch}: no scale fits with in_ch = out_ch "
                 f"(x4: {out_ch}, x2: {4 * out_ch}, x1: {16 * out_ch}); pass scale="
             )
         scale = fits[0]
     elif scale not in _UNSHUFFLE or c % _UNSHUFFLE[scale] ** 2:
-        raise ValueError(f"conv_first takes {c} channels, which does not fit scale={scale!r}")
+        raise BadArgument(f"conv_first takes {c} channels, which does not fit scale={scale!r}")
     return dict(in_ch=int(c) // _UNSHUFFLE[scale] ** 2, out_ch=int(out_ch), scale=scale, num_feat=int(num_feat),
                 num_block=num_block, num_grow_ch=int(num_grow_ch))
 
@@ -328,21 +340,21 @@ def load_rrdbnet(path_or_state: str | Path | Mapping, *, scale: int | None = Non
 
     Args:
         path_or_state: a ``.pth`` / ``.pt`` file (read with ``torch.load(weights_only=True)``), a
-            ``.safetensors`` file (both through :func:`hdm.models.load_state_dict_file`, which casts
+            ``.safetensors`` file (both through :func:`hdm.io.weights.load_state_dict_file`, which casts
             to float32), or a state dict; any layout :func:`convert_state_dict` accepts. The project
             cannot download Real-ESRGAN / ESRGAN checkpoints: the user supplies the file.
         scale: only for models whose scale cannot be read off (see :func:`infer_config`).
 
     Raises:
-        FileNotFoundError: no file at the path.
-        ValueError: the state dict is not an RRDB generator, or its shapes do not fit one.
+        MissingFile: no file at the path (a ``FileNotFoundError``).
+        BadArgument: the state dict is not an RRDB generator, or its shapes do not fit one (a ``ValueError``).
     """
     if isinstance(path_or_state, Mapping):
         state, source = path_or_state, "state dict"
     else:
         path = Path(path_or_state)
         if not path.is_file():
-            raise FileNotFoundError(
+            raise MissingFile(
                 f"no RRDBNet checkpoint at {path}: place the .pth or .safetensors file there "
                 "(the official Real-ESRGAN x4plus file is downloaded by the app's model hub when online)"
             )
@@ -353,5 +365,5 @@ def load_rrdbnet(path_or_state: str | Path | Mapping, *, scale: int | None = Non
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise ValueError(f"{source} does not fit RRDBNet({config}): {e}") from e
+        raise BadArgument(f"{source} does not fit RRDBNet({config}): {e}") from e
     return model.eval()

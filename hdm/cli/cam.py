@@ -1,0 +1,273 @@
+"""The CAM commands of ``hdm``: ``cam`` (explain a photo), ``bench-cam`` and ``compare-cam`` (speed and
+agreement), ``train-cam-model`` and ``calibrate-bn`` (the benchmark's classifier), ``fit-theta`` and
+``eval-cam`` (HDM-CAM's learned scale weights and the CAM benchmark). Each parses its arguments and
+calls the library; hdm's errors end as one line (:func:`hdm.cli.main`)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+import torchvision
+from PIL import Image
+
+from ..bench import cam as cam_benchmark
+from ..bench import cam_speed, report
+from ..bench.shapes import CLASSES, BackgroundBank, ShapesDataset
+from ..cam.classifiers import SHAPES_WEIGHTS, Classifier, load_shapes_resnet50, shapes_theta_path
+from ..cam.explain import METHODS, explain_photo
+from ..cam.theta import fit_theta, read_theta
+from ..io.weights import resolve_weights
+from ..training.classifier import calibrate_bn, train, write_model_card
+from .common import builtin_errors, existing_file, folders
+
+__all__ = ["add_parsers"]
+
+
+def _cmd_cam(args) -> int:
+    classifier = Classifier.from_pretrained(args.weights)
+    if classifier.note:
+        print(f"note: {classifier.note}")
+    methods = list(METHODS) if args.method == "all" else [args.method]
+    result = explain_photo(classifier, args.image, methods=methods, category=args.target, layers=args.layers,
+                           alpha=args.alpha, size=args.size)
+    for idx, name, p in result.top:
+        print(f"  {p:6.3f}  {idx:4d}  {name}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.image).stem
+    for name, overlay in result.overlays.items():
+        path = out / f"{stem}_{name.lower().replace('+', 'p').replace('-', '')}.png"
+        Image.fromarray(overlay).save(path)
+        print(f"{name:11s} class {result.category} ({result.category_name}): {result.seconds[name]:.3f} s -> {path}")
+    return 0
+
+
+def _cmd_bench_cam(args) -> int:
+    results = cam_speed.cam_speed(tuple(args.batch), args.size, args.repeats, reference=not args.no_reference)
+    text = cam_speed.speed_markdown(results, args.size, args.repeats)
+    print(text)
+    if args.out:
+        print(f"wrote {report.write(args.out, text)}")
+    return 0
+
+
+def _cmd_compare_cam(args) -> int:
+    classifier = Classifier.from_pretrained(args.weights)
+    label = f"ResNet-50, {classifier.source}" + (f" ({classifier.note})" if classifier.note else "")
+    text = cam_speed.agreement_markdown(cam_speed.hdm_vs_gradcampp(classifier.model), label)
+    print(text)
+    if args.out:
+        print(f"wrote {report.write(args.out, text)}")
+    return 0
+
+
+def _cmd_train_cam_model(args) -> int:
+    with builtin_errors():
+        train(args.out, args.backgrounds, args.val_backgrounds, steps=args.steps, batch_size=args.batch, lr=args.lr,
+              optimizer=args.optimizer, weight_decay=args.weight_decay, curriculum_steps=args.curriculum_steps,
+              warm_steps=args.warm_steps, warm_size=args.warm_size, stop_at=args.stop_at, augment=args.augment,
+              bf16=args.bf16, ema_decay=args.ema, seed=args.seed, size=args.size, eval_every=args.eval_every,
+              val_n=args.val_n, final_val_n=args.final_val_n, export=args.export, command=report.hdm_command())
+    return 0
+
+
+def _cmd_calibrate_bn(args) -> int:
+    args.weights = str(resolve_weights(args.weights))  # a shipped name -> its file, which is rewritten
+    with builtin_errors():
+        entry = calibrate_bn(args.weights, args.backgrounds, args.val_backgrounds, n=args.n,
+                             command=report.hdm_command())
+    print(f"precise BN on {entry['n']} images: held-out accuracy {entry['heldout_accuracy_before']:.4f} -> "
+          f"{entry['heldout_accuracy_after']:.4f}; rewrote {args.weights} and its card")
+    return 0
+
+
+def _shapes_classifier(weights: str) -> Classifier:
+    """The classifier for ``--weights`` of the benchmark commands: the shapes ResNet-50 (a file or the shipped
+    name), or for ``random`` an untrained 8-class stand-in."""
+    if weights != "random":
+        return load_shapes_resnet50(weights)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet50(num_classes=len(CLASSES)).eval()
+    return Classifier(model, "ResNet-50 (shapes)", "random stand-in", list(CLASSES),
+                      "untrained stand-in: random weights, so the figures mean nothing")
+
+
+def _bank(folder):
+    with builtin_errors():
+        return BackgroundBank(folder) if folder else None
+
+
+def _cmd_fit_theta(args) -> int:
+    classifier = _shapes_classifier(args.weights)
+    if args.weights != "random":
+        args.weights = str(resolve_weights(args.weights))  # a shipped name -> its file, beside which theta goes
+    with builtin_errors():
+        data = ShapesDataset(args.n, seed=args.seed, backgrounds=_bank(args.backgrounds), size=args.size)
+    loader = torch.utils.data.DataLoader(data, batch_size=args.batch)
+    fit = fit_theta(classifier.model, ((x, y) for x, y, _ in loader), levels=args.levels, epochs=args.epochs,
+                    lr=args.lr)
+    record = {"theta": fit.theta, "alpha": fit.alpha, "objective": fit.objective, "levels": args.levels,
+              "calibration": {"n": args.n, "seed": args.seed, "backgrounds": args.backgrounds or "procedural",
+                              "size": args.size},
+              "epochs": args.epochs, "lr": args.lr, "command": report.hdm_command()}
+    out = Path(args.out) if args.out else shapes_theta_path(args.weights)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    if not args.out and args.weights != "random":  # the shipped theta: refresh the model card
+        print(f"wrote {write_model_card(args.weights)}")
+    print(f"theta {fit.theta} -> alpha {fit.alpha}")
+    for mode, value in fit.objective.items():
+        print(f"  objective with alpha={mode}: {value:.4f}")
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_eval_cam(args) -> int:
+    classifier = _shapes_classifier(args.weights)
+    theta_file = (Path(args.theta) if args.theta else
+                  None if args.weights == "random" else shapes_theta_path(args.weights))
+    theta = read_theta(theta_file) if theta_file and theta_file.is_file() else None
+    bank = _bank(args.backgrounds)
+    with builtin_errors():
+        data = ShapesDataset(args.n, seed=args.seed, backgrounds=bank, size=args.size)
+    model = classifier.model
+    methods = cam_benchmark.default_methods(model, theta=theta["theta"] if theta else None, seed=args.seed)
+    result = cam_benchmark.evaluate(model, data, methods, batch_size=args.batch,
+                                    faithfulness=not args.no_faithfulness, steps=args.steps)
+    summary = cam_benchmark.summarize(result, n_boot=args.bootstrap)
+    ablations = None
+    if args.ablations:
+        adata = ShapesDataset(args.ablations, seed=args.seed, backgrounds=bank, size=args.size)
+        ares = cam_benchmark.evaluate(model, adata, cam_benchmark.ablation_methods(model), batch_size=args.batch,
+                                      faithfulness=False)
+        ablations = cam_benchmark.summarize(ares, references=())
+        summary["ablations"] = ablations
+        best, settings = cam_benchmark.best_ablation(ablations)
+        print(f"best ablation variant by mean IoU: {best} {settings} "
+              f"(on a validation split, this is what hdm.cam.hdm_cam.TUNED should hold)")
+    data_line = (f"{args.n} hdm.shapes images, seed {args.seed}, {args.size} px, backgrounds "
+                 f"{args.backgrounds or 'procedural'}; model {classifier.source}"
+                 + (f" ({classifier.note})" if classifier.note else ""))
+    title = "CAM benchmark: localisation and faithfulness on hdm.shapes"
+    text = cam_benchmark.markdown(summary, report.header(title, data_line), ablations=ablations, theta=theta)
+    print(text)
+    if args.out:
+        print(f"wrote {report.write(args.out, text)}")
+    if args.json:
+        summary["data"] = data_line
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Register the CAM commands on ``sub`` (the ``hdm`` subparsers object)."""
+    p = sub.add_parser("cam", help="explain a photo with Grad-CAM, Grad-CAM++ and HDM-CAM; save overlays",
+                       description="Explain a photo with a ResNet-50 and save one heat-map overlay per method.")
+    p.add_argument("image", help="image file (PNG, JPEG, ...)")
+    p.add_argument("--method", default="all", choices=["all", "Grad-CAM", "Grad-CAM++", "HDM-CAM"])
+    p.add_argument("--weights", default="imagenet",
+                   help="'imagenet' (torchvision, cached or downloaded), 'random' (untrained stand-in), "
+                        "'shapes_resnet50' (the shipped CAM-benchmark model) or a state-dict file")
+    p.add_argument("--target", type=int, default=None, help="class index to explain (default: the top class)")
+    p.add_argument("--layers", nargs="+", default=["layer1", "layer2", "layer3", "layer4"], help="target layers")
+    p.add_argument("--alpha", default="exp", choices=["exp", "inverse", "equal"], help="HDM-CAM scale weights (eq. 13)")
+    p.add_argument("--size", type=int, default=None,
+                   help="model input side in px (default: the model's own, 224 or 128)")
+    p.add_argument("--out", default="cam_out", help="output folder")
+    p.set_defaults(func=_cmd_cam)
+
+    p = sub.add_parser("bench-cam", help="time Grad-CAM, Grad-CAM++, HDM-CAM and grad-cam's GradCAMPlusPlus",
+                       description="CAM speed on ResNet-50 (layers 1-4, CPU): median times and ratios from one run.")
+    p.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--no-reference", action="store_true", help="skip the grad-cam package")
+    p.add_argument("--out", default=None, help="also write the table here (e.g. docs/results/cam_speed.md)")
+    p.set_defaults(func=_cmd_bench_cam)
+
+    p = sub.add_parser("compare-cam", help="Spearman rho between HDM-CAM and Grad-CAM++ maps",
+                       description="How different HDM-CAM is from Grad-CAM++ on scikit-image's photos.")
+    p.add_argument("--weights", default="random", help="'random' (default, works offline), 'imagenet' or a file")
+    p.add_argument("--out", default=None, help="also write the table here (e.g. docs/results/hdm_vs_gradcampp.md)")
+    p.set_defaults(func=_cmd_compare_cam)
+
+    p = sub.add_parser("train-cam-model", help="train the shapes ResNet-50 of the CAM benchmark (resumable)",
+                       description="Train a ResNet-50 from scratch on hdm.shapes images (resumes from OUT/last.pt).")
+    p.add_argument("--backgrounds", default=None, type=folders,
+                   help=f"photo folder for training backgrounds, or several joined by '{os.pathsep}' "
+                        "(default: procedural)")
+    p.add_argument("--val-backgrounds", default=None, type=folders,
+                   help="photo folder for the held-out split (default: procedural)")
+    p.add_argument("--steps", type=int, default=3500)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
+    p.add_argument("--weight-decay", type=float, default=None, help="default 0.05 (adamw) or 5e-5 (sgd)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=128, help="image side in px")
+    p.add_argument("--curriculum-steps", type=int, default=1500, help="difficulty ramps 0 -> 1 over these steps")
+    p.add_argument("--warm-steps", type=int, default=2000, help="steps at --warm-size px before --size")
+    p.add_argument("--warm-size", type=int, default=64)
+    p.add_argument("--stop-at", type=int, default=None, help="checkpoint and stop after this step (resume later)")
+    p.add_argument("--augment", action="store_true",
+                   help="augment training backgrounds/textures (wider crops, colour jitter, some procedural)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (about 2x faster on CPUs with AVX512-BF16)")
+    p.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="keep an EMA of the weights (e.g. 0.999); checks and export use it (default: off)")
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--val-n", type=int, default=512, help="held-out images for the periodic check")
+    p.add_argument("--final-val-n", type=int, default=2000, help="held-out images for the final accuracy")
+    p.add_argument("--out", default="runs/shapes_resnet50", help="checkpoint and log folder")
+    p.add_argument("--export", default=None, help="write fp16 safetensors here when done")
+    p.set_defaults(func=_cmd_train_cam_model)
+
+    shipped = SHAPES_WEIGHTS
+    p = sub.add_parser("calibrate-bn",
+                       help="precise BN for the shapes ResNet-50: BatchNorm statistics from un-augmented images",
+                       description="Recompute the exported model's BatchNorm statistics over N un-augmented "
+                                   "training-photo "
+                                   "images, measure held-out accuracy before and after, rewrite the weights and card.")
+    p.add_argument("--weights", default=shipped)
+    p.add_argument("--backgrounds", default=None, type=folders, help="the training photos (default: procedural)")
+    p.add_argument("--val-backgrounds", default=None, type=folders,
+                   help="the held-out split's photos (default: procedural)")
+    p.add_argument("--n", type=int, default=2000)
+    p.set_defaults(func=_cmd_calibrate_bn)
+
+    p = sub.add_parser("fit-theta", help="fit HDM-CAM's learned scale weights alpha_j = sigmoid(theta_j) (eq. 13)",
+                       description="Fit theta by minimising the classifier's loss on x * CAM over a calibration split.")
+    p.add_argument("--weights", default=shipped, help="shapes ResNet-50 safetensors (or 'random')")
+    p.add_argument("--backgrounds", default=None, type=folders,
+                   help="photo folder for the calibration images (default: procedural)")
+    p.add_argument("--n", type=int, default=256, help="calibration images")
+    p.add_argument("--seed", type=int, default=3000, help="calibration split seed (differs from training and test)")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--levels", type=int, default=2, help="DWT levels J (theta has J values)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--out", default=None, help="theta JSON (default: beside the weights, <stem>.theta.json)")
+    p.set_defaults(func=_cmd_fit_theta)
+
+    p = sub.add_parser("eval-cam", help="CAM benchmark: localisation and faithfulness of every method on hdm.shapes",
+                       description="Render --n images, run every CAM method, score them against the true masks "
+                                   "and write a table (and JSON) with bootstrap CIs.")
+    p.add_argument("--weights", default=shipped, help="shapes ResNet-50 safetensors, or 'random' (untrained stand-in)")
+    p.add_argument("--theta", default=None, type=existing_file,
+                   help="theta JSON for HDM-CAM (learned) (default: the one beside the weights)")
+    p.add_argument("--backgrounds", default=None, type=folders,
+                   help="photo folder for backgrounds (default: procedural)")
+    p.add_argument("--n", type=int, default=300, help="images")
+    p.add_argument("--seed", type=int, default=2000, help="test split seed")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
+    p.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion and Average Drop")
+    p.add_argument("--ablations", type=int, default=0, help="also run HDM-CAM ablations on this many images")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/cam.md)")
+    p.add_argument("--json", default=None, help="also write the figures as JSON here")
+    p.set_defaults(func=_cmd_eval_cam)

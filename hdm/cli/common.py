@@ -1,0 +1,82 @@
+"""What several ``hdm`` commands share: argument types that check paths, training from a config plus
+flags, and JSON without NaN."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..bench import report
+from ..errors import BadArgument, HDMError, MissingFile
+
+__all__ = ["folders", "existing_file", "builtin_errors", "run_training", "without_nan"]
+
+
+def folders(value: str) -> str:
+    """argparse type: a folder, or several joined by ``os.pathsep`` (``train:extra``), each of which exists."""
+    for part in value.split(os.pathsep):
+        if not Path(part).is_dir():
+            raise argparse.ArgumentTypeError(f"no folder at {part}")
+    return value
+
+
+def existing_file(value: str) -> str:
+    """argparse type: a file that exists."""
+    if not Path(value).is_file():
+        raise argparse.ArgumentTypeError(f"no file at {value}")
+    return value
+
+
+@contextmanager
+def builtin_errors():
+    """hdm.training and the benchmark's data (:mod:`hdm.bench.shapes`) refuse settings with builtin errors
+    (``ValueError``, ``FileNotFoundError``), and training stops on a non-finite loss (``FloatingPointError``):
+    inside, they become hdm's errors, which ``hdm`` shows as one line (the other libraries raise hdm's
+    errors themselves)."""
+    try:
+        yield
+    except HDMError:
+        raise
+    except FileNotFoundError as e:
+        raise MissingFile(str(e)) from e
+    except ValueError as e:
+        raise BadArgument(str(e)) from e
+    except FloatingPointError as e:
+        raise HDMError(str(e)) from e
+
+
+def run_training(args, config_class, train) -> int:
+    """Build ``config_class`` from ``--config`` JSON overridden by the flags given, and train."""
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    values = {}
+    if args.config:
+        path = Path(args.config)
+        try:
+            values = json.loads(path.read_text())
+        except ValueError as e:
+            raise BadArgument(f"{path} is not a JSON config ({e})") from e
+        unknown = set(values) - fields if isinstance(values, dict) else set()
+        if not isinstance(values, dict) or unknown:
+            raise BadArgument(f"unknown config keys {sorted(unknown)} in {path}" if unknown else
+                              f"{path} must hold a JSON object of {config_class.__name__} fields")
+    values.update({k: v for k, v in vars(args).items() if k in fields and v is not None})
+    if "hr" not in values:
+        raise BadArgument("give --hr FOLDER (or 'hr' in --config)")
+    values["command"] = report.hdm_command()
+    with builtin_errors():
+        train(config_class(**values))
+    return 0
+
+
+def without_nan(value):
+    """JSON has no NaN: undefined figures (e.g. face PSNR of an image without faces) become null."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: without_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nan(v) for v in value]
+    return value
