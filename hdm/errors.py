@@ -5,7 +5,7 @@ Each kind also derives from the builtin error it refines, so ``except ValueError
 ``FileNotFoundError``, ``RuntimeError``) written before these kinds existed still catches them."""
 from __future__ import annotations
 
-__all__ = ["HDMError", "ImageError", "WeightsUnavailable", "BadArgument", "MissingFile"]
+__all__ = ["HDMError", "ImageError", "WeightsUnavailable", "BadArgument", "MissingFile", "TrainingError"]
 
 
 class HDMError(Exception):
@@ -28,3 +28,7 @@ class BadArgument(HDMError, ValueError):
 class MissingFile(BadArgument, FileNotFoundError):
     """A file or folder the user named is not there (a :class:`BadArgument` that is also a
     ``FileNotFoundError``)."""
+
+
+class TrainingError(HDMError, RuntimeError):
+    """A training run that cannot go on: a non-finite loss, or the processes of one run out of step."""

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from hdm.diffusion.denoiser import Denoiser
 from hdm.diffusion.loading import export_diffusion
 from hdm.diffusion.schedule import ResShiftSchedule
+from hdm.errors import TrainingError
 from hdm.sr.rrdbnet import RRDBNet
 from hdm.training.cards import write_diffusion_card, write_sr_card
 from hdm.training.classifier import export_weights, write_model_card
@@ -167,7 +168,7 @@ def test_skipped_files_go_into_the_record(tmp_path):
 
 def test_errors(tmp_path, monkeypatch):
     # a non-finite loss stops the run, naming the step; the checkpoint is from before it
-    with pytest.raises(FloatingPointError, match="non-finite loss at step 4"):
+    with pytest.raises(TrainingError, match="non-finite loss at step 4"):
         fit(Toy(tmp_path / "e", nan_at=3), progress=False)
     assert torch.load(tmp_path / "e" / "last.pt", weights_only=True)["step"] == 2
     # a resume with another fixed setting is refused

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from ..cam import HDMCAM, GradCAM, GradCAMPlusPlus, LayerCAM
 from ..cam import metrics as M
 from ..cam.hdm_cam import TUNED
+from ..errors import BadArgument
 from ..io.images import IMAGENET_MEAN, IMAGENET_STD
 from .shapes import ShapesDataset, to_tensor
 from .stats import paired_bootstrap
@@ -148,7 +149,7 @@ def best_ablation(ablations: dict, metric: str = "miou") -> tuple[str, dict]:
     in an ablation summary (the rule that picks :data:`hdm.cam.hdm_cam.TUNED` on the validation split)."""
     scores = {name: m[metric] for name, m in ablations["methods"].items() if name in ABLATIONS}
     if not scores:
-        raise ValueError("the summary holds none of the ablation variants")
+        raise BadArgument("the summary holds none of the ablation variants")
     name = max(scores, key=scores.get)
     return name, dict(ABLATIONS[name])
 

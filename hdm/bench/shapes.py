@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from ..errors import BadArgument
 from ..io.images import IMAGENET_MEAN, IMAGENET_STD, list_photos, read_image, readable_images, split_folders
 
 __all__ = ["CLASSES", "BackgroundBank", "Sample", "render_sample", "ShapesDataset"]
@@ -157,7 +158,7 @@ def _shape_parts(name: str, rng: np.random.Generator) -> list[tuple[np.ndarray, 
     if name == "crescent":
         shift = rng.uniform(0.35, 0.55)
         return [(_polygon(64), 1), (_polygon(64, 0.9) + [shift, 0.0], 0)]
-    raise ValueError(f"unknown shape {name!r}; classes are {CLASSES}")
+    raise BadArgument(f"unknown shape {name!r}; classes are {CLASSES}")
 
 
 def _shape_mask(name: str, rng: np.random.Generator, size: int, min_frac=0.10, max_frac=0.45) -> np.ndarray:
@@ -244,12 +245,12 @@ def render_sample(seed: int, index: int, backgrounds: BackgroundBank | None = No
     at most ``round(3 d)`` distractors are drawn, and below 0.5 textures become solid fills.
     """
     if not 0.0 <= difficulty <= 1.0:
-        raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
+        raise BadArgument(f"difficulty must be in [0, 1], got {difficulty}")
     if size < 16:
-        raise ValueError(f"size must be >= 16 px, got {size}")
+        raise BadArgument(f"size must be >= 16 px, got {size}")
     label = index % len(CLASSES) if label is None else int(label)
     if not 0 <= label < len(CLASSES):
-        raise ValueError(f"label must be in 0..{len(CLASSES) - 1}, got {label}")
+        raise BadArgument(f"label must be in 0..{len(CLASSES) - 1}, got {label}")
     rng = np.random.default_rng([int(seed), int(index)])
     image = (backgrounds.crop(rng, size) if backgrounds is not None else _procedural(rng, size)).copy()
 
@@ -293,7 +294,7 @@ class ShapesDataset(torch.utils.data.Dataset):
     def __init__(self, n: int, seed: int, backgrounds: BackgroundBank | None = None, size: int = 128, offset: int = 0,
                  difficulty=1.0):
         if n < 1:
-            raise ValueError(f"n must be >= 1, got {n}")
+            raise BadArgument(f"n must be >= 1, got {n}")
         self.n, self.seed, self.backgrounds = int(n), int(seed), backgrounds
         self.size, self.offset = int(size), int(offset)
         self.difficulty = difficulty

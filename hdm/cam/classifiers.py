@@ -116,7 +116,7 @@ def shapes_theta_path(weights: str | Path = SHAPES_WEIGHTS) -> Path:
 
 
 def load_shapes_resnet50(path: str | Path = SHAPES_WEIGHTS) -> Classifier:
-    """The shapes ResNet-50 (8 classes of :mod:`hdm.shapes`) from fp16 safetensors, in float32 eval mode.
+    """The shapes ResNet-50 (8 classes of :mod:`hdm.bench.shapes`) from fp16 safetensors, in float32 eval mode.
 
     The file's metadata names the classes and holds the training record (``Classifier.note``)."""
     try:
@@ -133,7 +133,7 @@ def load_shapes_resnet50(path: str | Path = SHAPES_WEIGHTS) -> Classifier:
     if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
         raise BadArgument(f"{path} does not fit torchvision's ResNet-50 (missing {missing}, unexpected {unexpected})")
     record = json.loads(meta.get("record", "{}"))
-    note = (f"trained on hdm.shapes images; held-out accuracy {record['heldout_accuracy']:.4f}"
+    note = (f"trained on hdm.bench.shapes images; held-out accuracy {record['heldout_accuracy']:.4f}"
             if "heldout_accuracy" in record else "")
     names = classes or [f"class {i}" for i in range(model.fc.out_features)]
     size = int(record.get("size", 128))

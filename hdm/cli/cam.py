@@ -20,7 +20,7 @@ from ..cam.explain import METHODS, explain_photo
 from ..cam.theta import fit_theta, read_theta
 from ..io.weights import resolve_weights
 from ..training.classifier import calibrate_bn, train, write_model_card
-from .common import builtin_errors, existing_file, folders
+from .common import existing_file, folders
 
 __all__ = ["add_parsers"]
 
@@ -64,20 +64,18 @@ def _cmd_compare_cam(args) -> int:
 
 
 def _cmd_train_cam_model(args) -> int:
-    with builtin_errors():
-        train(args.out, args.backgrounds, args.val_backgrounds, steps=args.steps, batch_size=args.batch, lr=args.lr,
-              optimizer=args.optimizer, weight_decay=args.weight_decay, curriculum_steps=args.curriculum_steps,
-              warm_steps=args.warm_steps, warm_size=args.warm_size, stop_at=args.stop_at, augment=args.augment,
-              bf16=args.bf16, ema_decay=args.ema, seed=args.seed, size=args.size, eval_every=args.eval_every,
-              val_n=args.val_n, final_val_n=args.final_val_n, export=args.export, command=report.hdm_command())
+    train(args.out, args.backgrounds, args.val_backgrounds, steps=args.steps, batch_size=args.batch, lr=args.lr,
+          optimizer=args.optimizer, weight_decay=args.weight_decay, curriculum_steps=args.curriculum_steps,
+          warm_steps=args.warm_steps, warm_size=args.warm_size, stop_at=args.stop_at, augment=args.augment,
+          bf16=args.bf16, ema_decay=args.ema, seed=args.seed, size=args.size, eval_every=args.eval_every,
+          val_n=args.val_n, final_val_n=args.final_val_n, export=args.export, command=report.hdm_command())
     return 0
 
 
 def _cmd_calibrate_bn(args) -> int:
     args.weights = str(resolve_weights(args.weights))  # a shipped name -> its file, which is rewritten
-    with builtin_errors():
-        entry = calibrate_bn(args.weights, args.backgrounds, args.val_backgrounds, n=args.n,
-                             command=report.hdm_command())
+    entry = calibrate_bn(args.weights, args.backgrounds, args.val_backgrounds, n=args.n,
+                         command=report.hdm_command())
     print(f"precise BN on {entry['n']} images: held-out accuracy {entry['heldout_accuracy_before']:.4f} -> "
           f"{entry['heldout_accuracy_after']:.4f}; rewrote {args.weights} and its card")
     return 0
@@ -95,16 +93,14 @@ def _shapes_classifier(weights: str) -> Classifier:
 
 
 def _bank(folder):
-    with builtin_errors():
-        return BackgroundBank(folder) if folder else None
+    return BackgroundBank(folder) if folder else None
 
 
 def _cmd_fit_theta(args) -> int:
     classifier = _shapes_classifier(args.weights)
     if args.weights != "random":
         args.weights = str(resolve_weights(args.weights))  # a shipped name -> its file, beside which theta goes
-    with builtin_errors():
-        data = ShapesDataset(args.n, seed=args.seed, backgrounds=_bank(args.backgrounds), size=args.size)
+    data = ShapesDataset(args.n, seed=args.seed, backgrounds=_bank(args.backgrounds), size=args.size)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch)
     fit = fit_theta(classifier.model, ((x, y) for x, y, _ in loader), levels=args.levels, epochs=args.epochs,
                     lr=args.lr)
@@ -129,8 +125,7 @@ def _cmd_eval_cam(args) -> int:
                   None if args.weights == "random" else shapes_theta_path(args.weights))
     theta = read_theta(theta_file) if theta_file and theta_file.is_file() else None
     bank = _bank(args.backgrounds)
-    with builtin_errors():
-        data = ShapesDataset(args.n, seed=args.seed, backgrounds=bank, size=args.size)
+    data = ShapesDataset(args.n, seed=args.seed, backgrounds=bank, size=args.size)
     model = classifier.model
     methods = cam_benchmark.default_methods(model, theta=theta["theta"] if theta else None, seed=args.seed)
     result = cam_benchmark.evaluate(model, data, methods, batch_size=args.batch,
@@ -146,10 +141,10 @@ def _cmd_eval_cam(args) -> int:
         best, settings = cam_benchmark.best_ablation(ablations)
         print(f"best ablation variant by mean IoU: {best} {settings} "
               f"(on a validation split, this is what hdm.cam.hdm_cam.TUNED should hold)")
-    data_line = (f"{args.n} hdm.shapes images, seed {args.seed}, {args.size} px, backgrounds "
+    data_line = (f"{args.n} hdm.bench.shapes images, seed {args.seed}, {args.size} px, backgrounds "
                  f"{args.backgrounds or 'procedural'}; model {classifier.source}"
                  + (f" ({classifier.note})" if classifier.note else ""))
-    title = "CAM benchmark: localisation and faithfulness on hdm.shapes"
+    title = "CAM benchmark: localisation and faithfulness on hdm.bench.shapes"
     text = cam_benchmark.markdown(summary, report.header(title, data_line), ablations=ablations, theta=theta)
     print(text)
     if args.out:
@@ -195,7 +190,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=_cmd_compare_cam)
 
     p = sub.add_parser("train-cam-model", help="train the shapes ResNet-50 of the CAM benchmark (resumable)",
-                       description="Train a ResNet-50 from scratch on hdm.shapes images (resumes from OUT/last.pt).")
+                       description="Train a ResNet-50 from scratch on hdm.bench.shapes images (resumes from OUT/last.pt).")
     p.add_argument("--backgrounds", default=None, type=folders,
                    help=f"photo folder for training backgrounds, or several joined by '{os.pathsep}' "
                         "(default: procedural)")
@@ -252,7 +247,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", default=None, help="theta JSON (default: beside the weights, <stem>.theta.json)")
     p.set_defaults(func=_cmd_fit_theta)
 
-    p = sub.add_parser("eval-cam", help="CAM benchmark: localisation and faithfulness of every method on hdm.shapes",
+    p = sub.add_parser("eval-cam", help="CAM benchmark: localisation and faithfulness of every method on hdm.bench.shapes",
                        description="Render --n images, run every CAM method, score them against the true masks "
                                    "and write a table (and JSON) with bootstrap CIs.")
     p.add_argument("--weights", default=shipped, help="shapes ResNet-50 safetensors, or 'random' (untrained stand-in)")

@@ -6,13 +6,12 @@ import argparse
 import dataclasses
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
 from ..bench import report
-from ..errors import BadArgument, HDMError, MissingFile
+from ..errors import BadArgument
 
-__all__ = ["folders", "existing_file", "builtin_errors", "run_training", "without_nan"]
+__all__ = ["folders", "existing_file", "run_training", "without_nan"]
 
 
 def folders(value: str) -> str:
@@ -28,24 +27,6 @@ def existing_file(value: str) -> str:
     if not Path(value).is_file():
         raise argparse.ArgumentTypeError(f"no file at {value}")
     return value
-
-
-@contextmanager
-def builtin_errors():
-    """hdm.training and the benchmark's data (:mod:`hdm.bench.shapes`) refuse settings with builtin errors
-    (``ValueError``, ``FileNotFoundError``), and training stops on a non-finite loss (``FloatingPointError``):
-    inside, they become hdm's errors, which ``hdm`` shows as one line (the other libraries raise hdm's
-    errors themselves)."""
-    try:
-        yield
-    except HDMError:
-        raise
-    except FileNotFoundError as e:
-        raise MissingFile(str(e)) from e
-    except ValueError as e:
-        raise BadArgument(str(e)) from e
-    except FloatingPointError as e:
-        raise HDMError(str(e)) from e
 
 
 def run_training(args, config_class, train) -> int:
@@ -66,8 +47,7 @@ def run_training(args, config_class, train) -> int:
     if "hr" not in values:
         raise BadArgument("give --hr FOLDER (or 'hr' in --config)")
     values["command"] = report.hdm_command()
-    with builtin_errors():
-        train(config_class(**values))
+    train(config_class(**values))
     return 0
 
 

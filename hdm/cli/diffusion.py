@@ -13,7 +13,7 @@ from ..errors import BadArgument
 from ..losses.lpips import perceptual_distance
 from ..training.cards import write_diffusion_card
 from ..training.diffusion import DiffusionTrainConfig, train
-from .common import builtin_errors, existing_file, folders, run_training, without_nan
+from .common import existing_file, folders, run_training, without_nan
 
 __all__ = ["add_parsers"]
 
@@ -33,8 +33,7 @@ def _cmd_eval_diffusion(args) -> int:
               for name, path in given.items() if path}
     distance, distance_name = perceptual_distance(args.perceptual, args.device)
     nr, skipped = no_reference_metrics(args.device) if not args.no_iqa else ({}, "CLIPIQA and MUSIQ skipped (--no-iqa)")
-    with builtin_errors():
-        records = evaluate_models(args.hr, models, distance, nr, seed=args.seed, limit=args.limit)
+    records = evaluate_models(args.hr, models, distance, nr, seed=args.seed, limit=args.limit)
     evaluations = {name: m.evaluations for name, m in models.items()}
     summary = summarize(records, evaluations, [("teacher+HF", "teacher"), ("student+HF", "student"),
                                                ("student+GT", "student"), ("student+HF", "student+GT")], args.bootstrap)

@@ -17,7 +17,7 @@ from ..sr.loading import SHIPPED, load_generator
 from ..sr.pipeline import MODES, Upscaler
 from ..training.cards import write_sr_card
 from ..training.sr import SRTrainConfig, train
-from .common import builtin_errors, existing_file, folders, run_training, without_nan
+from .common import existing_file, folders, run_training, without_nan
 
 __all__ = ["add_parsers"]
 
@@ -69,9 +69,8 @@ def _cmd_eval_sr(args) -> int:
     general = load_generator(args.general_weights, args.device)
     face = load_generator(args.face_weights, args.device)
     detector = FaceDetector(device=args.device)
-    with builtin_errors():
-        records = {name: evaluate_folder(folder, general, face, detector, scale=general.scale, tile=args.tile,
-                                         limit=args.limit) for name, folder in sources.items()}
+    records = {name: evaluate_folder(folder, general, face, detector, scale=general.scale, tile=args.tile,
+                                     limit=args.limit) for name, folder in sources.items()}
     summary = summarize(records, n_boot=args.bootstrap)
     notes = [f"general model: {args.general_weights}", f"face model: {args.face_weights}",
              "HR = the image cropped to a multiple of 4; LR = antialiased bicubic x1/4 (hdm.sr.degradations); "

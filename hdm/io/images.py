@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
-from ..errors import ImageError
+from ..errors import BadArgument, ImageError, MissingFile
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MAX_PIXELS", "MIN_SIDE", "PHOTO_SUFFIXES", "DecodedImage", "read_image",
            "load_rgb", "readable_images", "write_image", "list_photos", "split_folders", "to_model_input"]
@@ -56,7 +56,7 @@ def split_folders(folders) -> list[Path]:
     (the form every ``--hr`` / ``--backgrounds`` option takes)."""
     parts = str(folders).split(os.pathsep) if isinstance(folders, (str, Path)) else list(folders)
     if not parts or not all(str(p) for p in parts):
-        raise ValueError(f"no folder given in {folders!r}")
+        raise BadArgument(f"no folder given in {folders!r}")
     return [Path(p) for p in parts]
 
 
@@ -65,7 +65,7 @@ def list_photos(folder, recursive: bool = False) -> list[Path]:
     sorted by path; clear errors for a missing or empty folder."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
+        raise MissingFile(f"image folder not found: {folder}")
     found = folder.rglob("*") if recursive else folder.iterdir()
     paths = sorted(p for p in found
                    if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES and not p.name.startswith("."))

@@ -65,7 +65,7 @@ REGISTRY: dict[str, ShippedWeights] = {
     "shapes_resnet50": ShippedWeights("shapes_resnet50", "ResNet-50 of the CAM benchmark (8 shape classes) and HDM-CAM's fitted theta", (
         ("shapes_resnet50.safetensors", "78c9a22b8cbe9aed359130ec1cec958b44a3c0c74bdd7424c749b305459df59d"),
         ("shapes_resnet50.theta.json", "9a4c561d0b6c0fafb24b1b34af3de88471054ef11416f0f5f8b7ffdd4b70157b"),
-        ("shapes_resnet50.md", "0637714216f9f2b54a12663080f1504d3319bec6ce7837d0224eeeae6ce841fe"))),
+        ("shapes_resnet50.md", "483ffed83c6c379f4cf997ca2c66aba255e9a85621a2195c94097df817f9d958"))),
     "sr_general_x4": ShippedWeights("sr_general_x4", "compact RRDBNet x4, the general SR model", (
         ("sr_general_x4.safetensors", "74faaa211ba05f4803f4f6b6efa7fd2b796687c5145ea37bb73e43bd8da1976b"),
         ("sr_general_x4.md", "c4213ce546a212eb2f800ece7e21c519e281d5a9b0da7483792bc188b7128de3"))),

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from ..bench.shapes import CLASSES, BackgroundBank, ShapesDataset
 from ..cam.classifiers import load_shapes_resnet50
+from ..errors import BadArgument
 from ..io.cards import write_model_card as _write_card_file
 from ..io.weights import safetensors_metadata
 from .cards import skipped_lines
@@ -94,7 +95,7 @@ def calibrate_bn(weights, backgrounds, val_backgrounds, n: int = 2000, batch_siz
     weights = Path(weights)
     record = json.loads(safetensors_metadata(weights).get("record", "{}"))
     if "precise_bn" in record:
-        raise ValueError(f"{weights} already had precise BN ({record['precise_bn']})")
+        raise BadArgument(f"{weights} already had precise BN ({record['precise_bn']})")
     model = load_shapes_resnet50(weights).model.to(memory_format=torch.channels_last)
     size = int(record.get("size", 128))
     heldout = ShapesDataset(int(record.get("heldout_n", 2000)), seed=int(record.get("heldout_seed", VAL_SEED_OFFSET)),
@@ -166,7 +167,7 @@ class ClassifierTask(Task):
 
     def __init__(self, cfg: ClassifierTrainConfig):
         if cfg.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {cfg.optimizer!r}")
+            raise BadArgument(f"optimizer must be 'adamw' or 'sgd', got {cfg.optimizer!r}")
         if cfg.weight_decay is None:
             cfg.weight_decay = 0.05 if cfg.optimizer == "adamw" else 5e-5
         self.cfg = cfg
@@ -294,12 +295,13 @@ def write_model_card(weights) -> Path:
     lines = [
         f"# {weights.name}", "",
         "A torchvision ResNet-50 (architecture unchanged, 8 outputs) trained from scratch to classify the",
-        "shapes of `hdm.shapes` (" + ", ".join(json.loads(meta.get("classes", "[]"))) + "): the model of the",
+        "shapes of `hdm.bench.shapes` (" + ", ".join(json.loads(meta.get("classes", "[]"))) + "): the model of the",
         "CAM benchmark (`hdm eval-cam`, results in `docs/results/cam.md`). It knows nothing else.", "",
-        "Load it with `hdm.models.load_shapes_resnet50()`. Inputs: RGB in [0, 1], ImageNet-normalised, "
+        "Load it with `hdm.cam.classifiers.Classifier.from_pretrained(\"shapes_resnet50\")`. "
+        "Inputs: RGB in [0, 1], ImageNet-normalised, "
         f"{r.get('size', 128)} px. Stored as fp16 safetensors (loaded as float32).", "",
         "## Data", "",
-        f"- training: fresh `hdm.shapes` images every step (split seed {r.get('seed')}, sample i = step x batch + k),"
+        f"- training: fresh `hdm.bench.shapes` images every step (split seed {r.get('seed')}, sample i = step x batch + k),"
         f" backgrounds and textures cut from `{r.get('train_backgrounds')}`"
         " (the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences)",
         *skipped_lines(r),
@@ -322,7 +324,7 @@ def write_model_card(weights) -> Path:
           if len(r.get("schedule_segments", [])) > 1 else []),
         f"- curriculum: difficulty 0 -> 1 over the first {r.get('curriculum_steps')} steps; "
         f"the first {r.get('warm_steps')} "
-        f"steps at {r.get('warm_size')} px, the rest at {r.get('size')} px (see `hdm/train_classifier.py`)", "",
+        f"steps at {r.get('warm_size')} px, the rest at {r.get('size')} px (see `hdm/training/classifier.py`)", "",
         "## Metrics", "",
         f"- held-out top-1 accuracy: **{r.get('heldout_accuracy', float('nan')):.4f}** on {r.get('heldout_n')} images "
         + ("(after precise BN, below)" if "precise_bn" in r else "(measured at the end of the training command)"),

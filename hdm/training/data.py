@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..errors import BadArgument
 from ..io.images import list_photos, read_image, readable_images, split_folders
 from ..ops.resize import bicubic_downsample
 from ..sr.faces import FaceDetector, square_crop_box
@@ -85,7 +86,7 @@ class HRFolder:
     def __init__(self, folder, hr_downscale: float = 1.0, min_side: int = 0, progress: bool = True,
                  exclude: set[str] = frozenset()):
         if hr_downscale < 1:
-            raise ValueError(f"hr_downscale must be >= 1, got {hr_downscale}")
+            raise BadArgument(f"hr_downscale must be >= 1, got {hr_downscale}")
         self.folders = split_folders(folder)
         self.folder, self.images, self.names, self.excluded, self.skipped = self.folders[0], [], [], [], []
         for label, x in self._photos("loading HR photos", progress, exclude):
@@ -94,7 +95,7 @@ class HRFolder:
                 self.images.append(_to_uint8(x))
                 self.names.append(label)
         if not self.images:
-            raise ValueError(f"no image in {folder} has a side of at least {min_side} px (after /{hr_downscale})")
+            raise BadArgument(f"no image in {folder} has a side of at least {min_side} px (after /{hr_downscale})")
 
     def __len__(self) -> int:
         return len(self.images)
@@ -139,7 +140,7 @@ class FaceFolder(HRFolder):
                     self.images.append(_to_uint8(c).contiguous())
                     self.names.append(f"{label}#{k}")
         if not self.images:
-            raise ValueError(f"no face of at least {min_side} px found in {folder}")
+            raise BadArgument(f"no face of at least {min_side} px found in {folder}")
 
 
 def face_resize_range(hr_size: int, face_resize=None) -> tuple[int, int]:
@@ -157,12 +158,12 @@ class PairedPatches(torch.utils.data.Dataset):
     def __init__(self, source: HRFolder, hr_size: int = 120, scale: int = 4, seed: int = 0, length: int = 10 ** 9,
                  resize_range: tuple[int, int] | None = None):
         if hr_size % scale:
-            raise ValueError(f"hr_size {hr_size} must be a multiple of the scale {scale}")
+            raise BadArgument(f"hr_size {hr_size} must be a multiple of the scale {scale}")
         if resize_range is not None and resize_range[0] < hr_size:
-            raise ValueError(f"resize_range {resize_range} must start at hr_size ({hr_size}) or above")
+            raise BadArgument(f"resize_range {resize_range} must start at hr_size ({hr_size}) or above")
         small = [n for n, x in zip(source.names, source.images) if min(x.shape[-2:]) < hr_size]
         if small:
-            raise ValueError(f"images smaller than the {hr_size}-px crop: {small[:3]}")
+            raise BadArgument(f"images smaller than the {hr_size}-px crop: {small[:3]}")
         self.source, self.hr_size, self.scale, self.seed, self.length = source, hr_size, scale, seed, length
         self.resize_range = resize_range
         #: HR pixels of context around a crop when shrinking it: the antialiased bicubic kernel reaches
@@ -206,13 +207,13 @@ def random_crop_pair(lr: torch.Tensor, hr: torch.Tensor, hr_size: int, scale: in
 
     The LR crop starts at a whole LR pixel, so the pair stays pixel-aligned."""
     if hr_size % scale:
-        raise ValueError(f"hr_size {hr_size} must be a multiple of the scale {scale}")
+        raise BadArgument(f"hr_size {hr_size} must be a multiple of the scale {scale}")
     if hr.shape[-2] != lr.shape[-2] * scale or hr.shape[-1] != lr.shape[-1] * scale:
-        raise ValueError(f"HR {tuple(hr.shape)} is not {scale}x LR {tuple(lr.shape)}")
+        raise BadArgument(f"HR {tuple(hr.shape)} is not {scale}x LR {tuple(lr.shape)}")
     ls = hr_size // scale
     h, w = lr.shape[-2:]
     if h < ls or w < ls:
-        raise ValueError(f"LR image {h}x{w} is smaller than the {ls}-px crop")
+        raise BadArgument(f"LR image {h}x{w} is smaller than the {ls}-px crop")
     top, left = int(rng.integers(0, h - ls + 1)), int(rng.integers(0, w - ls + 1))
     return (lr[..., top:top + ls, left:left + ls],
             hr[..., top * scale:(top + ls) * scale, left * scale:(left + ls) * scale])

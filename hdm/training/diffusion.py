@@ -36,6 +36,7 @@ from ..diffusion.denoiser import Denoiser, from_space, to_space
 from ..diffusion.loading import diffusion_metadata, export_diffusion, load_diffusion
 from ..diffusion.sampler import DiffusionSR, sample_z
 from ..diffusion.schedule import ResShiftSchedule
+from ..errors import BadArgument
 from ..io.cards import sha256
 from ..losses.hf_error import hf_error_map_loss
 from ..losses.lpips import perceptual_distance
@@ -101,14 +102,14 @@ class DiffusionTask(Task):
 
     def __init__(self, cfg: DiffusionTrainConfig):
         if cfg.stage not in ("teacher", "student"):
-            raise ValueError(f"stage must be 'teacher' or 'student', got {cfg.stage!r}")
+            raise BadArgument(f"stage must be 'teacher' or 'student', got {cfg.stage!r}")
         if cfg.stage == "student" and not cfg.teacher:
-            raise ValueError("the student needs --teacher (the teacher's exported weights)")
+            raise BadArgument("the student needs --teacher (the teacher's exported weights)")
         if cfg.stage == "teacher" and cfg.gt_weight:
-            raise ValueError("gt_weight is the student's control term; the teacher's loss is already MSE to the "
+            raise BadArgument("gt_weight is the student's control term; the teacher's loss is already MSE to the "
                              "ground truth")
         if cfg.hr_size < 128 or cfg.hr_size % (2 * cfg.scale):
-            raise ValueError(f"hr_size must be >= 128 and a multiple of {2 * cfg.scale}, got {cfg.hr_size}")
+            raise BadArgument(f"hr_size must be >= 128 and a multiple of {2 * cfg.scale}, got {cfg.hr_size}")
         self.cfg = cfg
         self.settings = Settings(out=cfg.out, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, warmup=cfg.warmup,
                                  seed=cfg.seed, ema=cfg.ema, val_every=cfg.val_every, ckpt_every=cfg.ckpt_every,
@@ -128,7 +129,7 @@ class DiffusionTask(Task):
         if cfg.stage == "student":
             stage = diffusion_metadata(cfg.teacher).get("stage", "unknown")
             if stage != "teacher":
-                raise ValueError(f"--teacher {cfg.teacher} is a {stage} model, not a teacher")
+                raise BadArgument(f"--teacher {cfg.teacher} is a {stage} model, not a teacher")
             self.teacher_sha256 = sha256(cfg.teacher)
             teacher_sr = load_diffusion(cfg.teacher, one_step=False, device=env.device)
             self.teacher = _frozen(teacher_sr.model)
@@ -156,7 +157,7 @@ class DiffusionTask(Task):
             cfg.notes.append(f"high-frequency error-map loss distance: {self.distance_name}")
             resumed = state is not None and int(state["step"]) > 0
             if resumed and resolved_before and resolved_before != self.distance_name:
-                raise ValueError(f"{Path(cfg.out) / 'last.pt'} was trained with the distance {resolved_before!r}, "
+                raise BadArgument(f"{Path(cfg.out) / 'last.pt'} was trained with the distance {resolved_before!r}, "
                                  f"now {self.distance_name!r} resolves: resume where the same one loads, or use "
                                  "another --out")
         self.net = env.parallel(model)

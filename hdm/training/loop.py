@@ -28,6 +28,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
+from ..errors import BadArgument, TrainingError
+
 __all__ = ["Settings", "Env", "Task", "fit", "cosine_lr", "ema_update", "ema_decay_at", "init_distributed",
            "replicas_identical", "loud", "check_resume", "trim_log", "agree_on_step"]
 
@@ -91,7 +93,7 @@ def check_resume(ckpt: Path, before: dict, now: dict, fixed) -> None:
     """Refuse to resume ``ckpt`` (made with settings ``before``) with other values of the ``fixed`` keys."""
     changed = {k: (before.get(k), now.get(k)) for k in fixed if k in before and before.get(k) != now.get(k)}
     if changed:
-        raise ValueError(f"{ckpt} was made with other settings {changed} (checkpoint vs now): resume with the same "
+        raise BadArgument(f"{ckpt} was made with other settings {changed} (checkpoint vs now): resume with the same "
                          "settings, or use another --out")
 
 
@@ -108,7 +110,7 @@ def agree_on_step(step: int, device) -> None:
         both = torch.tensor([step, -step], dtype=torch.float64, device=device)
         dist.all_reduce(both, op=dist.ReduceOp.MAX)
         if int(both[0]) != -int(both[1]):
-            raise RuntimeError(f"the processes resume from different steps ({-int(both[1])}..{int(both[0])})")
+            raise TrainingError(f"the processes resume from different steps ({-int(both[1])}..{int(both[0])})")
 
 
 @dataclass
@@ -213,10 +215,10 @@ def fit(task: Task, progress: bool = True) -> tuple[dict, nn.Module]:
     (the weight average, eval mode, on the CPU), or ``({"stopped_at": step}, the trained network)``."""
     s = task.settings
     if not task.distributed and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise ValueError(f"{s.label} runs in one process, not under torchrun with several")
+        raise BadArgument(f"{s.label} runs in one process, not under torchrun with several")
     rank, world = init_distributed(s.device)
     if s.batch % world:
-        raise ValueError(f"the batch ({s.batch}) must split evenly over {world} processes")
+        raise BadArgument(f"the batch ({s.batch}) must split evenly over {world} processes")
     device = torch.device(s.device if s.device != "cuda" else f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
     out, env = Path(s.out), Env(rank, world, device, progress and rank == 0)
     if rank == 0:
@@ -278,7 +280,7 @@ def fit(task: Task, progress: bool = True) -> tuple[dict, nn.Module]:
             batch = task.batch(step, part)
             loss, logs = task.loss(batch)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss at step {step + 1}; the checkpoint {ckpt} is from before it "
+                raise TrainingError(f"non-finite loss at step {step + 1}; the checkpoint {ckpt} is from before it "
                                          "(try a lower --lr; with --bf16, try without it)")
             task.optimizers[0].zero_grad(set_to_none=True)
             loss.backward()
@@ -303,7 +305,7 @@ def fit(task: Task, progress: bool = True) -> tuple[dict, nn.Module]:
             log.close()
     identical = replicas_identical(model)
     if not identical:
-        raise RuntimeError("the processes' parameters differ: the distributed run is broken")
+        raise TrainingError("the processes' parameters differ: the distributed run is broken")
     final = averaged(torch.device("cpu"))
     info = {"config": json.loads(config_json) if config_json is not None else None, "world_size": world,
             "replicas_identical": identical, "date": time.strftime("%Y-%m-%d"),

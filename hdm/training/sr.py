@@ -37,7 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from ..errors import WeightsUnavailable
+from ..errors import BadArgument, MissingFile, WeightsUnavailable
 from ..io.cards import sha256
 from ..losses import (
     FaceIdentityLoss,
@@ -166,11 +166,11 @@ class SRTask(Task):
 
     def __init__(self, cfg: SRTrainConfig):
         if cfg.kind not in ("general", "face"):
-            raise ValueError(f"kind must be 'general' or 'face', got {cfg.kind!r}")
+            raise BadArgument(f"kind must be 'general' or 'face', got {cfg.kind!r}")
         if cfg.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {cfg.preset!r}")
+            raise BadArgument(f"preset must be one of {sorted(PRESETS)}, got {cfg.preset!r}")
         if cfg.missing not in ("error", "standin", "drop"):
-            raise ValueError(f"missing must be 'error', 'standin' or 'drop', got {cfg.missing!r}")
+            raise BadArgument(f"missing must be 'error', 'standin' or 'drop', got {cfg.missing!r}")
         self.cfg = cfg
         self.settings = Settings(out=cfg.out, steps=cfg.steps, batch=cfg.batch, lr=cfg.lr, warmup=cfg.warmup,
                                  seed=cfg.seed, ema=cfg.ema, val_every=cfg.val_every, ckpt_every=cfg.ckpt_every,
@@ -207,7 +207,7 @@ class SRTask(Task):
             generator = RRDBNet(scale=cfg.scale, **PRESETS[cfg.preset])
         generator = generator.to(env.device)
         if generator.scale != cfg.scale:
-            raise ValueError(f"--init is a x{generator.scale} model, the run is x{cfg.scale}")
+            raise BadArgument(f"--init is a x{generator.scale} model, the run is x{cfg.scale}")
         self.model = generator.train()
         self.opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
         self.disc = self.opt_d = None
@@ -304,7 +304,7 @@ def _provenance(init) -> dict:
     record, which may name its own ``init``: the model card lists every training segment."""
     path = Path(init)
     if not path.is_file():
-        raise FileNotFoundError(f"--init weights not found: {path}")
+        raise MissingFile(f"--init weights not found: {path}")
     record = read_record(path)[1] if path.suffix == ".safetensors" else {}
     return {"path": str(init), "sha256": sha256(path), "record": record or None}
 
