@@ -11,7 +11,7 @@ from .grad_cam import GradCAM
 from .grad_cam_plusplus import GradCAMPlusPlus
 from .hdm_cam import HDMCAM, TUNED, HDMResult
 from .layer_cam import LayerCAM
-from .targets import ClassifierOutputTarget
+from .targets import ClassifierOutputTarget, SimilarityTarget
 
-__all__ = ["BaseCAM", "CAMResult", "ClassifierOutputTarget", "GradCAM", "GradCAMPlusPlus", "HDMCAM", "HDMResult",
+__all__ = ["BaseCAM", "CAMResult", "ClassifierOutputTarget", "SimilarityTarget", "GradCAM", "GradCAMPlusPlus", "HDMCAM", "HDMResult",
            "LayerCAM", "TUNED"]

@@ -27,7 +27,8 @@ TargetSpec = Union[int, Callable[[torch.Tensor], torch.Tensor]]
 #: pytorch-grad-cam's min-max convention: ``(x - min) / (max - min + 1e-7)``.
 NORM_EPS = 1e-7
 
-# Leaf modules through which a score stays piecewise linear in an earlier activation.
+# Leaf modules through which a score stays piecewise linear in an earlier activation (a module of another
+# class says so with a class attribute ``piecewise_linear = True``).
 _PIECEWISE_LINEAR = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.Hardtanh, nn.Identity, nn.Flatten, nn.Dropout,
     nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d,
@@ -281,7 +282,8 @@ class BaseCAM:
 
     def _warn_if_not_piecewise_linear(self) -> None:
         others = sorted({type(m).__name__ for m in self.model.modules()
-                         if not any(True for _ in m.children()) and not isinstance(m, _PIECEWISE_LINEAR)})
+                         if not any(True for _ in m.children()) and not isinstance(m, _PIECEWISE_LINEAR)
+                         and not getattr(m, "piecewise_linear", False)})
         if others:
             warnings.warn(
                 f"{type(self).__name__}: the closed-form higher derivatives are exact when the score is piecewise "
