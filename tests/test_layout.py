@@ -27,7 +27,7 @@ LAYERS = {
 #: Optional third-party packages (extras, or not declared at all), the only imports allowed inside a function;
 #: each such import carries a comment. facenet_pytorch, cv2 and matplotlib are core but heavy: imported when used.
 LAZY = {"onnx", "onnxruntime", "tensorrt", "gradio", "lpips", "pyiqa", "pytorch_grad_cam", "skimage",
-        "facenet_pytorch", "cv2", "matplotlib"}
+        "facenet_pytorch", "cv2", "matplotlib", "dlib"}
 
 
 def _modules() -> dict[str, Path]:
