@@ -4,7 +4,7 @@
 
 Left: the photo with MTCNN's tight box (white) and the padded box (dashed). Middle: the mask
 M_face over the photo. Right: the mask along the horizontal line through the box centre, with the
-tight and padded box edges marked. Uses hdm.sr.faces and hdm.sr.face_mask only.
+tight and padded box edges marked. Uses hdm.faces.detect and hdm.sr.face_mask only.
 """
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def main(argv=None) -> int:
     import numpy as np
     from skimage import data
 
+    from hdm.faces.detect import FaceDetector
     from hdm.sr.face_mask import face_mask
-    from hdm.sr.faces import FaceDetector
 
     image = data.astronaut()
     boxes = FaceDetector()(image)

@@ -98,6 +98,15 @@ CASES = [
     ("export-tensorrt-wrong-kind", ["export", "tensorrt", "{text_onnx}"], False, "not a readable ONNX"),
     ("export-bench-unknown-model", ["export", "bench", "--model", "nosuch_model"], False, "nosuch_model"),
     ("export-bench-weights-unavailable", ["export", "bench", "--model", "face"], True, "sr_face_x4"),
+    # faces: dlib's model file, the face network
+    ("convert-dlib-face-missing-dat", ["convert-dlib-face", "--dat", "{missing}.dat", "--out", "{out}.safetensors"],
+     False, "no file at"),
+    ("convert-dlib-face-wrong-kind", ["convert-dlib-face", "--dat", "{bad_png}", "--out", "{out}.safetensors"], False,
+     "not dlib's face recognition model"),
+    ("eval-face-chips-missing-folder", ["eval-face-chips", "{missing}"], False, "no folder at"),
+    ("eval-face-chips-unknown-model", ["eval-face-chips", "--weights", "nosuch_model"], False, "nosuch_model"),
+    ("eval-face-chips-wrong-kind", ["eval-face-chips", "--weights", "{text_safetensors}"], False, "not a readable"),
+    ("eval-face-chips-weights-unavailable", ["eval-face-chips"], True, "dlib_face_resnet_v1"),
 ]
 
 
@@ -145,7 +154,7 @@ def test_the_corpus_covers_every_command_that_takes_a_file_or_a_model():
     commands = {c[1][0] if c[1][0] != "export" else " ".join(c[1][:2]) for c in CASES}
     assert commands >= {"cam", "compare-cam", "upscale", "eval-sr", "eval-cam", "fit-theta", "calibrate-bn",
                         "train-cam-model", "train-sr", "train-diffusion", "eval-diffusion", "export onnx",
-                        "export tensorrt", "export bench"}
+                        "export tensorrt", "export bench", "convert-dlib-face", "eval-face-chips"}
 
 
 def test_a_folder_reports_its_bad_files_and_goes_on(corpus, tmp_path, capsys):

@@ -13,20 +13,21 @@ LAYERS = {
     "ops": set(),
     "errors": set(),
     "io": {"ops", "errors"},
-    "cam": {"ops", "errors", "io"},
-    "losses": {"ops", "errors", "io"},
+    "faces": {"ops", "errors", "io"},
+    "cam": {"ops", "errors", "io", "faces"},
+    "losses": {"ops", "errors", "io", "faces"},
     "diffusion": {"ops", "errors", "io"},
-    "sr": {"ops", "errors", "io", "diffusion"},
-    "bench": {"ops", "errors", "io", "cam", "losses", "diffusion", "sr"},
-    "training": {"ops", "errors", "io", "cam", "losses", "diffusion", "sr", "bench"},
-    "export": {"ops", "errors", "io", "cam", "losses", "diffusion", "sr", "bench"},
-    "app": {"ops", "errors", "io", "cam", "losses", "diffusion", "sr", "bench", "training"},
-    "cli": {"ops", "errors", "io", "cam", "losses", "diffusion", "sr", "bench", "training", "export"},
+    "sr": {"ops", "errors", "io", "faces", "diffusion"},
+    "bench": {"ops", "errors", "io", "faces", "cam", "losses", "diffusion", "sr"},
+    "training": {"ops", "errors", "io", "faces", "cam", "losses", "diffusion", "sr", "bench"},
+    "export": {"ops", "errors", "io", "faces", "cam", "losses", "diffusion", "sr", "bench"},
+    "app": {"ops", "errors", "io", "faces", "cam", "losses", "diffusion", "sr", "bench", "training"},
+    "cli": {"ops", "errors", "io", "faces", "cam", "losses", "diffusion", "sr", "bench", "training", "export"},
 }
 #: Optional third-party packages (extras, or not declared at all), the only imports allowed inside a function;
 #: each such import carries a comment. facenet_pytorch, cv2 and matplotlib are core but heavy: imported when used.
 LAZY = {"onnx", "onnxruntime", "tensorrt", "gradio", "lpips", "pyiqa", "pytorch_grad_cam", "skimage",
-        "facenet_pytorch", "cv2", "matplotlib"}
+        "facenet_pytorch", "cv2", "matplotlib", "dlib"}
 
 
 def _modules() -> dict[str, Path]:

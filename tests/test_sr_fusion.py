@@ -138,7 +138,7 @@ def test_fusion_without_faces_returns_the_general_output():
 def test_mtcnn_finds_the_astronaut():
     from skimage import data
 
-    from hdm.sr.faces import FaceDetector, square_crop_box
+    from hdm.faces.detect import FaceDetector, square_crop_box
 
     image = data.astronaut()
     found = FaceDetector()(image)

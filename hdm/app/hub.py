@@ -28,9 +28,9 @@ from ..cam.classifiers import load_resnet50, load_shapes_resnet50, shapes_theta_
 from ..cam.theta import read_theta
 from ..diffusion.sampler import DiffusionSR
 from ..errors import BadArgument, MissingFile
+from ..faces.detect import FaceDetector
 from ..io.weights import CHECKOUT_WEIGHTS, cached_download
 from ..io.weights import weights_dir as shipped_weights_dir
-from ..sr.faces import FaceDetector
 from ..sr.loading import load_generator
 from ..training.cards import read_record
 

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from ..errors import HDMError
-from . import cam, diffusion, export, sr
+from . import cam, diffusion, export, faces, sr
 
 __all__ = ["build_parser", "main"]
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sr.add_parsers(sub)
     diffusion.add_parsers(sub)
     export.add_parsers(sub)
+    faces.add_parsers(sub)
     return parser
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from ..bench import report
 from ..bench.sr import evaluate_folder, markdown, summarize
 from ..errors import BadArgument, MissingFile
+from ..faces.detect import FaceDetector
 from ..io.images import MAX_PIXELS, MIN_SIDE, read_image
 from ..io.weights import resolve_weights
-from ..sr.faces import FaceDetector
 from ..sr.folder import folder_jobs, join_processes, leave_processes, save_result, upscale_folder
 from ..sr.loading import SHIPPED, load_generator
 from ..sr.pipeline import MODES, Upscaler

@@ -84,6 +84,9 @@ REGISTRY: dict[str, ShippedWeights] = {
     "diffusion_student_hf_x4": ShippedWeights("diffusion_student_hf_x4", "one-step diffusion SR x4 student, with the HF loss", (
         ("diffusion_student_hf_x4.safetensors", "5c6f6e1dd00901ed9ca832183484d834fed483b9c3a96b1f3afe3232e982d443"),
         ("diffusion_student_hf_x4.md", "249f7e05cf30e28bf3c7b7db0ff89b33df173d8504f43005c725b82199be0f17"))),
+    "dlib_face_resnet_v1": ShippedWeights("dlib_face_resnet_v1", "dlib's face-recognition ResNet (converted), 128-d face descriptors", (
+        ("dlib_face_resnet_v1.safetensors", "0a0b360ec8c05cdfd63c4b0f4866a7f52f73c6ae2a358526c7b9af96763a6dcf"),
+        ("dlib_face_resnet_v1.md", "0d4fcf22a71ae2c1a8ee68ae2891a8cec64ecce90ccf3f8d8a715573b6bf0819"))),
 }
 
 

@@ -5,7 +5,7 @@
 
 Modules: :mod:`.model` (:class:`SRModel`: what an SR model says about itself), :mod:`.rrdbnet` (the
 generator and checkpoint loading), :mod:`.loading` (generators by name or file), :mod:`.discriminator`,
-:mod:`.faces` (MTCNN), :mod:`.face_mask` (eq. 2's padded Gaussian face mask and the blend of eqs. 1 and 3),
+(MTCNN: :mod:`hdm.faces.detect`), :mod:`.face_mask` (eq. 2's padded Gaussian face mask and the blend of eqs. 1 and 3),
 :mod:`.fusion` (:class:`FaceFusionSR`), :mod:`.pipeline` (:func:`upscale`, :class:`Upscaler`),
 :mod:`.folder` (folders, under ``torchrun`` too), :mod:`.onnx_runtime` (exported generators).
 """

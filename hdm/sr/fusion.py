@@ -2,7 +2,7 @@
 the faces, blended through the padded, Gaussian-smoothed face mask of :mod:`hdm.sr.face_mask`.
 
 1. the general generator upscales the whole image (tile by tile when asked);
-2. faces are detected on the input (:class:`~hdm.sr.faces.FaceDetector`);
+2. faces are detected on the input (:class:`~hdm.faces.detect.FaceDetector`);
 3. the face generator runs only on a crop around each face: the region where the face's mask is
    non-zero, plus ``context`` input pixels so that the crop's border does not reach the mask;
 4. ``fused = M_face * face + (1 - M_face) * general`` (eqs. 1 and 3).
@@ -20,9 +20,9 @@ import torch
 import torch.nn as nn
 
 from ..errors import BadArgument
+from ..faces.detect import FaceDetector
 from ..ops.tiling import tiled_forward
 from .face_mask import blend, face_mask, map_mask, mask_support
-from .faces import FaceDetector
 from .loading import load_generator
 from .model import SRModel, check_sr_model
 

@@ -20,10 +20,10 @@ from PIL import Image
 
 from ..diffusion.sampler import DiffusionSR
 from ..errors import BadArgument, ImageError
+from ..faces.detect import FaceDetector
 from ..io.images import MIN_SIDE, DecodedImage, read_image
 from ..ops.resize import bicubic_upsample
 from ..ops.tiling import tiled_forward
-from .faces import FaceDetector
 from .fusion import FaceFusionSR, FusionResult, to_image, to_tensor
 from .loading import SHIPPED, load_generator
 from .model import check_sr_model

@@ -28,9 +28,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import BadArgument
+from ..faces.detect import FaceDetector, square_crop_box
 from ..io.images import list_photos, read_image, readable_images, split_folders
 from ..ops.resize import bicubic_downsample
-from ..sr.faces import FaceDetector, square_crop_box
 
 __all__ = ["split_folders", "image_digest", "folder_digests", "HRFolder", "FaceFolder", "PairedPatches",
            "face_resize_range"]

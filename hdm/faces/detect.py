@@ -1,8 +1,10 @@
-"""Face detection for the fusion pipeline and the face training data: facenet-pytorch's MTCNN.
+"""Face detection for the fusion pipeline, the face training data and the face chips: facenet-pytorch's MTCNN.
 
 facenet-pytorch 2.5.3 ships MTCNN's weights inside the package, so detection works offline.
 Boxes are ``(x0, y0, x1, y1)`` in pixels of the image given (continuous coordinates: ``x1``/``y1``
-are the right/bottom edges), as MTCNN returns them; they may reach outside the image.
+are the right/bottom edges), as MTCNN returns them; they may reach outside the image. MTCNN's 5 landmarks
+(:meth:`FaceDetector.detect`) are ``(x, y)`` pixels of the image-left eye centre, the image-right eye centre,
+the nose tip and the image-left and image-right mouth corners.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ __all__ = ["FaceDetector", "square_crop_box"]
 
 
 class FaceDetector:
-    """``detector(image) -> (n, 5)`` float array ``x0, y0, x1, y1, probability``, most confident first.
+    """``detector(image) -> (n, 5)`` float array ``x0, y0, x1, y1, probability``, most confident first;
+    :meth:`detect` adds the landmarks.
 
     Args:
         min_prob: faces below this MTCNN probability are dropped.
@@ -33,17 +36,25 @@ class FaceDetector:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """``image`` ``(H, W, 3)`` uint8 RGB."""
+        return self.detect(image)[0]
+
+    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(boxes (n, 5), landmarks (n, 5, 2))`` of an ``(H, W, 3)`` uint8 RGB image: the boxes as
+        :meth:`__call__` gives them, and each face's 5 MTCNN landmarks in the same order."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise BadArgument(f"face detection needs an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
         if min(image.shape[:2]) < 12:  # below MTCNN's smallest window there is nothing to find
-            return np.zeros((0, 5))
-        boxes, probs = self.mtcnn.detect(Image.fromarray(image))
+            return np.zeros((0, 5)), np.zeros((0, 5, 2))
+        boxes, probs, points = self.mtcnn.detect(Image.fromarray(image), landmarks=True)
         if boxes is None:
-            return np.zeros((0, 5))
+            return np.zeros((0, 5)), np.zeros((0, 5, 2))
         found = np.concatenate([np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
                                 np.asarray(probs, dtype=np.float64).reshape(-1, 1)], axis=1)
-        found = found[found[:, 4] >= self.min_prob]
-        return found[np.argsort(-found[:, 4], kind="stable")]
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
+        keep = found[:, 4] >= self.min_prob
+        found, points = found[keep], points[keep]
+        order = np.argsort(-found[:, 4], kind="stable")
+        return found[order], points[order]
 
 
 def square_crop_box(box, image_size: tuple[int, int], margin: float = 0.3) -> tuple[int, int, int, int]:
