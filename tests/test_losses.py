@@ -129,9 +129,33 @@ def test_face_identity_loss_module_and_offline_error(tmp_path, monkeypatch):
         load_face_embedder("vggface2")
     # a cached file is used without any download (here: the random network's weights)
     cached = tmp_path / "checkpoints" / "20180402-114759-vggface2.pt"
-    torch.save(embedder.state_dict(), cached)
+    torch.save(embedder.network.state_dict(), cached)
     loaded, source = load_face_embedder("vggface2")
     assert "vggface2" in source
     x = torch.rand(1, 3, 160, 160)
     torch.testing.assert_close(loaded(x), embedder(x))
     assert identity.FACENET_URLS["vggface2"].endswith(cached.name)
+
+
+def test_face_identity_loss_on_the_dlib_network_tells_people_apart():
+    """The default network is the shipped dlib ResNet: zero on one crop, a gradient to the SR crop only, and a
+    blurred copy of a face costs far less than another person's face (real weights, real faces)."""
+    from hdm.bench.faces import sample_images
+    from hdm.faces import FaceDetector, square_crop_box
+
+    describer, source = load_face_embedder()
+    assert source.startswith("dlib face-recognition ResNet") and describer.size == 150
+    detector = FaceDetector()
+    crops = []
+    for rgb in sample_images().values():
+        x0, y0, x1, y1 = square_crop_box(detector(rgb)[0], rgb.shape[:2], 0.3)
+        crop = torch.from_numpy(rgb[y0:y1, x0:x1].copy()).permute(2, 0, 1)[None].float() / 255
+        crops.append(torch.nn.functional.interpolate(crop, size=(120, 120), mode="bilinear", antialias=True))
+    collins, hopper = crops
+    loss = FaceIdentityLoss(describer, n=6, source=source)
+    assert loss(collins, collins).item() == pytest.approx(0, abs=1e-5)
+    blurred = torch.nn.functional.avg_pool2d(collins, 3, 1, 1, count_include_pad=False).requires_grad_(True)
+    same, other = loss(blurred, collins), loss(hopper, collins)
+    assert 0 < same.item() < 0.5 * other.item()
+    same.backward()
+    assert blurred.grad.abs().sum() > 0 and all(not p.requires_grad for p in describer.parameters())

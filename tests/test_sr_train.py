@@ -16,7 +16,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from hdm.sr.rrdbnet import load_rrdbnet
-from hdm.training.data import FaceFolder, HRFolder, PairedPatches
+from hdm.training.data import FaceFolder, HRFolder, PairedPatches, augment_pair
 from hdm.training.sr import SRTrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,7 +130,7 @@ def test_missing_pretrained_networks_are_named_or_dropped(hr_folder, tmp_path, m
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     from hdm.errors import WeightsUnavailable
 
-    cfg = dict(steps=1, identity_weight=10.0, val=None)
+    cfg = dict(steps=1, identity_weight=10.0, face_embedder="vggface2", val=None)
     with pytest.raises(WeightsUnavailable):
         train(tiny(hr_folder, tmp_path / "e", **cfg), progress=False)
     record, _ = train(tiny(hr_folder, tmp_path / "s", missing="standin", **cfg), progress=False)
@@ -199,3 +199,18 @@ def test_torchrun_two_gloo_processes_stay_identical(hr_folder, tmp_path):
     b = torch.load(tmp_path / "one" / "last.pt", weights_only=True)["generator"]
     worst = max((a[k] - b[k]).abs().max().item() for k in a)
     assert worst < 1e-5, worst
+
+
+def test_face_patches_stay_upright():
+    """Face patches are only ever flipped left-right (the identity loss's network knows upright faces);
+    general patches take all 8 dihedral transforms."""
+    torch.manual_seed(0)
+    hr = torch.rand(3, 8, 8)
+    lr = hr[:, ::4, ::4]
+    seen = {True: set(), False: set()}
+    for seed in range(64):
+        for upright in (True, False):
+            _, out = augment_pair(lr, hr, np.random.default_rng(seed), upright)
+            seen[upright].add(out.numpy().tobytes())
+    assert seen[True] == {hr.numpy().tobytes(), hr.flip(-1).numpy().tobytes()}
+    assert len(seen[False]) == 8

@@ -131,7 +131,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--identity-weight", dest="identity_weight", type=float, help="face-identity loss (paper: 10)")
     p.add_argument("--identity-n", dest="identity_n", type=int, help="the n of 1 - cos^n (default 6)")
     p.add_argument("--vgg", help="perceptual VGG19 weights: imagenet, random or a file")
-    p.add_argument("--face-embedder", dest="face_embedder", help="vggface2, casia-webface, random or a file")
+    p.add_argument("--face-embedder", dest="face_embedder", help="the identity loss's network: dlib (default, shipped), vggface2, casia-webface (downloaded), "
+                        "random (an untrained stand-in) or an InceptionResnetV1 file")
     p.add_argument("--missing", choices=["error", "standin", "drop"],
                    help="when a pretrained network cannot be loaded (default error)")
     p.add_argument("--val", type=folders, help="folder of HR photos for the periodic PSNR check")

@@ -153,10 +153,11 @@ class PairedPatches(torch.utils.data.Dataset):
     """``(lr, hr)`` training pairs: ``hr`` ``(3, hr_size, hr_size)``, ``lr`` ``(3, hr_size/scale, ...)``, in [0, 1].
 
     ``resize_range=(a, b)``: before cropping, shrink the photo so its short side is a random integer in
-    ``[a, b]`` (never enlarging it; needs ``a >= hr_size``); ``None`` crops the photo as it is."""
+    ``[a, b]`` (never enlarging it; needs ``a >= hr_size``); ``None`` crops the photo as it is.
+    ``upright=True`` (faces) keeps patches upright: horizontal flips only (:func:`augment_pair`)."""
 
     def __init__(self, source: HRFolder, hr_size: int = 120, scale: int = 4, seed: int = 0, length: int = 10 ** 9,
-                 resize_range: tuple[int, int] | None = None):
+                 resize_range: tuple[int, int] | None = None, upright: bool = False):
         if hr_size % scale:
             raise BadArgument(f"hr_size {hr_size} must be a multiple of the scale {scale}")
         if resize_range is not None and resize_range[0] < hr_size:
@@ -165,7 +166,7 @@ class PairedPatches(torch.utils.data.Dataset):
         if small:
             raise BadArgument(f"images smaller than the {hr_size}-px crop: {small[:3]}")
         self.source, self.hr_size, self.scale, self.seed, self.length = source, hr_size, scale, seed, length
-        self.resize_range = resize_range
+        self.resize_range, self.upright = resize_range, bool(upright)
         #: HR pixels of context around a crop when shrinking it: the antialiased bicubic kernel reaches
         #: 1.5 x scale HR pixels past an LR pixel's block; 2 x scale keeps the LR grid aligned
         self.margin = 2 * scale
@@ -198,7 +199,7 @@ class PairedPatches(torch.utils.data.Dataset):
         lr = bicubic_downsample(big, r)[:, m // r:(m + s) // r, m // r:(m + s) // r]
         lr = (lr * 255).round() / 255  # LR inputs are 8-bit images
         rng = np.random.default_rng([self.seed, int(i), 1])
-        return augment_pair(lr, big[:, m:m + s, m:m + s], rng)
+        return augment_pair(lr, big[:, m:m + s, m:m + s], rng, self.upright)
 
 
 def random_crop_pair(lr: torch.Tensor, hr: torch.Tensor, hr_size: int, scale: int,
@@ -219,10 +220,13 @@ def random_crop_pair(lr: torch.Tensor, hr: torch.Tensor, hr_size: int, scale: in
             hr[..., top * scale:(top + ls) * scale, left * scale:(left + ls) * scale])
 
 
-def augment_pair(lr: torch.Tensor, hr: torch.Tensor, rng: np.random.Generator):
+def augment_pair(lr: torch.Tensor, hr: torch.Tensor, rng: np.random.Generator, upright: bool = False):
     """The same random horizontal flip, vertical flip and transpose (so, any of the 8 dihedral
-    transforms, each with probability 1/8) on both images ``(C, H, W)``."""
+    transforms, each with probability 1/8) on both images ``(C, H, W)``; ``upright``: the horizontal flip
+    only (faces stay upright, as the face-recognition network of the identity loss knows them)."""
     hflip, vflip, transpose = (bool(v) for v in rng.integers(0, 2, 3))
+    if upright:
+        vflip = transpose = False
 
     def apply(x):
         if hflip:

@@ -84,7 +84,7 @@ class SRTrainConfig:
     identity_weight: float = 0.0
     identity_n: int = 6
     vgg: str = "imagenet"                # "imagenet" | "random" | file
-    face_embedder: str = "vggface2"      # "vggface2" | "casia-webface" | "random" | file
+    face_embedder: str = "dlib"          # "dlib" (shipped) | "vggface2" | "casia-webface" | "random" | file
     missing: str = "error"               # pretrained net unavailable: "error" | "standin" | "drop"
     val: str | None = None               # folder of HR photos for the periodic PSNR check
     val_n: int = 8
@@ -187,7 +187,8 @@ class SRTask(Task):
             self.source = FaceFolder(cfg.hr, min_side=cfg.hr_size, aligned=cfg.faces_aligned, progress=env.progress,
                                      exclude=exclude)
             self.resize = face_resize_range(cfg.hr_size, cfg.face_resize)
-            self.data = PairedPatches(self.source, cfg.hr_size, cfg.scale, seed=cfg.seed, resize_range=self.resize)
+            self.data = PairedPatches(self.source, cfg.hr_size, cfg.scale, seed=cfg.seed, resize_range=self.resize,
+                                      upright=True)
         else:
             self.resize = None
             self.source = HRFolder(cfg.hr, hr_downscale=cfg.hr_downscale, min_side=cfg.hr_size, progress=env.progress,
