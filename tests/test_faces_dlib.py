@@ -25,6 +25,16 @@ from hdm.io.weights import weights_path
 TOLERANCE = 1e-4  # max |ours - dlib| per descriptor value
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread here: MTCNN's many small operations run about 10x slower with two threads on a busy
+    two-core machine (2 s against 28 s for the behaviour test when measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def images():
     return sample_images()
