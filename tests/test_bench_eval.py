@@ -20,7 +20,8 @@ from hdm.bench.evaluate import Records, bicubic, evaluate, method_means, paired_
 from hdm.bench.stats import ci_text, paired_bootstrap
 from hdm.errors import HDMError, ImageError, WeightsUnavailable
 from hdm.losses import lpips as L
-from hdm.ops.resize import bicubic_upsample
+from hdm.ops.metrics import to_uint8
+from hdm.ops.resize import bicubic_downsample, bicubic_upsample
 
 
 @pytest.fixture
@@ -230,3 +231,52 @@ def test_lpips_offline_is_weights_unavailable(monkeypatch, tmp_path, capsys):
     with pytest.raises(WeightsUnavailable, match="lpips package"):
         L.perceptual_distance("lpips")
     assert L.perceptual_distance("auto")[1] == L.HAARPSI_NAME
+
+
+class BlurModel(BicubicModel):
+    """Bicubic x4 of a 4x4 box-blurred input: a face model that loses identity."""
+
+    def forward(self, x):
+        return bicubic_upsample(torch.nn.functional.avg_pool2d(x, 5, 1, 2, count_include_pad=False), 4)
+
+
+def test_sr_benchmark_identity_columns_agree_with_dlib(tmp_path):
+    """With an embedder, every method gets id_cos / id_dist against the HR chips of the faces MTCNN finds on HR:
+    equal to dlib's own descriptors of the same chips, alike for methods that give one output, lower for a
+    model that blurs faces; the summary pairs the face model with the other one and the table shows both."""
+    import dlib
+
+    from hdm.bench.faces import sample_images
+    from hdm.faces import FaceDetector, FaceEmbedder, extract_chip
+    from hdm.faces.dlib_format import default_dat_path
+
+    for name, rgb in sample_images().items():
+        Image.fromarray(rgb).save(tmp_path / f"{name.split()[0]}.png")
+    detector = FaceDetector()
+    embedder = FaceEmbedder.from_pretrained(detector=detector)
+    model = BicubicModel()
+    records = bench_sr.evaluate_folder(tmp_path, model, model, detector, progress=False, embedder=embedder,
+                                       others={"blurry": BlurModel()})
+    assert [r["hr_faces"] for r in records] == [1, 1]
+    dlib_net = dlib.face_recognition_model_v1(str(default_dat_path()))
+    for r in records:
+        v = r["values"]
+        assert v["general"]["id_cos"] == v["face"]["id_cos"] == v["bicubic"]["id_cos"]
+        assert v["blurry"]["id_cos"] < v["bicubic"]["id_cos"] < 1 and v["blurry"]["id_dist"] > v["bicubic"]["id_dist"]
+        # the reference: dlib's own network on the same chips of HR and of the bicubic output, rebuilt here
+        hr = np.asarray(Image.open(tmp_path / r["name"]).convert("RGB"))[:r["size"][0], :r["size"][1]]
+        hr_t = torch.from_numpy(hr.astype(np.float32) / 255).permute(2, 0, 1)[None]
+        lr = to_uint8(((bicubic_downsample(hr_t, 4) * 255).round() / 255)[0].permute(1, 2, 0).numpy())
+        sr = to_uint8(bicubic_upsample(torch.from_numpy(lr.astype(np.float32) / 255).permute(2, 0, 1), 4)
+                      .permute(1, 2, 0).numpy())
+        details, _ = embedder.details(hr)
+        e_hr, e_sr = (np.array([dlib_net.compute_face_descriptor(np.ascontiguousarray(extract_chip(im, d)))
+                                for d in details]) for im in (hr, sr))
+        cos = (e_hr * e_sr).sum(1) / (np.linalg.norm(e_hr, axis=1) * np.linalg.norm(e_sr, axis=1))
+        assert v["bicubic"]["id_cos"] == pytest.approx(cos.mean(), abs=1e-5)
+        assert v["bicubic"]["id_dist"] == pytest.approx(np.linalg.norm(e_hr - e_sr, axis=1).mean(), abs=1e-4)
+    summary = bench_sr.summarize({"faces": records}, n_boot=200)
+    comp = summary["faces"]["comparisons"]["face - blurry"]
+    assert comp["id_cos"]["diff"] > 0 and summary["faces"]["hr_faces"] == 2
+    text = bench_sr.markdown(summary, ["# t", ""], ["a note"])
+    assert "## Identity" in text and "| blurry |" in text and "face model's identity similarity > blurry's" in text

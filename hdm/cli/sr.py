@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 from ..bench import report
-from ..bench.sr import evaluate_folder, markdown, summarize
+from ..bench.sr import METHODS, evaluate_folder, markdown, summarize
 from ..errors import BadArgument, MissingFile
 from ..faces.detect import FaceDetector
+from ..faces.embedder import FaceEmbedder
 from ..io.images import MAX_PIXELS, MIN_SIDE, read_image
 from ..io.weights import resolve_weights
 from ..sr.folder import folder_jobs, join_processes, leave_processes, save_result, upscale_folder
@@ -68,13 +69,22 @@ def _cmd_eval_sr(args) -> int:
         raise BadArgument("give --natural DIR and/or --faces DIR (folders of HR images)")
     general = load_generator(args.general_weights, args.device)
     face = load_generator(args.face_weights, args.device)
+    others = {}
+    for entry in args.compare_face or []:
+        label, sep, weights = entry.partition("=")
+        if not sep or not label or not weights or label in METHODS:
+            raise BadArgument(f"--compare-face takes LABEL=WEIGHTS with a new label, got {entry!r}")
+        others[label] = load_generator(weights, args.device)
     detector = FaceDetector(device=args.device)
+    embedder = None if args.no_identity else FaceEmbedder.from_pretrained(device=args.device, detector=detector)
     records = {name: evaluate_folder(folder, general, face, detector, scale=general.scale, tile=args.tile,
-                                     limit=args.limit) for name, folder in sources.items()}
+                                     limit=args.limit, embedder=embedder, others=others)
+               for name, folder in sources.items()}
     summary = summarize(records, n_boot=args.bootstrap)
     notes = [f"general model: {args.general_weights}", f"face model: {args.face_weights}",
-             "HR = the image cropped to a multiple of 4; LR = antialiased bicubic x1/4 (hdm.sr.degradations); "
-             "outputs quantised to 8 bits; faces: MTCNN on the LR input, tight boxes x4 (hdm.sr.evaluate)"]
+             *(f"{label}: {entry.partition('=')[2]}" for label, entry in zip(others, args.compare_face or [])),
+             "HR = the image cropped to a multiple of 4; LR = antialiased bicubic x1/4 (hdm.ops.resize); "
+             "outputs quantised to 8 bits; faces: MTCNN on the LR input, tight boxes x4 (hdm.bench.sr)"]
     data = "; ".join(f"{name} = {folder}" for name, folder in sources.items())
     text = markdown(summary, report.header("Super-resolution x4: bicubic, general, face and fusion", data), notes)
     print(text)
@@ -181,6 +191,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--faces", type=folders, help="folder of HR photos with faces (e.g. ../shared/data/faces/eval)")
     p.add_argument("--general-weights", default="general", help="'general' (shipped) or an RRDBNet checkpoint")
     p.add_argument("--face-weights", default="face", help="'face' (shipped) or an RRDBNet checkpoint")
+    p.add_argument("--compare-face", action="append", metavar="LABEL=WEIGHTS",
+                   help="another face model to run on the whole image and compare with the face model "
+                        "(repeatable; e.g. 'face w/o identity=runs/x.safetensors')")
+    p.add_argument("--no-identity", action="store_true",
+                   help="skip the identity columns (dlib descriptors of HR-aligned face chips)")
     p.add_argument("--tile", type=int, default=None, help="tile side in LR pixels (default: whole image)")
     p.add_argument("--limit", type=int, default=None, help="only the first N images of each folder")
     p.add_argument("--device", default="cpu")

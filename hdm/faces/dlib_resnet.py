@@ -73,6 +73,9 @@ def add_prev(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 class Affine(nn.Module):
     """dlib's ``affine_`` in convolution mode: ``x * weight[c] + bias[c]`` (batch normalisation folded)."""
 
+    #: linear in ``x``: CAM methods' closed-form higher derivatives stay exact through it (:mod:`hdm.cam.base`)
+    piecewise_linear = True
+
     def __init__(self, channels: int):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))

@@ -56,7 +56,7 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
         lines.append(f"- HR photos of `{cfg.get('hr')}`" + (f", each shrunk by {cfg.get('hr_downscale')} first"
                                                              if cfg.get("hr_downscale", 1) != 1 else "")
                      + f"; random {cfg.get('hr_size')}-px HR crops, dihedral flips")
-    lines += ["- LR = antialiased bicubic x1/4 of the HR crop (hdm.sr.degradations)",
+    lines += ["- LR = antialiased bicubic x1/4 of the HR crop (hdm.ops.resize)",
               "- the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences",
               *skipped_lines(record)]
     made_here = [f for f in split_folders(cfg.get("hr") or ".") if "runs" in f.parts]
@@ -139,7 +139,7 @@ def write_diffusion_card(weights, results_json=None, method: str | None = None) 
              f"- HR photos of `{cfg.get('hr')}`" + (f", each shrunk by {cfg.get('hr_downscale')} first"
                                                    if cfg.get("hr_downscale", 1) != 1 else "")
              + f"; random {cfg.get('hr_size')}-px HR crops, dihedral flips",
-             "- LR = antialiased bicubic x1/4 of the HR crop, rounded to 8 bits (hdm.sr.degradations)",
+             "- LR = antialiased bicubic x1/4 of the HR crop, rounded to 8 bits (hdm.ops.resize)",
              "- the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences",
              *skipped_lines(record), "",
              "## Recipe", "",
