@@ -107,6 +107,15 @@ CASES = [
     ("eval-face-chips-unknown-model", ["eval-face-chips", "--weights", "nosuch_model"], False, "nosuch_model"),
     ("eval-face-chips-wrong-kind", ["eval-face-chips", "--weights", "{text_safetensors}"], False, "not a readable"),
     ("eval-face-chips-weights-unavailable", ["eval-face-chips"], True, "dlib_face_resnet_v1"),
+    ("cam-face-missing-image", ["cam-face", "{missing}.png"], False, "no image file at"),
+    ("cam-face-bad-image", ["cam-face", "{bad_png}"], False, "not an image file"),
+    ("cam-face-no-face", ["cam-face", "{good}", "--out", "{out}"], False, "no face found in the image"),
+    ("cam-face-bad-reference", ["cam-face", "{good}", "--reference", "{bad_png}"], False, "not an image file"),
+    ("cam-face-weights-unavailable", ["cam-face", "{good}"], True, "dlib_face_resnet_v1"),
+    ("eval-sr-bad-compare-face", ["eval-sr", "--natural", "{photos}", "--compare-face", "face={missing}.pth"], False,
+     "LABEL=WEIGHTS with a new label"),
+    ("eval-sr-missing-compare-face", ["eval-sr", "--natural", "{photos}", "--compare-face", "b={missing}.pth"], False,
+     "missing.pth"),
 ]
 
 
@@ -154,7 +163,7 @@ def test_the_corpus_covers_every_command_that_takes_a_file_or_a_model():
     commands = {c[1][0] if c[1][0] != "export" else " ".join(c[1][:2]) for c in CASES}
     assert commands >= {"cam", "compare-cam", "upscale", "eval-sr", "eval-cam", "fit-theta", "calibrate-bn",
                         "train-cam-model", "train-sr", "train-diffusion", "eval-diffusion", "export onnx",
-                        "export tensorrt", "export bench", "convert-dlib-face", "eval-face-chips"}
+                        "export tensorrt", "export bench", "convert-dlib-face", "eval-face-chips", "cam-face"}
 
 
 def test_a_folder_reports_its_bad_files_and_goes_on(corpus, tmp_path, capsys):

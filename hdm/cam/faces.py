@@ -49,8 +49,8 @@ class FaceExplanation:
     reference_chip: np.ndarray | None = None
 
 
-def _face(embedder: FaceEmbedder, image, what: str) -> tuple[np.ndarray, np.ndarray]:
-    chips, boxes = embedder.chips(load_rgb(image))
+def _face(embedder: FaceEmbedder, rgb: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
+    chips, boxes = embedder.chips(rgb)
     if not len(chips):
         raise BadArgument(f"no face found in the {what} (MTCNN, probability >= {embedder.detector.min_prob}); "
                           "give a photo with a clearly visible face")
@@ -68,8 +68,9 @@ def explain_face(image, reference=None, *, embedder: FaceEmbedder | None = None,
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise BadArgument(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    rgb, ref_rgb = load_rgb(image), None if reference is None else load_rgb(reference)  # both read before any work
     embedder = embedder or FaceEmbedder.from_pretrained()
-    chip, box = _face(embedder, image, "image")
+    chip, box = _face(embedder, rgb, "image")
     x = torch.from_numpy(chip).permute(2, 0, 1)[None].float().div(255).to(embedder.device)
     with torch.no_grad():
         own = embedder(x)[0]
@@ -77,7 +78,7 @@ def explain_face(image, reference=None, *, embedder: FaceEmbedder | None = None,
     if reference is None:
         target, kind, similarity, distance = SimilarityTarget(own, cosine=False), "own descriptor", None, None
     else:
-        ref_chip, _ = _face(embedder, reference, "reference image")
+        ref_chip, _ = _face(embedder, ref_rgb, "reference image")
         ref = torch.from_numpy(embedder(ref_chip)[0]).to(embedder.device)
         target, kind = SimilarityTarget(ref, cosine=True), "reference image"
         similarity = float(torch.nn.functional.cosine_similarity(own, ref, dim=0))

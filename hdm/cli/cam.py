@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 from PIL import Image
@@ -17,7 +18,9 @@ from ..bench import cam_speed, report
 from ..bench.shapes import CLASSES, BackgroundBank, ShapesDataset
 from ..cam.classifiers import SHAPES_WEIGHTS, Classifier, load_shapes_resnet50, shapes_theta_path
 from ..cam.explain import METHODS, explain_photo
+from ..cam.faces import explain_face
 from ..cam.theta import fit_theta, read_theta
+from ..faces.embedder import SAME_PERSON_DISTANCE
 from ..io.weights import resolve_weights
 from ..training.classifier import calibrate_bn, train, write_model_card
 from .common import existing_file, folders
@@ -41,6 +44,24 @@ def _cmd_cam(args) -> int:
         path = out / f"{stem}_{name.lower().replace('+', 'p').replace('-', '')}.png"
         Image.fromarray(overlay).save(path)
         print(f"{name:11s} class {result.category} ({result.category_name}): {result.seconds[name]:.3f} s -> {path}")
+    return 0
+
+
+def _cmd_cam_face(args) -> int:
+    methods = list(METHODS) if args.method == "all" else [args.method]
+    e = explain_face(args.image, args.reference, methods=methods, alpha=args.alpha)
+    what = ("its own descriptor (dot product)" if e.similarity is None else
+            f"{args.reference} (cosine {e.similarity:.3f}, distance {e.distance:.3f}: "
+            f"{'one person' if e.distance < SAME_PERSON_DISTANCE else 'not one person'} by dlib's 0.6)")
+    print(f"face at {np.round(e.box[:4]).astype(int).tolist()} (MTCNN p = {e.box[4]:.3f}), explained against {what}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.image).stem
+    Image.fromarray(e.chip).save(out / f"{stem}_chip.png")
+    for name, overlay in e.overlays.items():
+        path = out / f"{stem}_face_{name.lower().replace('+', 'p').replace('-', '')}.png"
+        Image.fromarray(overlay).save(path)
+        print(f"{name:11s} score {e.score:.4f}: {e.seconds[name]:.3f} s -> {path}")
     return 0
 
 
@@ -173,6 +194,17 @@ def add_parsers(sub) -> None:
                    help="model input side in px (default: the model's own, 224 or 128)")
     p.add_argument("--out", default="cam_out", help="output folder")
     p.set_defaults(func=_cmd_cam)
+
+    p = sub.add_parser("cam-face", help="explain face verification on dlib's face network (Grad-CAM, ++, HDM-CAM)",
+                       description="Align the most confident face of IMAGE into dlib's 150-px chip and explain what "
+                                   "makes its descriptor match --reference's face (cosine), or without one its own "
+                                   "descriptor (dot product); save the chip and one overlay per method.")
+    p.add_argument("image", help="photo with a face")
+    p.add_argument("--reference", default=None, help="photo of the face to compare with (default: the face itself)")
+    p.add_argument("--method", default="all", choices=["all", "Grad-CAM", "Grad-CAM++", "HDM-CAM"])
+    p.add_argument("--alpha", default="exp", choices=["exp", "inverse", "equal"], help="HDM-CAM scale weights (eq. 13)")
+    p.add_argument("--out", default="cam_out", help="output folder")
+    p.set_defaults(func=_cmd_cam_face)
 
     p = sub.add_parser("bench-cam", help="time Grad-CAM, Grad-CAM++, HDM-CAM and grad-cam's GradCAMPlusPlus",
                        description="CAM speed on ResNet-50 (layers 1-4, CPU): median times and ratios from one run.")

@@ -78,14 +78,20 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
     results = Path(results_json) if results_json else None
     if results and results.is_file():
         summary = json.loads(results.read_text())["summary"]
-        lines += [f"From `{results}` (written by `hdm eval-sr`; PSNR dB / SSIM on Y, border 4):", "",
-                  "| data | method | whole | faces | outside faces |", "|---|---|---|---|---|"]
+        identity = any("id_cos" in e["methods"]["bicubic"] for e in summary.values())
+        lines += [f"From `{results}` (written by `hdm eval-sr`; PSNR dB / SSIM on Y, border 4"
+                  + ("; identity: cosine similarity of the output's and HR's dlib face descriptors" if identity else "")
+                  + "):", "",
+                  "| data | method | whole | faces | outside faces |" + (" identity cos |" if identity else ""),
+                  "|---|---|---|---|---|" + ("---|" if identity else "")]
         for ds, entry in summary.items():
-            for m in ("bicubic", role, "fusion"):
+            others = [m for m in entry["methods"] if m not in ("bicubic", "general", "face", "fusion")]
+            for m in ("bicubic", role, "fusion", *(others if role == "face" else [])):
                 v = entry["methods"][m]
                 lines.append(f"| {ds} | {m} | {v['psnr']:.2f} / {v['ssim']:.4f} | "
                              + (f"{v['face_psnr']:.2f} / {v['face_ssim']:.4f}" if v["face_psnr"] is not None else "-")
-                             + f" | {v['out_psnr']:.2f} / {v['out_ssim']:.4f} |")
+                             + f" | {v['out_psnr']:.2f} / {v['out_ssim']:.4f} |"
+                             + ((f" {v['id_cos']:.4f} |" if v.get("id_cos") is not None else " - |") if identity else ""))
     else:
         lines.append("Not evaluated yet: run `hdm eval-sr ... --json docs/results/sr.json --cards`.")
     return write_model_card(weights, lines)
