@@ -191,14 +191,6 @@ def markdown(summary: dict, header: list[str], notes: list[str]) -> str:
                 r = fg["id_cos"]
                 lines.append(f"| fusion's identity similarity >= the general model's | {r['diff']:+.4f} "
                              f"[{r['diff_lo']:+.4f}, {r['diff_hi']:+.4f}] | {'yes' if r['diff'] >= 0 else 'no'} |")
-            for other in (m for m in methods if m not in METHODS):
-                r = comps.get(f"face - {other}", {})
-                if "id_cos" in r and "face_psnr" in r:
-                    i, p = r["id_cos"], r["face_psnr"]
-                    lines.append(f"| face model's identity similarity > {other}'s (CI excludes 0) | {i['diff']:+.4f} "
-                                 f"[{i['diff_lo']:+.4f}, {i['diff_hi']:+.4f}] | {'yes' if i['diff_lo'] > 0 else 'no'} |")
-                    lines.append(f"| face model's face-region PSNR >= {other}'s - 0.1 dB | {p['diff']:+.3f} dB "
-                                 f"[{p['diff_lo']:+.3f}, {p['diff_hi']:+.3f}] | {'yes' if p['diff'] >= -0.1 else 'no'} |")
             worst = summary[d].get("worst_out_psnr_fusion_minus_general")
             if worst is not None:
                 lines.append(f"| fusion never worse than general outside faces (PSNR, worst image; outside = not in "
