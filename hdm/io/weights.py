@@ -68,22 +68,22 @@ REGISTRY: dict[str, ShippedWeights] = {
         ("shapes_resnet50.md", "483ffed83c6c379f4cf997ca2c66aba255e9a85621a2195c94097df817f9d958"))),
     "sr_general_x4": ShippedWeights("sr_general_x4", "compact RRDBNet x4, the general SR model", (
         ("sr_general_x4.safetensors", "74faaa211ba05f4803f4f6b6efa7fd2b796687c5145ea37bb73e43bd8da1976b"),
-        ("sr_general_x4.md", "c4213ce546a212eb2f800ece7e21c519e281d5a9b0da7483792bc188b7128de3"))),
+        ("sr_general_x4.md", "ea98a8369867290497efe5098c25908c363a1a7291bdca2a420798442621180e"))),
     "sr_face_x4": ShippedWeights("sr_face_x4", "compact RRDBNet x4 fine-tuned on faces, the face SR model", (
-        ("sr_face_x4.safetensors", "66109a53cba60b197da81e4ec50dad77a23cbf81691db3b51cd2dafd164495d9"),
-        ("sr_face_x4.md", "c14ab8f6dacfd885f9b53b2f016e1f9f495f81cc4a8c215914906b67c9ad88aa"))),
+        ("sr_face_x4.safetensors", "d76e4b2ace7e73f047f0a65eea9fb64ece9ca7cc366cbf784053cb07d789f78e"),
+        ("sr_face_x4.md", "68cc3bf69e2bb97bce79d84db41f92974e43ab21d899429b5e8b128f0daee9dd"))),
     "diffusion_teacher_x4": ShippedWeights("diffusion_teacher_x4", "diffusion SR x4 teacher (15 steps), without the HF loss", (
         ("diffusion_teacher_x4.safetensors", "929caf5d4e801a47537f9e941aa84e2d232ecff34d06c16f5830c93c2ce6dfea"),
-        ("diffusion_teacher_x4.md", "c4987a81a1df2a846a785f56bfe43636cb966b2b7d4e2d88347fe1503cf368c5"))),
+        ("diffusion_teacher_x4.md", "8b67b099603fbd2ba723225a51179f93587c9641d4fdefb984f397893b313e92"))),
     "diffusion_teacher_hf_x4": ShippedWeights("diffusion_teacher_hf_x4", "diffusion SR x4 teacher (15 steps), with the HF loss", (
         ("diffusion_teacher_hf_x4.safetensors", "9efcfcea15a41909339374c4790f9e6dd24c04308bafd2a034880872c355fd9e"),
-        ("diffusion_teacher_hf_x4.md", "14156022a1161db69cb4656915bb3423ef2071383a20975b78365b91f718f36f"))),
+        ("diffusion_teacher_hf_x4.md", "938f00eab4fc61426e774c93e6dbf584737db347e564bffc0accfcd9a0eaafea"))),
     "diffusion_student_x4": ShippedWeights("diffusion_student_x4", "one-step diffusion SR x4 student, without the HF loss", (
         ("diffusion_student_x4.safetensors", "c582f2fa233dde66dca936037af8408e6ef3d0635d21da0fac86c50c63a641be"),
-        ("diffusion_student_x4.md", "9faaffeec97d0583b7603f09f72e07e61721c76267948731974e5570b3b2449d"))),
+        ("diffusion_student_x4.md", "0d3824935c730f15aa217fba40c0d00aad84e8797a5a5f98017047b369b7f964"))),
     "diffusion_student_hf_x4": ShippedWeights("diffusion_student_hf_x4", "one-step diffusion SR x4 student, with the HF loss", (
         ("diffusion_student_hf_x4.safetensors", "5c6f6e1dd00901ed9ca832183484d834fed483b9c3a96b1f3afe3232e982d443"),
-        ("diffusion_student_hf_x4.md", "249f7e05cf30e28bf3c7b7db0ff89b33df173d8504f43005c725b82199be0f17"))),
+        ("diffusion_student_hf_x4.md", "a04cc701ca3ba3a4a628b5d046b6d106f48e5ab1c22951fd8735a72e4b1b1cf2"))),
     "dlib_face_resnet_v1": ShippedWeights("dlib_face_resnet_v1", "dlib's face-recognition ResNet (converted), 128-d face descriptors", (
         ("dlib_face_resnet_v1.safetensors", "0a0b360ec8c05cdfd63c4b0f4866a7f52f73c6ae2a358526c7b9af96763a6dcf"),
         ("dlib_face_resnet_v1.md", "0d4fcf22a71ae2c1a8ee68ae2891a8cec64ecce90ccf3f8d8a715573b6bf0819"))),
