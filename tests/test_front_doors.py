@@ -255,3 +255,4 @@ def test_readme_use_from_python_runs(tmp_path, monkeypatch):
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the documented example itself
     assert (tmp_path / "photo_x4.png").is_file()
     assert Image.open(tmp_path / "photo_x4.png").size == (256, 256)
+    assert set(namespace["why"].maps) == {"Grad-CAM", "Grad-CAM++", "HDM-CAM"}
