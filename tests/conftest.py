@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from hdm.bench.faces import DlibReference
 from hdm.io.images import load_rgb, to_model_input
 
 torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -53,3 +54,19 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
     return float(spearmanr(a.ravel(), b.ravel()).statistic)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: MTCNN's many small operations run about 10x slower with two threads on a
+    busy two-core machine (2 s against 28 s for the face behaviour test when measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def dlib_reference():
+    """dlib's own detector, 5-point shape predictor and face-recognition model (the reference of hdm.faces)."""
+    return DlibReference()

@@ -9,25 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from hdm.bench.faces import DlibReference, sample_images
+from hdm.bench.faces import sample_images
 from hdm.errors import BadArgument
 from hdm.faces import FaceDetector, chip_details, dlib_chip, extract_chip, mtcnn_chip, warp_chips
 from hdm.faces.chips import DLIB_5_TEMPLATE, MEAN_FACE_68, MTCNN_TEMPLATE, pyramid_down, similarity_transform
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread here: MTCNN's many small operations run about 10x slower with two threads on a busy
-    two-core machine (2 s against 28 s for the behaviour test when measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def reference():
-    return DlibReference()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +29,17 @@ def photos():
     return images
 
 
-def test_chips_from_dlib_landmarks_equal_dlibs(reference, photos):
+def test_chips_from_dlib_landmarks_equal_dlibs(dlib_reference, photos):
     count, sides = 0, []
     for name, image in photos.items():
-        for shape in reference.faces(image, upsample=0):
-            ours = dlib_chip(image, reference.points(shape))
+        for shape in dlib_reference.faces(image, upsample=0):
+            ours = dlib_chip(image, dlib_reference.points(shape))
             theirs = dlib.get_face_chip(image, shape, 150, 0.25)
             diff = np.abs(ours.astype(int) - theirs.astype(int))
             assert ours.shape == (150, 150, 3) and ours.dtype == np.uint8
             assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, name  # 0 and 0 when written
             details = dlib.get_face_chip_details(shape, 150, 0.25)
-            mine = chip_details(reference.points(shape), DLIB_5_TEMPLATE)
+            mine = chip_details(dlib_reference.points(shape), DLIB_5_TEMPLATE)
             r = details.rect
             assert np.allclose(mine.rect, (r.left(), r.top(), r.right(), r.bottom()), atol=1e-6)
             assert abs(mine.angle - details.angle) < 1e-9

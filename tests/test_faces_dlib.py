@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from hdm.bench.faces import DlibReference, chip_cost, parity, sample_images
+from hdm.bench.faces import chip_cost, parity, sample_images
 from hdm.errors import BadArgument, MissingFile
 from hdm.faces import SAME_PERSON_DISTANCE, FaceEmbedder, face_distance, load_face_network
 from hdm.faces.dlib_format import ARCH, convert, default_dat_path, read_dlib_model
@@ -25,24 +25,12 @@ from hdm.io.weights import weights_path
 TOLERANCE = 1e-4  # max |ours - dlib| per descriptor value
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread here: MTCNN's many small operations run about 10x slower with two threads on a busy
-    two-core machine (2 s against 28 s for the behaviour test when measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def images():
     return sample_images()
-
-
-@pytest.fixture(scope="module")
-def reference():
-    return DlibReference()
 
 
 @pytest.fixture(scope="module")
@@ -66,21 +54,21 @@ def _centre(shape) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def changed(reference, images):
+def changed(dlib_reference, images):
     """``{(photo, change): (changed image, dlib's shape of the face, every dlib detection)}``; the face is the
     detection nearest the unchanged photo's face (the astronaut's mission patch is a second one in some)."""
     out = {}
     for name, image in images.items():
-        (original,) = reference.faces(image, upsample=0)
+        (original,) = dlib_reference.faces(image, upsample=0)
         for change, picture in _variants(image).items():
-            shapes = reference.faces(picture, upsample=0)
+            shapes = dlib_reference.faces(picture, upsample=0)
             face = min(shapes, key=lambda s: np.linalg.norm(_centre(s) - _centre(original)))
             out[name, change] = picture, face, shapes
     return out
 
 
-def test_descriptors_equal_dlibs_on_dlibs_chips(embedder, reference, images, changed):
-    rows = parity(embedder, reference, images)
+def test_descriptors_equal_dlibs_on_dlibs_chips(embedder, dlib_reference, images, changed):
+    rows = parity(embedder, dlib_reference, images)
     print("\n" + "\n".join(f"{what}: max |ours - dlib| = {value:.2e}" for what, value in rows))
     assert [r[0] for r in rows] == ["astronaut (scikit-image): 2 detections, one at a time",
                                     "grace_hopper (matplotlib): 1 detection, one at a time",
@@ -91,7 +79,7 @@ def test_descriptors_equal_dlibs_on_dlibs_chips(embedder, reference, images, cha
     for picture, _, shapes in changed.values():
         for shape in shapes:
             chips.append(dlib.get_face_chip(picture, shape, 150, 0.25))
-            refs.append(np.array(reference.recognizer.compute_face_descriptor(picture, shape)))
+            refs.append(np.array(dlib_reference.recognizer.compute_face_descriptor(picture, shape)))
     assert len(chips) >= 8  # each face, and the astronaut's mission patch in some
     batched = np.abs(embedder(np.stack(chips)) - np.stack(refs)).max()
     single = max(np.abs(embedder(c)[0] - r).max() for c, r in zip(chips, refs))
@@ -99,10 +87,10 @@ def test_descriptors_equal_dlibs_on_dlibs_chips(embedder, reference, images, cha
     assert single <= TOLERANCE and batched <= TOLERANCE
 
 
-def test_float_tensors_give_the_same_descriptors_with_gradients(embedder, reference, images):
+def test_float_tensors_give_the_same_descriptors_with_gradients(embedder, dlib_reference, images):
     image = images["astronaut (scikit-image)"]
-    (shape,) = reference.faces(image, upsample=0)
-    chip = reference.chip(image, shape)
+    (shape,) = dlib_reference.faces(image, upsample=0)
+    chip = dlib_reference.chip(image, shape)
     x = torch.from_numpy(chip).permute(2, 0, 1)[None].float().div(255).requires_grad_(True)
     d = embedder(x)
     assert d.dtype == torch.float32 and d.shape == (1, 128)
@@ -111,12 +99,12 @@ def test_float_tensors_give_the_same_descriptors_with_gradients(embedder, refere
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
 
 
-def test_gradients_agree_with_finite_differences_in_float64(embedder, reference, images):
+def test_gradients_agree_with_finite_differences_in_float64(embedder, dlib_reference, images):
     """torch.autograd.gradcheck of 3 projections of the descriptor with respect to 3 directions in input space,
     on the central 112 x 112 of a chip (the full Jacobian is too large to check; the layers take any side >= 103)."""
     image = images["grace_hopper (matplotlib)"]
-    (shape,) = reference.faces(image, upsample=0)
-    chip = reference.chip(image, shape)[19:131, 19:131]
+    (shape,) = dlib_reference.faces(image, upsample=0)
+    chip = dlib_reference.chip(image, shape)[19:131, 19:131]
     net = load_face_network().double()
     g = torch.Generator().manual_seed(0)
     x0 = torch.from_numpy(np.ascontiguousarray(chip)).permute(2, 0, 1)[None].double()
@@ -194,18 +182,18 @@ def test_the_dat_file_loads_directly_and_equals_the_shipped_weights():
         assert torch.equal(v, w), k
 
 
-def test_one_face_stays_together_and_two_people_stay_apart(embedder, reference, images, changed):
+def test_one_face_stays_together_and_two_people_stay_apart(embedder, dlib_reference, images, changed):
     """dlib chips (dlib's landmarks) and our MTCNN chips: each photo's face under a shift, a brightness change,
     JPEG 75 and a 5-degree turn stays within 0.6 of the original; Eileen Collins and Grace Hopper are over 0.6."""
     ours, theirs = {}, {}
     for name, image in images.items():
-        (shape,) = reference.faces(image, upsample=0)
-        theirs[name] = embedder(reference.chip(image, shape))[0]
+        (shape,) = dlib_reference.faces(image, upsample=0)
+        theirs[name] = embedder(dlib_reference.chip(image, shape))[0]
         chips, _ = embedder.chips(image)
         assert len(chips) == 1
         ours[name] = embedder(chips)[0]
     for (name, change), (picture, face, _) in changed.items():
-        d_dlib = face_distance(theirs[name], embedder(reference.chip(picture, face))[0])
+        d_dlib = face_distance(theirs[name], embedder(dlib_reference.chip(picture, face))[0])
         chips, _ = embedder.chips(picture)
         assert len(chips) == 1
         d_ours = face_distance(ours[name], embedder(chips)[0])
@@ -218,8 +206,8 @@ def test_one_face_stays_together_and_two_people_stay_apart(embedder, reference, 
     assert face_distance(ours[a], ours[b]) > SAME_PERSON_DISTANCE
 
 
-def test_mtcnn_chips_cost_little_against_dlib_chips(embedder, reference, images):
-    rows = chip_cost(embedder, reference, images)
+def test_mtcnn_chips_cost_little_against_dlib_chips(embedder, dlib_reference, images):
+    rows = chip_cost(embedder, dlib_reference, images)
     print("\n" + "\n".join(f"{what}: MTCNN chip vs dlib chip distance {value:.3f}" for what, value in rows))
     assert [r[0] for r in rows] == ["astronaut (scikit-image) face 1", "grace_hopper (matplotlib) face 1"]
     assert all(0 < v < 0.3 for _, v in rows)  # 0.147 and 0.119 when written
