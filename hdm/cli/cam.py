@@ -28,6 +28,16 @@ from .common import existing_file, folders
 __all__ = ["add_parsers"]
 
 
+def _save_overlays(out_dir: str, stem: str, overlays: dict, describe) -> None:
+    """Write one ``<stem>_<method>.png`` per overlay into ``out_dir`` and print ``describe(method)`` with its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, overlay in overlays.items():
+        path = out / f"{stem}_{name.lower().replace('+', 'p').replace('-', '')}.png"
+        Image.fromarray(overlay).save(path)
+        print(f"{describe(name)} -> {path}")
+
+
 def _cmd_cam(args) -> int:
     classifier = Classifier.from_pretrained(args.weights)
     if classifier.note:
@@ -37,13 +47,9 @@ def _cmd_cam(args) -> int:
                            alpha=args.alpha, size=args.size)
     for idx, name, p in result.top:
         print(f"  {p:6.3f}  {idx:4d}  {name}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = Path(args.image).stem
-    for name, overlay in result.overlays.items():
-        path = out / f"{stem}_{name.lower().replace('+', 'p').replace('-', '')}.png"
-        Image.fromarray(overlay).save(path)
-        print(f"{name:11s} class {result.category} ({result.category_name}): {result.seconds[name]:.3f} s -> {path}")
+    _save_overlays(args.out, Path(args.image).stem, result.overlays,
+                   lambda name: f"{name:11s} class {result.category} ({result.category_name}): "
+                                f"{result.seconds[name]:.3f} s")
     return 0
 
 
@@ -54,14 +60,10 @@ def _cmd_cam_face(args) -> int:
             f"{args.reference} (cosine {e.similarity:.3f}, distance {e.distance:.3f}: "
             f"{'one person' if e.distance < SAME_PERSON_DISTANCE else 'not one person'} by dlib's 0.6)")
     print(f"face at {np.round(e.box[:4]).astype(int).tolist()} (MTCNN p = {e.box[4]:.3f}), explained against {what}")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.image).stem
-    Image.fromarray(e.chip).save(out / f"{stem}_chip.png")
-    for name, overlay in e.overlays.items():
-        path = out / f"{stem}_face_{name.lower().replace('+', 'p').replace('-', '')}.png"
-        Image.fromarray(overlay).save(path)
-        print(f"{name:11s} score {e.score:.4f}: {e.seconds[name]:.3f} s -> {path}")
+    _save_overlays(args.out, f"{stem}_face", e.overlays,
+                   lambda name: f"{name:11s} score {e.score:.4f}: {e.seconds[name]:.3f} s")
+    Image.fromarray(e.chip).save(Path(args.out) / f"{stem}_chip.png")
     return 0
 
 
@@ -222,7 +224,8 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=_cmd_compare_cam)
 
     p = sub.add_parser("train-cam-model", help="train the shapes ResNet-50 of the CAM benchmark (resumable)",
-                       description="Train a ResNet-50 from scratch on hdm.bench.shapes images (resumes from OUT/last.pt).")
+                       description="Train a ResNet-50 from scratch on hdm.bench.shapes images "
+                                   "(resumes from OUT/last.pt).")
     p.add_argument("--backgrounds", default=None, type=folders,
                    help=f"photo folder for training backgrounds, or several joined by '{os.pathsep}' "
                         "(default: procedural)")
@@ -279,7 +282,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", default=None, help="theta JSON (default: beside the weights, <stem>.theta.json)")
     p.set_defaults(func=_cmd_fit_theta)
 
-    p = sub.add_parser("eval-cam", help="CAM benchmark: localisation and faithfulness of every method on hdm.bench.shapes",
+    p = sub.add_parser("eval-cam", help="CAM benchmark: localisation and faithfulness of every method on "
+                                        "hdm.bench.shapes",
                        description="Render --n images, run every CAM method, score them against the true masks "
                                    "and write a table (and JSON) with bootstrap CIs.")
     p.add_argument("--weights", default=shipped, help="shapes ResNet-50 safetensors, or 'random' (untrained stand-in)")
