@@ -208,7 +208,7 @@ def diffusion_view(hub: ModelHub, image, variants=tuple(DIFFUSION_FILES), seed: 
     against = [("bicubic", shown[0])] + ([(shown[1], shown[0])] if len(shown) > 1 else [])
     other = shown[1] if len(shown) > 1 else "bicubic"
     return DiffusionView(results, caption, details_markdown(lines), downloads, _pairs(images, against),
-                         _zooms(images, other, shown[0]))
+                         _zooms(images, other, shown[0], hub.face_detector()(rgb)))
 
 
 @dataclass
@@ -304,4 +304,4 @@ def region_view(hub: ModelHub, image, classifier: str, target, general: str, spe
                       to_uint8(special_out), to_uint8(fused),
                       _download(fused, download_name("region", fit.model, specialist, general), out_dir), caption,
                       details, fit.model, _pairs(images, [("bicubic", "fused"), ("general", "fused")]),
-                      _zooms(images, "general", "fused"))
+                      _zooms(images, "general", "fused", hub.face_detector()(rgb), g.obj.scale))

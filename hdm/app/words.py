@@ -21,13 +21,13 @@ INTROS = {
             "hdm's benchmark images. HDM-CAM weighs each channel's Haar subbands by 3rd- and 4th-order derivatives.",
             ("HDM-CAM's equations (1-14)", "hdm_cam.md", "the-equations")),
     "subbands": ("The paper's Figure 3 for your image: the Haar wavelet subbands of the image, of one layer's most "
-                 "weighted channel, and of HDM-CAM's 3rd- and 4th-order derivative maps of that channel, with the "
-                 "band weights W3, W4 and beta that HDM-CAM derives from them.",
+                 "weighted channel, and of HDM-CAM's 3rd- and 4th-order derivative maps of that channel. The table "
+                 "gives the band weights W3, W4 and beta that HDM-CAM derives from them, level by level.",
                  ("eqs. 8-12 (derivative subbands and band weights)", "hdm_cam.md", "the-equations")),
     "fusion": ("Super-resolution x4 by two networks: a general one for the whole picture and a face specialist for "
                "the faces MTCNN finds, blended through a soft mask around each face. Compare with bicubic and with "
                "the general model alone, and look at the faces at full resolution below.",
-               ("the fusion, eqs. 1-3", "sr.md", "face-general-sr-fusion")),
+               ("the fusion, eqs. 1-3", "sr.md", "facegeneral-sr-fusion")),
     "diffusion": ("Super-resolution x4 by diffusion: multi-step teachers and one-step students, each trained with "
                   "and without the multi-scale high-frequency error-map loss. The noise seed makes a result "
                   "repeatable; the zoom shows where two models disagree most.",
@@ -35,7 +35,7 @@ INTROS = {
     "region": ("The fusion with a class map instead of face boxes: where HDM-CAM says the explained class is, the "
                "specialist model draws the picture, elsewhere the general one. The map comes from the model that "
                "fits the image, as in the Explain tab.",
-               ("eq. 3 with a class map", "sr.md", "face-general-sr-fusion")),
+               ("eq. 3 with a class map", "sr.md", "facegeneral-sr-fusion")),
 }
 
 
