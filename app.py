@@ -32,6 +32,7 @@ from hdm.app import (
     subband_view,
 )
 from hdm.app.cam import ALPHAS, TOP, VARIANTS
+from hdm.app.display import shrink
 from hdm.app.subbands import LAYERS
 from hdm.app.zoom import zoom_sheet
 from hdm.app.words import DOCS
@@ -120,8 +121,14 @@ def run_subbands(path, model, layer, levels, target):
     return v.mosaics, v.weights, v.caption, v.details
 
 
+def _zoom(zooms):
+    """The zoom sheet at its own height, so that its crops are shown at native resolution."""
+    sheet = zoom_sheet(zooms)
+    return gr.Image(value=sheet, height=None if sheet is None else sheet.shape[0] + 48, format="png")
+
+
 def _sliders(pairs, n=2):
-    return [gr.ImageSlider(value=(a, b), label=label, visible=True) for a, b, label in pairs[:n]] + \
+    return [gr.ImageSlider(value=(a, b), label=label, visible=True, format="png") for a, b, label in pairs[:n]] + \
         [gr.ImageSlider(value=None, visible=False)] * (n - len(pairs[:n]))
 
 
@@ -129,16 +136,16 @@ def _sliders(pairs, n=2):
 def run_fusion(path, general, face, progress=gr.Progress()):
     progress(0.1, desc="Upscaling and fusing")
     v = fusion_view(HUB, path, general, face)
-    gallery = [(v.general, "general"), (v.face, "face model on the faces"), (v.mask, "fusion mask (red)"),
-               (v.fused, "fused")]
-    return (gallery, *_sliders(v.pairs), zoom_sheet(v.zooms), v.faces, str(v.download), v.caption, v.details)
+    gallery = [(shrink(v.general), "general"), (shrink(v.face), "face model on the faces"),
+               (shrink(v.mask), "fusion mask (red)"), (shrink(v.fused), "fused")]
+    return (gallery, *_sliders(v.pairs), _zoom(v.zooms), v.faces, str(v.download), v.caption, v.details)
 
 
 @_ui
 def run_diffusion(path, variants, seed, progress=gr.Progress()):
     progress(0.1, desc="Sampling")
     v = diffusion_view(HUB, path, tuple(variants or ()), int(seed or 0))
-    return (v.results, *_sliders(v.pairs), zoom_sheet(v.zooms), [str(p) for p in v.downloads], v.caption, v.details)
+    return ([(shrink(image), caption) for image, caption in v.results], *_sliders(v.pairs), _zoom(v.zooms), [str(p) for p in v.downloads], v.caption, v.details)
 
 
 @_ui
@@ -147,9 +154,10 @@ def run_region(path, model, target, general, specialist, threshold, progress=gr.
     v = region_view(HUB, path, model, target, general, specialist, float(threshold))
     if v.model is None:
         return ([], *_sliders([]), None, None, v.caption, v.details)
-    gallery = [(v.saliency, "HDM-CAM class map"), (v.mask, "fusion mask (red)"), (v.general, "general"),
-               (v.specialist, "specialist"), (v.fused, "fused")]
-    return (gallery, *_sliders(v.pairs), zoom_sheet(v.zooms), str(v.download), v.caption, v.details)
+    gallery = [(shrink(image), caption) for image, caption in (
+        (v.saliency, "HDM-CAM class map"), (v.mask, "fusion mask (red)"), (v.general, "general"),
+        (v.specialist, "specialist"), (v.fused, "fused"))]
+    return (gallery, *_sliders(v.pairs), _zoom(v.zooms), str(v.download), v.caption, v.details)
 
 
 def _input(prefix: str, label: str):
@@ -177,15 +185,15 @@ def _examples(prefix: str, file, model=None, low_res: bool = False):
         gallery.select(pick_low_res, None, file)
         return gallery
     examples = _fitting(AUTO, low_res)
-    gallery = gr.Gallery(_gallery(examples), label=f"Examples that fit ({len(examples)}): click one", columns=4,
-                         height=150, allow_preview=False, elem_id=f"{prefix}-examples")
+    gallery = gr.Gallery(_gallery(examples), label=f"Examples that fit ({len(examples)}): click one", columns=3,
+                         height=250, allow_preview=False, elem_id=f"{prefix}-examples")
     gallery.select(_on_pick(low_res), model, file)
     return gallery
 
 
 def _results_sr(prefix: str, gallery_label: str, columns: int, download_label: str, multiple=False):
     caption = gr.Markdown(elem_id=f"{prefix}-caption")
-    gallery = gr.Gallery(label=gallery_label, columns=columns, height=360, object_fit="contain",
+    gallery = gr.Gallery(label=gallery_label, columns=columns, height=250, object_fit="contain",
                          elem_id=f"{prefix}-gallery", format="png")
     with gr.Row():
         sliders = [gr.ImageSlider(label="before | after", type="numpy", format="png", max_height=520,
@@ -221,7 +229,7 @@ def build_demo() -> gr.Blocks:
                     cam_button = gr.Button("Explain", variant="primary", elem_id="cam-run")
                 with gr.Column(scale=2):
                     cam_caption = gr.Markdown(elem_id="cam-caption")
-                    cam_gallery = gr.Gallery(label="Grad-CAM | Grad-CAM++ | HDM-CAM", columns=3, height=400,
+                    cam_gallery = gr.Gallery(label="Grad-CAM | Grad-CAM++ | HDM-CAM", columns=3, height=340,
                                              object_fit="contain", elem_id="cam-gallery")
                     cam_bar = gr.Image(show_label=False, interactive=False, height=56, format="png",
                                        container=False, elem_id="cam-colour-bar")
@@ -249,7 +257,7 @@ def build_demo() -> gr.Blocks:
                 with gr.Column(scale=2):
                     sb_caption = gr.Markdown(elem_id="sb-caption")
                     sb_gallery = gr.Gallery(label="Haar subbands: image | activation | 3rd | 4th derivative",
-                                            columns=2, height="auto", elem_id="sb-gallery")
+                                            columns=2, height=780, object_fit="contain", elem_id="sb-gallery")
                     sb_weights = gr.Markdown()
                     with gr.Accordion("details", open=False):
                         sb_details = gr.Markdown()
@@ -303,7 +311,8 @@ def build_demo() -> gr.Blocks:
                     rf_general = gr.Dropdown(list(HUB.general), value=general_default, label="General model (outside)")
                     specialists = list(HUB.face) + list(HUB.general)
                     rf_special = gr.Dropdown(specialists, value=specialists[0], label="Specialist model (inside)")
-                    rf_threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Mask threshold (of the map's peak)")
+                    rf_threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05,
+                                             label="Mask threshold (of the map's peak)")
                     rf_button = gr.Button("Upscale", variant="primary", elem_id="rf-run")
                 with gr.Column(scale=2):
                     rf_caption, rf_gallery, rf_sliders, rf_zoom, rf_download, rf_details = _results_sr(

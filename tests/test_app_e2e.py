@@ -3,9 +3,9 @@ package) by Playwright: each tab runs its first example (result images, comparis
 upload gets hdm's message, a photo no model fits gets a sentence, and a new model brings its examples.
 
 The app runs offline on tiny untrained generators written here and the shipped face and shapes networks
-(``HDM_WEIGHTS_DIR``): this test checks the page and its wiring, not the SR models. Skipped, with the reason, only where no Chromium can be had (``.ci/run``
-installs ``chromium`` where apt-get runs as root, and fails if it cannot); Playwright is required
-(``requirements-dev.txt``).
+(``HDM_WEIGHTS_DIR``): this test checks the page and its wiring, not the SR models. Skipped, with the reason,
+only where no Chromium can be had (``.ci/run`` installs ``chromium`` where apt-get runs as root, and fails if it
+cannot); Playwright is required (``requirements-dev.txt``).
 """
 from __future__ import annotations
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from skimage import data
 
 import hdm.app.hub as hub_module
 from hdm.app import AUTO, FACE_NETWORK, IMAGENET, RANDOM, SHAPES, ModelHub, cam_view, fit_model, fitting_examples
@@ -168,7 +167,8 @@ def test_region_fusion_offline_uses_the_face_map(offline, tmp_path):
 def test_download_names_carry_model_and_seed():
     assert download_name("fused", "hdm general x4 (demo weights)", "your face model (my.pth)") == \
         "fused_x4_hdm-general-x4_your-face-model.png"
-    assert download_name("diffusion", "one step, with HF loss", seed=7) == "diffusion_x4_one-step-with-hf-loss_seed7.png"
+    assert download_name("diffusion", "one step, with HF loss", seed=7) == \
+        "diffusion_x4_one-step-with-hf-loss_seed7.png"
 
 
 def test_every_tab_links_an_existing_section_of_the_docs(monkeypatch):

@@ -87,6 +87,7 @@ def test_awkward_valid_files_are_read_as_the_command_line_reads_them(sandbox, tm
         assert caption.startswith("A random-weight STAND-IN ResNet-50 explained"), (name, caption)
         fusion = VIEWS["fusion"](str(path))
         assert fusion[0][-1][0].shape == (4 * h, 4 * w, 3), name  # the fused image, upright
+        assert fusion[1].label == "bicubic | fused" and fusion[1].value[0]["path"].endswith(".png"), name  # lossless
         diffusion = VIEWS["diffusion"](str(path))
         assert diffusion[0][1][0].shape == (4 * h, 4 * w, 3), name
         region = VIEWS["region"](str(path))
@@ -94,6 +95,6 @@ def test_awkward_valid_files_are_read_as_the_command_line_reads_them(sandbox, tm
     cam = app.cam_view(app.HUB, str(tmp_path / "rotated.jpg"), RANDOM)
     assert cam.overlays[0][0].shape == (384, 288, 3)  # upright: 24 wide, 32 high, enlarged to be read
     downloads = sorted(p.name for p in (cache / "hdm" / "downloads").rglob("*.png"))
-    assert "fused_x4_hdm-general-x4_hdm-face-x4.png" in downloads and "diffusion_x4_1-step-hf_seed0.png" not in downloads
+    assert "fused_x4_hdm-general-x4_hdm-face-x4.png" in downloads
     assert "diffusion_x4_one-step-with-hf-loss_seed0.png" in downloads
     assert not any(temp.iterdir())  # nothing outside the app's cache

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hdm.app.display import colour_bar, enlarge
+from hdm.app.display import colour_bar, enlarge, shrink
 from hdm.app.zoom import TITLE, Crop, differing_crops, face_crops, side_by_side, zoom_crops, zoom_sheet
 from hdm.errors import BadArgument
 
@@ -74,6 +74,8 @@ def test_display_helpers():
     assert enlarge(small).shape == (256, 384, 3) and enlarge(small, 100) is small
     nearest = enlarge(np.eye(4, dtype=np.uint8) * 255, 8, smooth=False)
     assert np.array_equal(nearest, np.kron(np.eye(4, dtype=np.uint8) * 255, np.ones((2, 2), np.uint8)))
+    big = np.zeros((1024, 768, 3), np.uint8)
+    assert shrink(big).shape == (512, 384, 3) and shrink(small) is small
     bar = colour_bar(256, 40)
     assert bar.shape == (40, 256, 3)
     assert tuple(bar[0, 0]) == (0, 0, 128) and tuple(bar[0, -1]) == (128, 0, 0)  # jet: dark blue to dark red

@@ -185,7 +185,7 @@ def test_fusion_view_blends_through_the_face_mask(hub, photo, tmp_path, monkeypa
     v = fusion_view(hub, photo, GENERAL, FACE, out_dir=tmp_path)
     assert v.fused.shape == v.general.shape == v.bicubic.shape == (384, 384, 3)
     assert v.faces == [[1, 30.0, 20.0, 62.0, 60.0, 0.99]]
-    assert "redrew the 1 face found" in v.caption and "1 face found and fused" in v.details
+    assert "and hdm's face x4 model redrew the 1 face found" in v.caption and "1 face found and fused" in v.details
     assert "trained with: face-identity embedder: random stand-in" in v.details  # the record's stand-in, named
     assert "sr_face_x4.safetensors, sha256" in v.details and "sha256" not in v.caption
     # far from the face the fused image is the general model's; at the face centre the face model's

@@ -17,8 +17,8 @@ from .fit import AUTO, Fit, fit_model
 from .hub import FACE_NETWORK, ModelHub
 from .inputs import MAX_SIDE, ViewError, check_image, shown_as
 
-__all__ = ["CamView", "cam_view", "class_choices", "parse_target", "hdm_options", "details_markdown", "sentence", "VARIANTS",
-           "ALPHAS", "TOP", "OWN", "LAYERS"]
+__all__ = ["CamView", "cam_view", "class_choices", "parse_target", "hdm_options", "details_markdown", "sentence",
+           "VARIANTS", "ALPHAS", "TOP", "OWN", "LAYERS"]
 
 #: HDM-CAM variants: the paper's equations as written, or the settings chosen on the benchmark's
 #: validation split (hdm.cam.hdm_cam.TUNED; docs/cam_benchmark.md).
@@ -82,7 +82,8 @@ def parse_target(target, num_classes: int) -> int | None:
     except ValueError:
         raise ViewError(f"The class must be 'top class' or a class index, got {target!r}.") from None
     if not 0 <= index < num_classes:
-        raise ViewError(f"Class index {index} is out of range: this model has {num_classes} classes (0..{num_classes - 1}).")
+        raise ViewError(f"Class index {index} is out of range: this model has {num_classes} classes "
+                        f"(0..{num_classes - 1}).")
     return index
 
 
@@ -121,7 +122,7 @@ def _settings(variant: str, alpha: str, options: dict) -> str:
 
 
 def _timed(seconds: dict) -> list[str]:
-    return [f"times: " + ", ".join(f"{m} {t * 1000:.0f} ms" for m, t in seconds.items())]
+    return ["times: " + ", ".join(f"{m} {t * 1000:.0f} ms" for m, t in seconds.items())]
 
 
 def _no_model(fit: Fit) -> CamView:

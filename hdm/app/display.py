@@ -1,14 +1,17 @@
-"""Pictures at a size a visitor can read: small maps and chips enlarged, and the colour bar shared by every
-CAM overlay (:func:`hdm.cam.overlay.overlay_heatmap`'s jet colour map, 0 = no evidence, 1 = the map's peak)."""
+"""Pictures at a size a visitor can read: small maps and chips enlarged, large overviews shrunk (they travel
+to the browser), and the colour bar shared by every CAM overlay (:func:`hdm.cam.overlay.overlay_heatmap`'s jet colour map, 0 = no evidence, 1 = the map's peak)."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["DISPLAY_SIDE", "enlarge", "colour_bar"]
+__all__ = ["DISPLAY_SIDE", "OVERVIEW_SIDE", "enlarge", "shrink", "colour_bar"]
 
 #: Overlays are shown at least this many pixels on their long side.
 DISPLAY_SIDE = 384
+#: Overview thumbnails of SR results are at most this many pixels on their long side (the sliders, the zoom and
+#: the download keep full resolution).
+OVERVIEW_SIDE = 512
 
 
 def enlarge(image: np.ndarray, side: int = DISPLAY_SIDE, smooth: bool = True) -> np.ndarray:
@@ -23,7 +26,18 @@ def enlarge(image: np.ndarray, side: int = DISPLAY_SIDE, smooth: bool = True) ->
     return np.asarray(Image.fromarray(image).resize(size, method))
 
 
-def colour_bar(width: int = 512, height: int = 56, low: str = "0: no evidence", high: str = "1: the map's peak") -> np.ndarray:
+def shrink(image: np.ndarray, side: int = OVERVIEW_SIDE) -> np.ndarray:
+    """uint8 ``(h, w[, 3])`` -> its long side at most ``side`` px (Lanczos); smaller images as they are."""
+    h, w = image.shape[:2]
+    if max(h, w) <= side:
+        return image
+    factor = side / max(h, w)
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
+
+
+def colour_bar(width: int = 512, height: int = 56, low: str = "0: no evidence",
+               high: str = "1: the map's peak") -> np.ndarray:
     """``(height, width, 3)`` uint8: the jet colour map from 0 (left) to 1 (right) over a white label strip."""
     import matplotlib  # optional: the overlays' colour map is matplotlib's jet
 

@@ -139,12 +139,13 @@ def fusion_view(hub: ModelHub, image, general: str, face: str, out_dir=None) -> 
     fused, general_u8 = to_uint8(result.fused), to_uint8(result.general)
     (h, w), (sh, sw) = rgb.shape[:2], fused.shape[:2]
     n = len(faces)
-    did = (f"redrew the {n} face{'s' if n > 1 else ''} found with {f.label}" if n else "found no face, so the result "
-           "is the general model's")
-    caption = (f"{sentence(g.label)} upscaled the image x{pipeline.scale} ({w}x{h} -> {sw}x{sh} px) and hdm {did}, "
+    did = (f"{f.label} redrew the {n} face{'s' if n > 1 else ''} found" if n else "MTCNN found no face, so the "
+           "result is the general model's")
+    caption = (f"{sentence(g.label)} upscaled the image x{pipeline.scale} ({w}x{h} -> {sw}x{sh} px) and {did}, "
                f"in {sum(seconds.values()):.1f} s.")
     details = details_markdown([f"{result.message}", f"general model: {g.label}", *g.details, f"face model: {f.label}",
-                                *f.details, "faces: MTCNN on the input; mask: each face's padded box, smoothed (eqs. 1-3)",
+                                *f.details,
+                                "faces: MTCNN on the input; mask: each face's padded box, smoothed (eqs. 1-3)",
                                 _times(seconds), f"device: {hub.device.type.upper()}"])
     images = {"bicubic": bicubic, "general": general_u8, "fused": fused}
     pairs = _pairs(images, [("bicubic", "fused"), ("general", "fused")])

@@ -141,7 +141,8 @@ def subband_view(hub: ModelHub, image, model: str = AUTO, layer: str = "layer3",
         pyramid = HaarPyramid(torch.from_numpy(levels_n[-1][0][0, k]),
                               [tuple(torch.from_numpy(b[0, k]) for b in level[1:]) for level in levels_n],
                               [])
-        mosaics.append((_display(pyramid_mosaic(pyramid)), f"{n}{'rd' if n == 3 else 'th'}-order derivative |d^{n}Y/dA^{n}|, channel {k}"))
+        order = f"{n}{'rd' if n == 3 else 'th'}-order derivative |d^{n}Y/dA^{n}|"
+        mosaics.append((_display(pyramid_mosaic(pyramid)), f"{order}, channel {k}"))
 
     band_weights = result.band_weights[module]
     rows = ["| weight | level | " + " | ".join(BANDS) + " |", "|---|---|" + "---|" * len(BANDS)]

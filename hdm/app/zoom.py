@@ -47,7 +47,8 @@ def face_crops(boxes, scale: int, shape: tuple[int, int], margin: float = 0.25, 
     return crops
 
 
-def differing_crops(a: np.ndarray, b: np.ndarray, side: int = 96, n: int = 2, avoid=(), min_mean: float = 0.5) -> list[Crop]:
+def differing_crops(a: np.ndarray, b: np.ndarray, side: int = 96, n: int = 2, avoid=(),
+                    min_mean: float = 0.5) -> list[Crop]:
     """The ``n`` windows of ``side`` x ``side`` px where ``a`` and ``b`` (``(H, W[, C])``, same shape) differ
     most: the largest sums of the mean absolute difference over channels, greedily, each new window
     overlapping neither an earlier one nor a box of ``avoid`` (:class:`Crop` windows, e.g. the faces). Windows
