@@ -3,8 +3,9 @@
 Runs offline (python app.py) and on Hugging Face Spaces. This file only lays out the page: every
 result comes from ``hdm.app`` (tested without a browser), whose errors are shown as messages. Uploads
 reach hdm as files (``gr.File``: Gradio does not decode them) and are read by hdm's own image reader.
-Environment: ``HDM_HOST``/``HDM_PORT`` (default: Gradio's, 127.0.0.1:7860), and the ``HDM_*`` model variables of
-:mod:`hdm.app.hub` (your own classifier or SR weights; ``HDM_OFFLINE=1``).
+Environment: ``HDM_HOST``/``HDM_PORT`` (default: Gradio's, 127.0.0.1:7860), ``HDM_EXPLAIN_CONCURRENCY`` and
+``HDM_SR_CONCURRENCY`` (requests run at once: 1 and 2), and the ``HDM_*`` model variables of :mod:`hdm.app.hub`
+(your own classifier or SR weights; ``HDM_OFFLINE=1``).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from hdm.app import (
     subband_view,
 )
 from hdm.app.cam import ALPHAS, TOP, VARIANTS
-from hdm.app.display import shrink
+from hdm.app.display import png_file, shrink
 from hdm.app.subbands import LAYERS
 from hdm.app.zoom import zoom_sheet
 from hdm.app.words import DOCS
@@ -40,6 +41,12 @@ from hdm.errors import HDMError
 
 HUB = ModelHub()
 log = logging.getLogger("hdm.app")
+#: Two queues: explanations (CAMs, subbands: well under a second of compute each) one at a time, never waiting
+#: behind a row of upscalings; the SR views (seconds each) two at a time between them (on 2 cores, 20 mixed
+#: requests were answered fastest so: docs/results/app_load.md). ``HDM_EXPLAIN_CONCURRENCY`` and
+#: ``HDM_SR_CONCURRENCY`` set other limits.
+EXPLAIN = {"concurrency_id": "explain", "concurrency_limit": int(os.environ.get("HDM_EXPLAIN_CONCURRENCY", 1))}
+SR = {"concurrency_id": "sr", "concurrency_limit": int(os.environ.get("HDM_SR_CONCURRENCY", 2))}
 
 
 def _ui(fn):
@@ -124,20 +131,27 @@ def run_subbands(path, model, layer, levels, target):
 def _zoom(zooms):
     """The zoom sheet at its own height, so that its crops are shown at native resolution."""
     sheet = zoom_sheet(zooms)
-    return gr.Image(value=sheet, height=None if sheet is None else sheet.shape[0] + 48, format="png")
+    return gr.Image(value=None if sheet is None else png_file(sheet),
+                    height=None if sheet is None else sheet.shape[0] + 48)
 
 
 def _sliders(pairs, n=2):
-    return [gr.ImageSlider(value=(a, b), label=label, visible=True, format="png") for a, b, label in pairs[:n]] + \
-        [gr.ImageSlider(value=None, visible=False)] * (n - len(pairs[:n]))
+    """Before/after sliders of full-size results (lossless PNG files, written fast), hidden when unused."""
+    return [gr.ImageSlider(value=(png_file(a), png_file(b)), label=label, visible=True) for a, b, label in pairs[:n]] \
+        + [gr.ImageSlider(value=None, visible=False)] * (n - len(pairs[:n]))
+
+
+def _overview(items):
+    """Gallery items ``(image, caption)`` shrunk to an overview's size, as PNG files."""
+    return [(png_file(shrink(image)), caption) for image, caption in items]
 
 
 @_ui
 def run_fusion(path, general, face, progress=gr.Progress()):
     progress(0.1, desc="Upscaling and fusing")
     v = fusion_view(HUB, path, general, face)
-    gallery = [(shrink(v.general), "general"), (shrink(v.face), "face model on the faces"),
-               (shrink(v.mask), "fusion mask (red)"), (shrink(v.fused), "fused")]
+    gallery = _overview([(v.general, "general"), (v.face, "face model on the faces"), (v.mask, "fusion mask (red)"),
+                         (v.fused, "fused")])
     return (gallery, *_sliders(v.pairs), _zoom(v.zooms), v.faces, str(v.download), v.caption, v.details)
 
 
@@ -145,7 +159,8 @@ def run_fusion(path, general, face, progress=gr.Progress()):
 def run_diffusion(path, variants, seed, progress=gr.Progress()):
     progress(0.1, desc="Sampling")
     v = diffusion_view(HUB, path, tuple(variants or ()), int(seed or 0))
-    return ([(shrink(image), caption) for image, caption in v.results], *_sliders(v.pairs), _zoom(v.zooms), [str(p) for p in v.downloads], v.caption, v.details)
+    return (_overview(v.results), *_sliders(v.pairs), _zoom(v.zooms), [str(p) for p in v.downloads], v.caption,
+            v.details)
 
 
 @_ui
@@ -154,9 +169,8 @@ def run_region(path, model, target, general, specialist, threshold, progress=gr.
     v = region_view(HUB, path, model, target, general, specialist, float(threshold))
     if v.model is None:
         return ([], *_sliders([]), None, None, v.caption, v.details)
-    gallery = [(shrink(image), caption) for image, caption in (
-        (v.saliency, "HDM-CAM class map"), (v.mask, "fusion mask (red)"), (v.general, "general"),
-        (v.specialist, "specialist"), (v.fused, "fused"))]
+    gallery = _overview([(v.saliency, "HDM-CAM class map"), (v.mask, "fusion mask (red)"), (v.general, "general"),
+                         (v.specialist, "specialist"), (v.fused, "fused")])
     return (gallery, *_sliders(v.pairs), _zoom(v.zooms), str(v.download), v.caption, v.details)
 
 
@@ -240,7 +254,7 @@ def build_demo() -> gr.Blocks:
                         cam_details = gr.Markdown()
             cam_model.change(_on_model(False), cam_model, [cam_target, cam_examples])
             cam_button.click(run_cam, [cam_file, cam_model, cam_target, alpha, variant],
-                             [cam_gallery, cam_bar, cam_probs, cam_layers, cam_caption, cam_details])
+                             [cam_gallery, cam_bar, cam_probs, cam_layers, cam_caption, cam_details], **EXPLAIN)
 
         with gr.Tab("Subbands"):
             gr.Markdown(intro("subbands"))
@@ -263,7 +277,7 @@ def build_demo() -> gr.Blocks:
                         sb_details = gr.Markdown()
             sb_model.change(_on_model(False), sb_model, [sb_target, sb_examples])
             sb_button.click(run_subbands, [sb_file, sb_model, sb_layer, sb_levels, sb_target],
-                            [sb_gallery, sb_weights, sb_caption, sb_details])
+                            [sb_gallery, sb_weights, sb_caption, sb_details], **EXPLAIN)
 
         with gr.Tab("Face-fusion SR"):
             gr.Markdown(intro("fusion"))
@@ -280,7 +294,7 @@ def build_demo() -> gr.Blocks:
                     fu_faces = gr.Dataframe(headers=["face", "x0", "y0", "x1", "y1", "probability"],
                                             label="Faces found (input pixels)")
             fu_button.click(run_fusion, [fu_file, fu_general, fu_face],
-                            [fu_gallery, *fu_sliders, fu_zoom, fu_faces, fu_download, fu_caption, fu_details])
+                            [fu_gallery, *fu_sliders, fu_zoom, fu_faces, fu_download, fu_caption, fu_details], **SR)
 
         with gr.Tab("Diffusion SR"):
             gr.Markdown(intro("diffusion"))
@@ -297,7 +311,7 @@ def build_demo() -> gr.Blocks:
                         "df", "bicubic | diffusion results", 3, "Full-size results (PNG, model and seed in the name)",
                         multiple=True)
             df_button.click(run_diffusion, [df_file, df_variants, df_seed],
-                            [df_gallery, *df_sliders, df_zoom, df_download, df_caption, df_details])
+                            [df_gallery, *df_sliders, df_zoom, df_download, df_caption, df_details], **SR)
 
         with gr.Tab("Region fusion by CAM"):
             gr.Markdown(intro("region"))
@@ -319,7 +333,7 @@ def build_demo() -> gr.Blocks:
                         "rf", "class map | mask | general | specialist | fused", 5, "Full-size fused result (PNG)")
             rf_model.change(_on_model(True), rf_model, [rf_target, rf_examples])
             rf_button.click(run_region, [rf_file, rf_model, rf_target, rf_general, rf_special, rf_threshold],
-                            [rf_gallery, *rf_sliders, rf_zoom, rf_download, rf_caption, rf_details])
+                            [rf_gallery, *rf_sliders, rf_zoom, rf_download, rf_caption, rf_details], **SR)
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
 

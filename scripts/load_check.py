@@ -5,7 +5,8 @@
 
 Requests go in turn to the CAM view (Automatic model), face-fusion SR and one-step diffusion SR (seeded), each
 on a different 256x256 image (scikit-image's faces for the CAM view, its photos for SR), through Gradio's
-queue (``default_concurrency_limit=2`` in app.py). Prints how many were answered, failed or lost, and the
+queues (app.py: explanations one at a time, SR two at a time). The client runs on the same machine and
+downloads every result, as a browser would. Prints how many were answered, failed or lost, and the
 latency distribution (submit -> result, so queueing is included), overall and per view. Exit status 1 if
 any was not answered.
 """
@@ -152,9 +153,10 @@ def main(argv=None) -> int:
         command = "python scripts/load_check.py " + " ".join(argv if argv is not None else sys.argv[1:])
         text = (f"# Demo load check\n\nWritten by `{command.strip()}` on {time.strftime('%Y-%m-%d')}: {args.n} "
                 f"concurrent requests over loopback, in turn to the CAM view (Automatic model), face-fusion SR and "
-                f"one-step diffusion SR, each on its own {SIDE}x{SIDE} image, through Gradio's queue (concurrency "
-                f"limit 2), on {platform.processor() or platform.machine()} with {os.cpu_count()} CPU cores. "
-                "Latency is submit -> result, queueing included. Goal: p90 under 15 s, none lost.\n\n```\n"
+                f"one-step diffusion SR, each on its own {SIDE}x{SIDE} image, through Gradio's queues (explanations "
+                f"one at a time, SR two at a time), on {platform.processor() or platform.machine()} with "
+                f"{os.cpu_count()} CPU cores, the client on the same machine. Latency is submit -> result (results "
+                "downloaded), queueing included. Goal: p90 under 15 s, none lost.\n\n```\n"
                 + "\n".join(lines) + "\n```\n")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)

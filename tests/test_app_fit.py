@@ -11,7 +11,18 @@ import torch
 from PIL import Image
 
 import hdm.app.hub as hub_module
-from hdm.app import AUTO, FACE_NETWORK, IMAGENET, RANDOM, SHAPES, ModelHub, cam_view, fit_model, fitting_examples
+from hdm.app import (
+    AUTO,
+    FACE_NETWORK,
+    IMAGENET,
+    RANDOM,
+    SHAPES,
+    ModelHub,
+    ViewError,
+    cam_view,
+    fit_model,
+    fitting_examples,
+)
 from hdm.app.cam import OWN, class_choices
 from hdm.app.inputs import example_images, low_res_examples
 from hdm.app.sr import _chip_map_to_image, download_name, region_view
@@ -96,6 +107,21 @@ def test_the_hub_never_probes_at_start_up_nor_offline(weights, tmp_path, monkeyp
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"")
     assert quiet.imagenet_available() is True  # the cached file is enough
+    cached.unlink()
+
+
+def test_a_failed_imagenet_download_sends_automatic_offline(weights, tmp_path, monkeypatch):
+    import torchvision
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.__class__, "get_state_dict",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("connection reset")))
+    hub = ModelHub(weights_dir=weights, exports_dir=tmp_path, device="cpu", env={})
+    monkeypatch.setattr(hub, "_reachable", lambda url: True)
+    assert hub.imagenet_available() is True
+    with pytest.raises(ViewError, match="Cannot load ImageNet ResNet-50 .*connection reset"):
+        cam_view(hub, example_images()[2].path)  # coffee: Automatic tries ImageNet, whose download fails
+    assert hub.imagenet_available() is False  # remembered: the next photo gets the offline choices
 
 
 def test_examples_fit_each_model(offline):

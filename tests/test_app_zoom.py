@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from hdm.app.display import colour_bar, enlarge, shrink
+from hdm.app.display import colour_bar, enlarge, png_file, shrink
 from hdm.app.zoom import TITLE, Crop, differing_crops, face_crops, side_by_side, zoom_crops, zoom_sheet
 from hdm.errors import BadArgument
 
@@ -69,13 +70,17 @@ def test_zoom_crops_are_native_pixels_side_by_side():
         zoom_crops({"a": np.zeros((4, 4, 3), np.uint8), "b": np.zeros((5, 4, 3), np.uint8)}, [crop])
 
 
-def test_display_helpers():
+def test_display_helpers(tmp_path, monkeypatch):
     small = np.arange(150 * 100 * 3, dtype=np.uint8).reshape(100, 150, 3)
     assert enlarge(small).shape == (256, 384, 3) and enlarge(small, 100) is small
     nearest = enlarge(np.eye(4, dtype=np.uint8) * 255, 8, smooth=False)
     assert np.array_equal(nearest, np.kron(np.eye(4, dtype=np.uint8) * 255, np.ones((2, 2), np.uint8)))
     big = np.zeros((1024, 768, 3), np.uint8)
     assert shrink(big).shape == (512, 384, 3) and shrink(small) is small
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    path = png_file(small, "shown.png")
+    assert path.startswith(str(tmp_path / "hdm" / "shown")) and np.array_equal(np.asarray(Image.open(path)), small)
+    assert png_file(small, "shown.png") != path  # each result its own folder
     bar = colour_bar(256, 40)
     assert bar.shape == (40, 256, 3)
     assert tuple(bar[0, 0]) == (0, 0, 128) and tuple(bar[0, -1]) == (128, 0, 0)  # jet: dark blue to dark red

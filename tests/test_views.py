@@ -295,6 +295,7 @@ def test_diffusion_view_serves_the_shipped_models(photo, tmp_path):
     assert "HaarPSI" in v.details  # and the stand-in the "+HF" models trained with
     assert [c.split(" (")[0] for _, c in v.results] == ["bicubic", *DIFFUSION_FILES]
     for (img, caption), variant in zip(v.results[1:], DIFFUSION_FILES):
-        assert img.shape == (192, 192, 3) and caption.startswith(f"{variant} ({'1 step' if 'one' in variant else '15 steps'})")
+        steps = "1 step" if "one" in variant else "15 steps"
+        assert img.shape == (192, 192, 3) and caption.startswith(f"{variant} ({steps})")
     again = diffusion_view(hub, small, ("multi-step, with HF loss",), seed=1)
     assert np.array_equal(again.results[1][0], v.results[3][0])  # the sampler's noise is seeded

@@ -36,7 +36,7 @@ import torchvision
 from ..cam.classifiers import imagenet_weights_path, load_resnet50, load_shapes_resnet50, shapes_theta_path
 from ..cam.theta import read_theta
 from ..diffusion.sampler import DiffusionSR
-from ..errors import BadArgument, MissingFile
+from ..errors import BadArgument, HDMError, MissingFile
 from ..faces.detect import FaceDetector
 from ..faces.embedder import WEIGHTS as FACE_WEIGHTS
 from ..faces.embedder import FaceEmbedder
@@ -214,7 +214,11 @@ class ModelHub:
                         "MTCNN face detector").obj
 
     def _imagenet(self):
-        classifier = load_resnet50("imagenet")
+        try:
+            classifier = load_resnet50("imagenet")
+        except HDMError:
+            self._probed = (time.monotonic(), False)  # the download failed: Automatic goes offline for a while
+            raise
         path = imagenet_weights_path()
         return classifier, "the ImageNet ResNet-50", [
             f"weights: torchvision's IMAGENET1K_V2 ({path.name}; its name carries the first 8 digits of its sha256)",

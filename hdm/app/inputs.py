@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +20,8 @@ from ..bench.shapes import render_sample
 from ..errors import HDMError
 from ..io.images import load_rgb, read_image
 
-__all__ = ["ViewError", "shown_as", "check_image", "to_uint8", "cache_dir", "Upload", "read_upload", "Example",
-           "example_images", "low_res_examples", "shapes_sample", "SHAPES_EXAMPLES"]
+__all__ = ["ViewError", "shown_as", "check_image", "to_uint8", "cache_dir", "fresh_folder", "CACHE_AGE", "Upload",
+           "read_upload", "Example", "example_images", "low_res_examples", "shapes_sample", "SHAPES_EXAMPLES"]
 
 #: Largest input side the CAM and subband views take (the model sees a 224/128 px resize anyway).
 MAX_SIDE = 4096
@@ -74,6 +76,28 @@ def cache_dir() -> Path:
     folder = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / "hdm"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+#: Files the app writes into its cache are removed, on a later write, once older than this many seconds.
+CACHE_AGE = 3600
+
+
+def fresh_folder(kind: str) -> Path:
+    """A new, empty folder ``<cache>/<kind>/<unique>`` for one result's files; the files of ``kind`` older than
+    :data:`CACHE_AGE` are removed here (a long-running Space must not fill its disk)."""
+    folder = cache_dir() / kind
+    folder.mkdir(exist_ok=True)
+    now = time.time()
+    for old in folder.glob("*/*"):
+        try:
+            if now - old.stat().st_mtime > CACHE_AGE:
+                old.unlink()
+                old.parent.rmdir()
+        except OSError:  # another request removed it first, or the folder holds another file
+            pass
+    fresh = folder / f"{time.time_ns():x}{os.getpid():x}{threading.get_ident():x}"
+    fresh.mkdir()
+    return fresh
 
 
 @dataclass(frozen=True)

@@ -18,22 +18,21 @@ from ..cam.faces import FACE_LAYERS, explain_face
 from ..cam.hdm_cam import TUNED
 from ..cam.overlay import overlay_heatmap
 from ..errors import HDMError
-from ..io.images import to_model_input, write_image
+from ..io.images import to_model_input
 from ..ops.resize import bicubic_upsample
 from ..ops.tiling import tiled_forward
 from ..sr.fusion import FaceFusionSR, region_fusion, to_image, to_tensor
 from .cam import LAYERS, OWN, _classifier, _face_embedder, details_markdown, parse_target, sentence
 from .fit import fit_model
 from .hub import DIFFUSION_FILES, FACE_NETWORK, ModelHub
-from .inputs import MAX_SR_PIXELS, ViewError, cache_dir, check_image, shown_as, to_uint8
+from .display import png_file
+from .inputs import MAX_SR_PIXELS, ViewError, check_image, shown_as, to_uint8
 from .zoom import differing_crops, face_crops, zoom_crops
 
 __all__ = ["FusionView", "fusion_view", "DiffusionView", "diffusion_view", "RegionView", "region_view", "mask_overlay",
            "download_name"]
 
 _TILE = 256  # SR input tile (px): bounds memory on a shared Space
-#: Full-size results for download; files older than this many seconds are removed on the next write.
-DOWNLOAD_AGE = 3600
 
 
 def mask_overlay(image: np.ndarray, mask: np.ndarray, colour=(1.0, 0.2, 0.2), strength: float = 0.6) -> np.ndarray:
@@ -60,23 +59,9 @@ def download_name(kind: str, *models: str, seed: int | None = None, scale: int =
 
 
 def _download(image: np.ndarray, name: str, out_dir=None) -> Path:
-    """Write a full-size result for download: into ``out_dir``, or a fresh folder under the app's cache
-    (:func:`~hdm.app.inputs.cache_dir`), whose results older than :data:`DOWNLOAD_AGE` are removed here."""
-    if out_dir:
-        return write_image(Path(out_dir) / name, image)
-    folder = cache_dir() / "downloads"
-    folder.mkdir(exist_ok=True)
-    now = time.time()
-    for old in folder.glob("*/*"):
-        try:
-            if now - old.stat().st_mtime > DOWNLOAD_AGE:
-                old.unlink()
-                old.parent.rmdir()
-        except OSError:  # another request removed it first, or the folder holds another file
-            pass
-    fresh = folder / f"{time.time_ns():x}"
-    fresh.mkdir()
-    return write_image(fresh / name, image)
+    """Write a full-size result (float in [0, 1] or uint8) for download as a lossless PNG: into ``out_dir``, or a
+    fresh folder of the app's cache (:func:`~hdm.app.display.png_file`)."""
+    return Path(png_file(to_uint8(image), name, out_dir, kind="downloads"))
 
 
 def _pairs(images: dict[str, np.ndarray], against: list[tuple[str, str]]) -> list[tuple[np.ndarray, np.ndarray, str]]:
@@ -195,8 +180,7 @@ def diffusion_view(hub: ModelHub, image, variants=tuple(DIFFUSION_FILES), seed: 
         out = to_uint8(to_image(sr))
         images[f"{steps} step{'s' if steps > 1 else ''}{' +HF' if 'with HF' in variant else ''}"] = out
         results.append((out, f"{variant} ({steps} step{'s' if steps > 1 else ''}): {took:.2f} s"))
-        downloads.append(_download(out.astype(np.float32) / 255.0, download_name("diffusion", variant, seed=seed),
-                                   out_dir))
+        downloads.append(_download(out, download_name("diffusion", variant, seed=seed), out_dir))
     if len(results) == 1:
         raise ViewError("No diffusion model is available: " + "; ".join(missing))
     shown = list(images)[1:]  # short names: "1 step +HF", "15 steps", ...
