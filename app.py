@@ -207,7 +207,7 @@ def _examples(prefix: str, file, model=None, low_res: bool = False):
 
 def _results_sr(prefix: str, gallery_label: str, columns: int, download_label: str, multiple=False):
     caption = gr.Markdown(elem_id=f"{prefix}-caption")
-    gallery = gr.Gallery(label=gallery_label, columns=columns, height=250, object_fit="contain",
+    gallery = gr.Gallery(label=gallery_label, columns=columns, height=280, object_fit="contain",
                          elem_id=f"{prefix}-gallery", format="png")
     with gr.Row():
         sliders = [gr.ImageSlider(label="before | after", type="numpy", format="png", max_height=520,
