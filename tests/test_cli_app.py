@@ -88,32 +88,36 @@ def test_state_dict_files_round_trip(tmp_path):
         load_state_dict_file(tmp_path / "bad.pth")
 
 
-def test_app_callbacks_show_messages_not_tracebacks(monkeypatch):
+def test_app_callbacks_show_messages_not_tracebacks(monkeypatch, tmp_path):
     import gradio as gr
 
     import app
 
     demo = app.build_demo()
     assert isinstance(demo, gr.Blocks)
-    assert "stand-in" in app.models_notice() and "Device:" in app.models_notice()
+    photo, tiny = tmp_path / "astronaut.png", tmp_path / "tiny.png"
+    Image.fromarray(data.astronaut()[::4, ::4]).save(photo)
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tiny)
     model = "Random ResNet-50 (stand-in)"
-    gallery, probs, layers, caption = app.run_cam(data.astronaut()[::4, ::4], model, "top class", "exp", "paper")
-    assert [label.split(":")[0] for _, label in gallery] == ["Grad-CAM", "Grad-CAM++", "HDM-CAM"]
-    assert all(img.shape == (128, 128, 3) for img, _ in gallery)
-    assert len(probs) == 5 and len(layers) == 4 and caption.startswith("Explained class")
+    gallery, bar, probs, layers, caption, details = app.run_cam(str(photo), model, "top class", "exp", "paper")
+    assert [item["caption"].split(":")[0] for item in gallery.value] == ["Grad-CAM", "Grad-CAM++", "HDM-CAM"]
+    assert gallery.label.startswith("Class explained: class ")
+    assert bar.shape[2] == 3 and probs.visible is False  # a stand-in's classes are not shown as a result
+    assert len(layers) == 4 and caption.startswith("A random-weight STAND-IN ResNet-50 explained why it sees")
+    assert "paper variant" in details and "sha256" not in caption
     with pytest.raises(gr.Error, match="Upload an image"):
         app.run_cam(None, model, "top class", "exp", "paper")
     with pytest.raises(gr.Error, match="out of range"):
-        app.run_cam(data.astronaut()[::4, ::4], model, "5000", "exp", "paper")
-    with pytest.raises(gr.Error, match="at least 8 px"):
-        app.run_cam(np.zeros((4, 4, 3), np.uint8), model, "top class", "exp", "paper")
+        app.run_cam(str(photo), model, "5000", "exp", "paper")
+    with pytest.raises(gr.Error, match="tiny.png: 4x4 px is too small"):
+        app.run_cam(str(tiny), model, "top class", "exp", "paper")
 
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
     monkeypatch.setattr(app, "cam_view", broken)
     with pytest.raises(gr.Error, match="Something went wrong \\(RuntimeError: out of memory\\)"):
-        app.run_cam(data.astronaut()[::4, ::4], model, "top class", "exp", "paper")
+        app.run_cam(str(photo), model, "top class", "exp", "paper")
 
 
 def test_ci_runs_readme_test_command():

@@ -136,13 +136,16 @@ def test_pyramid_mosaic_odd_sizes_and_errors():
 def test_cam_view_three_methods_and_stand_in_named(hub, photo):
     v = cam_view(hub, photo, RANDOM, "top class", "exp", "paper")
     assert [c.split(":")[0] for _, c in v.overlays] == ["Grad-CAM", "Grad-CAM++", "HDM-CAM"]
-    assert all(img.shape == (96, 96, 3) and img.dtype == np.uint8 for img, _ in v.overlays)
+    assert all(img.shape == (384, 384, 3) and img.dtype == np.uint8 for img, _ in v.overlays)  # enlarged to be read
     assert all(c.endswith(" ms") for _, c in v.overlays)
     assert [name for _, name in v.layer_maps] == ["layer1", "layer2", "layer3", "layer4"]
-    assert len(v.probabilities) == 5 and abs(sum(v.probabilities.values())) <= 1 + 1e-6
-    assert "STAND-IN" in v.caption and "paper variant" in v.caption
+    assert v.probabilities is None  # a stand-in's classes mean nothing: no confident label
+    assert "STAND-IN" in v.caption and "no class probabilities" in v.caption and "weights" not in v.caption
+    assert v.caption.startswith("A random-weight STAND-IN ResNet-50 explained why it sees **class ")
+    assert "paper variant" in v.details and v.explained.startswith("class ")
+    assert v.colour_bar is not None and v.colour_bar.shape[2] == 3
     tuned = cam_view(hub, photo, RANDOM, "7: class 7", "inverse", "tuned")
-    assert "class 7" in tuned.caption and "layer_fusion" in tuned.caption
+    assert "class 7" in tuned.caption and "layer_fusion" in tuned.details and tuned.explained == "class 7: class 7"
     with pytest.raises(ViewError, match="out of range"):
         cam_view(hub, photo, RANDOM, "1000", "exp", "paper")
     with pytest.raises(ViewError, match="fitted theta"):
@@ -182,8 +185,9 @@ def test_fusion_view_blends_through_the_face_mask(hub, photo, tmp_path, monkeypa
     v = fusion_view(hub, photo, GENERAL, FACE, out_dir=tmp_path)
     assert v.fused.shape == v.general.shape == v.bicubic.shape == (384, 384, 3)
     assert v.faces == [[1, 30.0, 20.0, 62.0, 60.0, 0.99]]
-    assert "1 face found and fused" in v.caption and "demo weights" in v.caption
-    assert "trained with: face-identity embedder: random stand-in" in v.caption  # the card's stand-in, named
+    assert "and hdm's face x4 model redrew the 1 face found" in v.caption and "1 face found and fused" in v.details
+    assert "trained with: face-identity embedder: random stand-in" in v.details  # the record's stand-in, named
+    assert "sr_face_x4.safetensors, sha256" in v.details and "sha256" not in v.caption
     # far from the face the fused image is the general model's; at the face centre the face model's
     assert np.array_equal(v.fused[:20], v.general[:20])
     assert np.abs(v.fused[160, 184].astype(int) - v.face[160, 184].astype(int)).max() <= 1
@@ -196,7 +200,7 @@ def test_fusion_view_blends_through_the_face_mask(hub, photo, tmp_path, monkeypa
 def test_fusion_view_without_faces_and_oversized_input(hub, monkeypatch):
     monkeypatch.setattr(hub, "face_detector", lambda: _Boxes(np.zeros((0, 5))))
     v = fusion_view(hub, data.coffee()[::8, ::8], GENERAL, FACE)
-    assert v.faces == [] and "no face found" in v.caption and np.array_equal(v.fused, v.general)
+    assert v.faces == [] and "found no face" in v.caption and np.array_equal(v.fused, v.general)
     with pytest.raises(ViewError, match="Crop or downscale"):
         fusion_view(hub, np.zeros((600, 600, 3), np.uint8), GENERAL, FACE)
 
@@ -232,7 +236,8 @@ def test_diffusion_view_lists_missing_weights(hub, photo, tmp_path):
     v = diffusion_view(hub, photo, tuple(DIFFUSION_FILES), seed=3)
     assert [c.split(" (")[0].split(":")[0] for _, c in v.results] == ["bicubic", "one step, with HF loss"]
     assert all(img.shape == (384, 384, 3) for img, _ in v.results)
-    assert v.caption.count("no weights file at") == 3 and "train one with `hdm train-diffusion`" in v.caption
+    assert v.details.count("no weights file at") == 3 and "train one with `hdm train-diffusion`" in v.details
+    assert "seed 3" in v.caption and [p.name for p in v.downloads] == ["diffusion_x4_one-step-with-hf-loss_seed3.png"]
     again = diffusion_view(hub, photo, ("one step, with HF loss",), seed=3)
     assert np.array_equal(again.results[1][0], v.results[1][0])  # seeded
     with pytest.raises(ViewError, match="No diffusion model is available"):
@@ -244,7 +249,7 @@ def test_diffusion_view_lists_missing_weights(hub, photo, tmp_path):
 def test_region_view_fuses_inside_the_class_map(hub, photo, tmp_path):
     v = region_view(hub, photo, RANDOM, "top class", GENERAL, FACE, 0.5, out_dir=tmp_path)
     assert v.fused.shape == v.general.shape == v.specialist.shape == (384, 384, 3)
-    assert v.saliency.shape == (96, 96, 3) and "tuned HDM-CAM" in v.caption
+    assert v.saliency.shape == (96, 96, 3) and "tuned HDM-CAM" in v.details and v.model == RANDOM
     assert v.region.shape == (384, 384) and 0 < v.region.mean() < 1 and v.region.max() == pytest.approx(1, abs=1e-3)
     # eq. (3) from the two outputs and the mask: the fused image (up to uint8 rounding)
     expected = blend(v.specialist / 255.0, v.general / 255.0, v.region) * 255
@@ -284,12 +289,13 @@ def test_diffusion_view_serves_the_shipped_models(photo, tmp_path):
     assert hub.diffusion_shipped == list(DIFFUSION_FILES)
     small = photo[:48, 24:72]
     v = diffusion_view(hub, small, tuple(DIFFUSION_FILES), seed=1)
-    assert "Not shown" not in v.caption
+    assert "not shown" not in v.details
     for variant, file in DIFFUSION_FILES.items():
-        assert f"{variant}: hdm demo weights {file}" in v.caption  # names the weights behind each result
-    assert "HaarPSI" in v.caption  # and the stand-in the "+HF" models trained with
+        assert f"- {variant}: hdm's diffusion model ({variant})\n- weights: {file}, sha256" in v.details  # the weights
+    assert "HaarPSI" in v.details  # and the stand-in the "+HF" models trained with
     assert [c.split(" (")[0] for _, c in v.results] == ["bicubic", *DIFFUSION_FILES]
     for (img, caption), variant in zip(v.results[1:], DIFFUSION_FILES):
-        assert img.shape == (192, 192, 3) and caption.startswith(f"{variant} ({'1 step' if 'one' in variant else '15 steps'})")
+        steps = "1 step" if "one" in variant else "15 steps"
+        assert img.shape == (192, 192, 3) and caption.startswith(f"{variant} ({steps})")
     again = diffusion_view(hub, small, ("multi-step, with HF loss",), seed=1)
     assert np.array_equal(again.results[1][0], v.results[3][0])  # the sampler's noise is seeded

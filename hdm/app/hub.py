@@ -1,6 +1,6 @@
 """The models the demo serves: loaded once, shared between requests, each with what the UI must say
-about it (which weights are in use: shipped demo weights, a user's file, or downloaded official ones,
-and any stand-in that replaces real weights).
+about it: a short ``label`` for captions (which model, and a stand-in named as such) and ``details``, its
+provenance (weights file and sha256, source, training notes) for the page's "details".
 
 Every choice is a display name -> a loader; a loader that cannot work here (offline, file missing)
 raises an error whose message the view shows as is. Users add their own files through environment
@@ -12,29 +12,42 @@ variables (read once, when the hub is built):
 - ``HDM_WEIGHTS_DIR``: a folder to read the shipped file names from (default: the registry's folder,
   :func:`hdm.io.weights.weights_dir`: a checkout's ``weights/``, else ``$HDM_HOME/weights``);
 - ``HDM_EXPORTS_DIR``: where ``hdm export onnx`` wrote its files (default ``exports/``): the SR
-  views can then run the shipped generators with ONNX Runtime.
+  views can then run the shipped generators with ONNX Runtime;
+- ``HDM_OFFLINE=1``: never download third-party weights (the ImageNet ResNet-50 is used only when cached).
+
+Whether the ImageNet ResNet-50 can be had is known without slowing start-up: its file in torch's hub cache,
+else (on the first request that needs to know, never at start-up) a HEAD request to its URL with a 3 s
+timeout, remembered for 10 minutes.
 """
 from __future__ import annotations
 
 import os
+import re
 import threading
-from dataclasses import dataclass
+import time
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
+import torchvision
 
-from ..cam.classifiers import load_resnet50, load_shapes_resnet50, shapes_theta_path
+from ..cam.classifiers import imagenet_weights_path, load_resnet50, load_shapes_resnet50, shapes_theta_path
 from ..cam.theta import read_theta
 from ..diffusion.sampler import DiffusionSR
-from ..errors import BadArgument, MissingFile
+from ..errors import BadArgument, HDMError, MissingFile
 from ..faces.detect import FaceDetector
-from ..io.weights import CHECKOUT_WEIGHTS, cached_download
+from ..faces.embedder import WEIGHTS as FACE_WEIGHTS
+from ..faces.embedder import FaceEmbedder
+from ..io.cards import sha256
+from ..io.weights import CHECKOUT_WEIGHTS, REGISTRY, cached_download
 from ..io.weights import weights_dir as shipped_weights_dir
 from ..sr.loading import load_generator
 from ..training.cards import read_record
 
-__all__ = ["ModelHub", "Served", "REAL_ESRGAN_X4PLUS", "EXPORTS_DIR", "DIFFUSION_FILES"]
+__all__ = ["ModelHub", "Served", "REAL_ESRGAN_X4PLUS", "EXPORTS_DIR", "DIFFUSION_FILES", "IMAGENET", "SHAPES", "RANDOM",
+           "FACE_NETWORK"]
 
 EXPORTS_DIR = CHECKOUT_WEIGHTS.parent / "exports"
 #: Real-ESRGAN's official x4plus generator (23 RRDB blocks, 16.7M parameters; BSD-3-Clause).
@@ -48,15 +61,25 @@ DIFFUSION_FILES = {
 }
 
 
+#: The classifier choices the hub always knows (the shapes one when its weights are there).
+IMAGENET = "ImageNet ResNet-50 (1000 classes)"
+SHAPES = "Shapes ResNet-50 (8 synthetic shapes)"
+RANDOM = "Random ResNet-50 (stand-in)"
+#: dlib's face-recognition ResNet, explained as face verification (not a classifier: :meth:`ModelHub.face_embedder`).
+FACE_NETWORK = "Face verification: dlib face-recognition ResNet"
+_PROBE_SECONDS, _PROBE_TIMEOUT = 600.0, 3.0
+
+
 @dataclass
 class Served:
-    """A loaded model with its provenance (``label``: what the UI says) and a lock. Plain inference is
-    safe from several threads; CAMs are not (they hook the model), so CAM requests on one classifier
-    take its lock and run in turn."""
+    """A loaded model with what the UI says about it (``label``: a short name for a caption; ``details``:
+    provenance lines) and a lock. Plain inference is safe from several threads; CAMs are not (they hook
+    the model), so CAM requests on one model take its lock and run in turn."""
 
     obj: object
     label: str
     lock: threading.Lock
+    details: list[str] = field(default_factory=list)
 
 
 class ModelHub:
@@ -78,30 +101,35 @@ class ModelHub:
         self._locks: dict[str, threading.Lock] = {}  # one per choice: a slow load blocks only its own model
         self._meta = threading.Lock()
 
-        shapes = self.weights_dir / "shapes_resnet50.safetensors"
-        self.classifiers: dict[str, Callable[[], tuple[object, str]]] = {}
+        self.offline = env.get("HDM_OFFLINE", "") not in ("", "0")
+        self._probed: tuple[float, bool] | None = None  # (when, reachable) of the ImageNet weights' URL
+
+        shapes = self.weights_dir / REGISTRY["shapes_resnet50"].file
+        self.classifiers: dict[str, Callable[[], tuple]] = {IMAGENET: self._imagenet}
         if shapes.is_file():
-            self.classifiers["Shapes ResNet-50 (hdm demo weights)"] = lambda: self._shapes(shapes)
+            self.classifiers[SHAPES] = lambda: self._shapes(shapes)
         if env.get("HDM_CLASSIFIER"):
             user = Path(env["HDM_CLASSIFIER"])
-            self.classifiers[f"Your ResNet-50 ({user.name})"] = lambda u=user: (load_resnet50(str(u)), f"your file {u}")
-        self.classifiers["ImageNet ResNet-50 (torchvision, downloaded)"] = lambda: (
-            load_resnet50("imagenet"), "official torchvision IMAGENET1K_V2 weights")
-        self.classifiers["Random ResNet-50 (stand-in)"] = lambda: (
-            load_resnet50("random"), "STAND-IN: random weights; its classes and maps mean nothing")
+            self.classifiers[f"Your ResNet-50 ({user.name})"] = lambda u=user: (
+                load_resnet50(str(u)), f"your ResNet-50 ({u.name})", [*_file_lines(u), "classes: named by index"])
+        self.classifiers[RANDOM] = lambda: (
+            load_resnet50("random"), "a random-weight STAND-IN ResNet-50",
+            ["STAND-IN: torchvision's ResNet-50 with random weights (seed 0); its classes and maps mean nothing"])
 
         self.general: dict[str, Callable[[], tuple[object, str]]] = {}
         self.face: dict[str, Callable[[], tuple[object, str]]] = {}
         for slot, table, stem, user_var in (("general", self.general, "sr_general_x4", "HDM_SR_GENERAL"),
                                             ("face", self.face, "sr_face_x4", "HDM_SR_FACE")):
             shipped = self.weights_dir / f"{stem}.safetensors"
-            table[f"hdm {slot} x4 (demo weights)"] = lambda p=shipped, s=slot: self._generator(p, f"hdm {s} demo weights {p.name}")
+            table[f"hdm {slot} x4 (demo weights)"] = lambda p=shipped, s=slot: self._generator(p, f"hdm's {s} x4 model")
             onnx = self.exports_dir / f"{slot}_x4_fp32.onnx"
             if onnx.is_file():
-                table[f"hdm {slot} x4 (ONNX Runtime)"] = lambda p=onnx: self._generator(p, f"exported {p.name} on ONNX Runtime")
+                table[f"hdm {slot} x4 (ONNX Runtime)"] = lambda p=onnx, s=slot: self._generator(
+                    p, f"hdm's {s} x4 model on ONNX Runtime")
             if env.get(user_var):
                 user = Path(env[user_var])
-                table[f"your {slot} model ({user.name})"] = lambda p=user: self._generator(p, f"your file {p}")
+                table[f"your {slot} model ({user.name})"] = lambda p=user, s=slot: self._generator(
+                    p, f"your {s} model ({p.name})")
         self.general["Real-ESRGAN x4plus (official, downloaded)"] = self._real_esrgan
 
     # -- loading -----------------------------------------------------------------------------------
@@ -117,12 +145,52 @@ class ModelHub:
             lock = self._locks.setdefault(choice, threading.Lock())
         with lock:  # the first request loads; concurrent ones for the same model wait for it
             if choice not in self._cache:
-                obj, label = table[choice]()  # a failure is not cached: the next request tries again
-                self._cache[choice] = Served(obj, label, threading.Lock())
+                obj, label, details = table[choice]()  # a failure is not cached: the next request tries again
+                self._cache[choice] = Served(obj, label, threading.Lock(), list(details))
             return self._cache[choice]
 
     def classifier(self, choice: str) -> Served:
         return self.get(self.classifiers, choice)
+
+    def categories(self, choice: str) -> list[str]:
+        """The class names of classifier ``choice`` (ImageNet's without loading, nor downloading, its weights)."""
+        if choice == IMAGENET:
+            return list(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+        return list(self.classifier(choice).obj.categories)
+
+    def imagenet_available(self, probe: bool = True) -> bool:
+        """Whether the ImageNet ResNet-50 can be had: loaded, or its file in torch's hub cache, or (``probe``,
+        not with ``HDM_OFFLINE``) its URL answers a HEAD request within 3 s (remembered for 10 minutes)."""
+        if IMAGENET in self._cache or imagenet_weights_path().is_file():
+            return True
+        if not probe or self.offline:
+            return False
+        now = time.monotonic()
+        if self._probed is None or now - self._probed[0] > _PROBE_SECONDS:
+            self._probed = (now, self._reachable(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url))
+        return self._probed[1]
+
+    @staticmethod
+    def _reachable(url: str) -> bool:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=_PROBE_TIMEOUT):
+                return True
+        except (OSError, ValueError):
+            return False
+
+    def face_embedder(self) -> Served:
+        """dlib's face-recognition ResNet (:class:`hdm.faces.FaceEmbedder`) with the hub's MTCNN detector."""
+        path = self.weights_dir / REGISTRY[FACE_WEIGHTS].file
+
+        def load():
+            if not path.is_file():
+                raise MissingFile(f"no weights at {path}: dlib's face-recognition network is not there "
+                                  "(`hdm convert-dlib-face` writes it; see docs/faces.md)")
+            embedder = FaceEmbedder.from_pretrained(str(path), self.device, detector=self.face_detector())
+            return embedder, "dlib's face-recognition ResNet", [
+                *_file_lines(path), "source: dlib_face_recognition_resnet_model_v1 (Davis King), converted to torch; "
+                "public domain (CC0)", "descriptors: 128-d; dlib calls two faces one person below a distance of 0.6"]
+        return self.get({FACE_NETWORK: load}, FACE_NETWORK)
 
     @property
     def diffusion_shipped(self) -> list[str]:
@@ -136,39 +204,74 @@ class ModelHub:
         path = self.weights_dir / DIFFUSION_FILES[variant]
         one_step = variant.startswith("one step")
         table = {variant: lambda: (DiffusionSR.from_pretrained(path, self.device, one_step=one_step, tile=256),
-                                   f"hdm demo weights {path.name}" + _notes(path))}
+                                   f"hdm's diffusion model ({variant})", [*_file_lines(path), *_notes(path)])}
         return self.get(table, variant)
 
     def face_detector(self):
         """The MTCNN face detector (facenet-pytorch ships its weights: works offline)."""
-        return self.get({"MTCNN face detector": lambda: (FaceDetector(device=self.device),
-                                                         "facenet-pytorch MTCNN (bundled weights)")},
+        return self.get({"MTCNN face detector": lambda: (FaceDetector(device=self.device), "MTCNN",
+                                                         ["facenet-pytorch's MTCNN (weights bundled with it)"])},
                         "MTCNN face detector").obj
 
-    def _shapes(self, path: Path) -> tuple[object, str]:
+    def _imagenet(self):
+        try:
+            classifier = load_resnet50("imagenet")
+        except HDMError:
+            self._probed = (time.monotonic(), False)  # the download failed: Automatic goes offline for a while
+            raise
+        path = imagenet_weights_path()
+        return classifier, "the ImageNet ResNet-50", [
+            f"weights: torchvision's IMAGENET1K_V2 ({path.name}; its name carries the first 8 digits of its sha256)",
+            "classes: the 1000 of ImageNet-1k"]
+
+    def _shapes(self, path: Path):
         classifier = load_shapes_resnet50(path)
         theta_file = shapes_theta_path(path)
         classifier.theta = torch.tensor(read_theta(theta_file)["theta"]) if theta_file.is_file() else None
-        return classifier, f"hdm demo weights {path.name} ({classifier.note})"
+        return classifier, "hdm's shapes ResNet-50", [
+            *_file_lines(path), "classes: the 8 shapes of hdm's CAM benchmark (disk, square, triangle, star, ring, "
+            "cross, hexagon, crescent); it knows nothing else", *([classifier.note] if classifier.note else []),
+            *(["HDM-CAM's alpha 'learned': the theta fitted on the benchmark"] if classifier.theta is not None else [])]
 
-    def _generator(self, path: Path, label: str) -> tuple[object, str]:
+    def _generator(self, path: Path, label: str):
         if not Path(path).is_file():
-            raise MissingFile(f"no weights at {path}: the {label} are not there (train them with "
-                                    "`hdm train-sr`, see docs/sr.md, or pick another model)")
-        return load_generator(path, self.device), label + _notes(path)
+            raise MissingFile(f"no weights at {path}: {label} is not there (train it with `hdm train-sr`, "
+                              "see docs/sr.md, or pick another model)")
+        return load_generator(path, self.device), label, [*_file_lines(path), *_notes(path)]
 
-    def _real_esrgan(self) -> tuple[object, str]:
+    def _real_esrgan(self):
         path = cached_download(REAL_ESRGAN_X4PLUS, "Real-ESRGAN x4plus")
-        return load_generator(path, self.device), f"official Real-ESRGAN x4plus ({path.name})"
+        return load_generator(path, self.device), "Real-ESRGAN x4plus", [
+            *_file_lines(path), f"source: {REAL_ESRGAN_X4PLUS} (BSD-3-Clause)"]
 
 
-def _notes(path: Path) -> str:
+_SHIPPED_SHA = {file: digest for entry in REGISTRY.values() for file, digest in entry.files}
+
+
+def _file_lines(path: Path) -> list[str]:
+    """``weights: <file>, sha256 <digest>`` (the registry's digest for a shipped file name, else hashed here)."""
+    path = Path(path)
+    digest = _SHIPPED_SHA.get(path.name) or (sha256(path) if path.is_file() else "not found")
+    return [f"weights: {path.name}, sha256 {digest}"]
+
+
+def _note(note: str) -> str:
+    """A training note as a visitor reads it: file lists become counts, folder paths are left out."""
+    left_out = re.match(r"left out \(also in [^)]*\): (.*)", note)
+    if left_out:
+        n = len(left_out.group(1).split(","))
+        return f"{n} training photo{'s' if n > 1 else ''} left out because {'they are' if n > 1 else 'it is'} " \
+               "also evaluation photos"
+    return re.sub(r"(\.\.?/|/)[\w./-]+", "a folder", note)
+
+
+def _notes(path: Path) -> list[str]:
     """What a training run recorded about stand-ins or dropped terms (an hdm safetensors file's record),
-    for the label; empty for other files."""
+    as ``trained with: ...`` lines; none for other files."""
     if Path(path).suffix != ".safetensors":
-        return ""
+        return []
     try:
         notes = read_record(path)[1].get("notes", [])
     except (OSError, ValueError):
-        return ""
-    return f"; trained with: {'; '.join(notes)}" if notes else ""
+        return []
+    return [f"trained with: {_note(n)}" for n in notes or []]

@@ -1,9 +1,15 @@
-"""What every view does with what the user gave: check it (a :class:`ViewError` with a message a user
-can act on, never a traceback), and the example images that work offline."""
+"""What every view does with what the user gave: decode it with hdm's reader and check it (a
+:class:`ViewError` with a message a user can act on, never a traceback), and the example images that work
+offline. Uploads arrive as files (Gradio does not decode them) and are read by :func:`read_upload` /
+:func:`check_image`, the command line's reader and rules."""
 from __future__ import annotations
 
+import os
 import tempfile
+import threading
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +18,10 @@ from skimage import data
 
 from ..bench.shapes import render_sample
 from ..errors import HDMError
-from ..io.images import load_rgb
+from ..io.images import load_rgb, read_image
 
-__all__ = ["ViewError", "shown_as", "check_image", "to_uint8", "example_images", "low_res_examples"]
+__all__ = ["ViewError", "shown_as", "check_image", "to_uint8", "cache_dir", "fresh_folder", "CACHE_AGE", "Upload",
+           "read_upload", "Example", "example_images", "low_res_examples", "shapes_sample", "SHAPES_EXAMPLES"]
 
 #: Largest input side the CAM and subband views take (the model sees a 224/128 px resize anyway).
 MAX_SIDE = 4096
@@ -63,39 +70,112 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
-def _folder() -> Path:
-    folder = Path(tempfile.gettempdir()) / "hdm_examples"
-    folder.mkdir(exist_ok=True)
+def cache_dir() -> Path:
+    """The app's one folder for what it writes (example images, full-size results): ``hdm`` inside Gradio's
+    cache (``$GRADIO_TEMP_DIR``, default ``<temp>/gradio``). Uploads are read where Gradio put them."""
+    folder = Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / "hdm"
+    folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def example_images() -> list[str]:
-    """Photos that work offline: scikit-image's astronaut, coffee and chelsea, and two images of the CAM
-    benchmark (:mod:`hdm.bench.shapes`, procedural backgrounds, 256 px), written once as PNG files."""
-    paths = []
-    for name in ("astronaut", "coffee", "chelsea"):
-        path = _folder() / f"{name}.png"
-        if not path.exists():
-            Image.fromarray(getattr(data, name)()).save(path)
-        paths.append(str(path))
-    for index in (3, 6):
-        sample = render_sample(seed=7, index=index, size=256)
-        path = _folder() / f"shapes_{sample.name}.png"
-        if not path.exists():
-            Image.fromarray(sample.image).save(path)
-        paths.append(str(path))
-    return paths
+#: Files the app writes into its cache are removed, on a later write, once older than this many seconds.
+CACHE_AGE = 3600
 
 
-def low_res_examples() -> list[str]:
-    """Small inputs for the SR views (x4 of them stays quick on a CPU): scikit-image's astronaut (a face)
-    and coffee, shrunk with Pillow's bicubic to 128 px on the long side."""
-    paths = []
-    for name in ("astronaut", "coffee"):
-        path = _folder() / f"{name}_lowres.png"
-        if not path.exists():
-            im = Image.fromarray(getattr(data, name)())
-            scale = 128 / max(im.size)
-            im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.BICUBIC).save(path)
-        paths.append(str(path))
-    return paths
+def fresh_folder(kind: str) -> Path:
+    """A new, empty folder ``<cache>/<kind>/<unique>`` for one result's files; the files of ``kind`` older than
+    :data:`CACHE_AGE` are removed here (a long-running Space must not fill its disk)."""
+    folder = cache_dir() / kind
+    folder.mkdir(exist_ok=True)
+    now = time.time()
+    for old in folder.glob("*/*"):
+        try:
+            if now - old.stat().st_mtime > CACHE_AGE:
+                old.unlink()
+                old.parent.rmdir()
+        except OSError:  # another request removed it first, or the folder holds another file
+            pass
+    fresh = folder / f"{time.time_ns():x}{os.getpid():x}{threading.get_ident():x}"
+    fresh.mkdir()
+    return fresh
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An uploaded file as hdm decoded it: ``rgb`` ``(H, W, 3)`` uint8 (alpha dropped) and ``summary``, one
+    sentence on what was read."""
+
+    rgb: np.ndarray
+    summary: str
+
+
+def read_upload(path) -> Upload:
+    """Decode an uploaded file with the command line's reader (:func:`hdm.io.images.read_image`: pixel limits,
+    EXIF orientation, alpha, 16-bit, palette, CMYK). Raises :class:`ViewError` with the reader's message."""
+    if path is None:
+        raise ViewError("Upload an image or pick an example first.")
+    with shown_as("Cannot use this image"):
+        decoded = read_image(path)
+    h, w = decoded.uint8.shape[:2]
+    notes = [f"{decoded.bits}-bit {decoded.mode}"]
+    if decoded.alpha is not None:
+        notes.append("with transparency, which the models ignore")
+    return Upload(decoded.uint8, f"{Path(path).name}: {w}x{h} px, " + ", ".join(notes) + ".")
+
+
+@dataclass(frozen=True)
+class Example:
+    """An example image: ``path`` (a PNG in :func:`cache_dir`), ``title`` and ``kind``: ``"face"`` (a photo with
+    a face), ``"photo"`` (a photo without one) or ``"shapes"`` (an image of the CAM benchmark)."""
+
+    path: str
+    title: str
+    kind: str
+
+
+#: The CAM benchmark renders shown as examples: (seed, index) of :func:`hdm.bench.shapes.render_sample`, 256 px.
+SHAPES_EXAMPLES = ((7, 3), (7, 6))
+_PHOTOS = (("astronaut", "face"), ("camera", "face"), ("coffee", "photo"), ("chelsea", "photo"), ("rocket", "photo"))
+
+
+def _written(name: str, make) -> str:
+    path = cache_dir() / f"{name}.png"
+    if not path.exists():
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        Image.fromarray(make()).save(partial, format="PNG")
+        os.replace(partial, path)  # another process writing the same example is harmless
+    return str(path)
+
+
+def _photo(name: str) -> np.ndarray:
+    image = getattr(data, name)()
+    return np.stack([image] * 3, axis=-1) if image.ndim == 2 else image
+
+
+def shapes_sample(seed: int, index: int):
+    """The CAM benchmark image of an example (procedural background, 256 px)."""
+    return render_sample(seed=seed, index=index, size=256)
+
+
+def example_images() -> list[Example]:
+    """Images that work offline: scikit-image's photos (the astronaut and the cameraman have faces; coffee, a cat
+    and a rocket have none) and two images of the CAM benchmark (:mod:`hdm.bench.shapes`), written once as PNG."""
+    out = [Example(_written(name, lambda n=name: _photo(n)), name, kind) for name, kind in _PHOTOS]
+    for seed, index in SHAPES_EXAMPLES:
+        sample = shapes_sample(seed, index)
+        out.append(Example(_written(f"shapes_{sample.name}", lambda s=sample: s.image), f"shapes: {sample.name}",
+                           "shapes"))
+    return out
+
+
+def low_res_examples() -> list[Example]:
+    """Small inputs for the SR views (x4 of them stays quick on a CPU): scikit-image's astronaut and cameraman
+    (faces) and coffee, shrunk with Pillow's bicubic to 128 px on the long side."""
+
+    def small(name):
+        im = Image.fromarray(_photo(name))
+        scale = 128 / max(im.size)
+        return np.asarray(im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.BICUBIC))
+
+    return [Example(_written(f"{name}_lowres", lambda n=name: small(n)), f"{name}, 128 px", kind)
+            for name, kind in (("astronaut", "face"), ("camera", "face"), ("coffee", "photo"))]

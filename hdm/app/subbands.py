@@ -14,16 +14,18 @@ import torch
 import torch.nn.functional as F
 
 from ..cam import HDMCAM
+from ..cam.faces import FACE_LAYERS
+from ..cam.targets import SimilarityTarget
 from ..errors import BadArgument
 from ..io.images import to_model_input
 from ..ops.wavelets import HaarPyramid, haar_wavedec2, max_level
-from .cam import _classifier, parse_target
-from .hub import ModelHub
-from .inputs import MAX_SIDE, ViewError, check_image
+from .cam import LAYERS, OWN, TOP, _classifier, _face_embedder, details_markdown, parse_target
+from .fit import AUTO, fit_model
+from .hub import FACE_NETWORK, ModelHub
+from .inputs import MAX_SIDE, ViewError, check_image, shown_as
 
 __all__ = ["SubbandView", "subband_view", "pyramid_mosaic", "LAYERS", "BANDS"]
 
-LAYERS = ("layer1", "layer2", "layer3", "layer4")
 BANDS = ("LL", "LH", "HL", "HH")
 _DISPLAY = 256  # mosaics are drawn at least this many pixels wide (nearest-neighbour upscaling)
 
@@ -68,59 +70,94 @@ def _display(mosaic: np.ndarray) -> np.ndarray:
 @dataclass
 class SubbandView:
     """``mosaics``: ``[(uint8 (h, w), caption)]`` for the image, the activation and the two derivative maps;
-    ``weights``: markdown table of W3, W4, beta per level and band; ``caption``: what was shown."""
+    ``weights``: markdown table of W3, W4, beta per level and band; ``caption``: one sentence; ``details``:
+    markdown provenance and reading notes; ``model``: the choice that ran (``None``: no model fits)."""
 
     mosaics: list[tuple[np.ndarray, str]]
     weights: str
     caption: str
+    details: str = ""
+    model: str | None = None
 
 
-def subband_view(hub: ModelHub, image, model: str, layer: str = "layer3", levels: int = 2, target="top class") -> SubbandView:
-    """Subbands at ``levels`` DWT levels of the image (grey), and at layer ``layer``, of the channel
-    that HDM-CAM weights most (eqs. 11-13): its activation and its 3rd/4th-order derivative maps."""
+def _explained(hub: ModelHub, rgb: np.ndarray, fit, target):
+    """``(served, network, picture, x, targets, layer names, what)`` of the fitted model: a classifier on the
+    image, or the face network on the face's aligned chip with its own descriptor as the score."""
+    if fit.model == FACE_NETWORK:
+        served = _face_embedder(hub)
+        embedder = served.obj
+        with shown_as("Cannot explain this face"):
+            chips, _ = embedder.chips(rgb)
+        if not len(chips):
+            raise ViewError("No face found in this image (MTCNN); give a photo with a clearly visible face.")
+        x = torch.from_numpy(chips[0]).permute(2, 0, 1)[None].float().div(255).to(embedder.device)
+        with torch.no_grad():
+            own = embedder(x)[0]
+        return served, embedder, chips[0], x, [SimilarityTarget(own, cosine=False)], FACE_LAYERS, OWN
+    served = _classifier(hub, fit.model)
+    classifier = served.obj
+    category = parse_target(target, len(classifier.categories))
+    x = to_model_input(rgb, size=classifier.input_size)
+    return served, classifier.model, rgb, x, None if category is None else [category], LAYERS, None
+
+
+def subband_view(hub: ModelHub, image, model: str = AUTO, layer: str = "layer3", levels: int = 2,
+                 target=TOP) -> SubbandView:
+    """Subbands at ``levels`` DWT levels of the image (grey), and at stage ``layer`` of the model that fits the
+    image, of the channel that HDM-CAM weights most (eqs. 11-13): its activation and its 3rd/4th-order
+    derivative maps. For face verification the image is the face's aligned chip."""
     rgb = check_image(image, MAX_SIDE * MAX_SIDE)
     if layer not in LAYERS:
         raise ViewError(f"Layer must be one of {LAYERS}, got {layer!r}.")
     if not 1 <= int(levels) <= 4:
         raise ViewError(f"Levels must be 1 to 4, got {levels}.")
     levels = int(levels)
-    served = _classifier(hub, model)
-    classifier = served.obj
-    category = parse_target(target, len(classifier.categories))
+    fit = fit_model(hub, rgb, model)
+    if fit.model is None:
+        return SubbandView([], "", fit.reason, details_markdown([fit.reason]))
+    served, network, picture, x, targets, names, what = _explained(hub, rgb, fit, target)
+    module = names[LAYERS.index(layer)]
 
-    grey = torch.from_numpy(rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))
+    grey = torch.from_numpy(picture.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))
     image_levels = min(levels, max_level(*grey.shape))
+    shown = "the face chip" if what else "image"
     mosaics = [(_display(pyramid_mosaic(haar_wavedec2(grey, image_levels))),
-                f"image (grey), {image_levels} level{'s' if image_levels > 1 else ''}")]
+                f"{shown} (grey), {image_levels} level{'s' if image_levels > 1 else ''}")]
 
-    x = to_model_input(rgb, size=classifier.input_size)
     with served.lock:
-        cam = HDMCAM(classifier.model, [layer], levels=levels)
-        result = cam.explain(x, None if category is None else [category], keep_maps=True)
-    J = result.levels[layer]
+        cam = HDMCAM(network, [module], levels=levels)
+        result = cam.explain(x, targets, keep_maps=True)
+    J = result.levels[module]
     if J == 0:
         raise ViewError(f"{layer}'s maps are too small for a DWT at this input size; pick an earlier layer.")
-    weights = result.subband_weights[layer]
+    weights = result.subband_weights[module]
     total = sum(np.abs(w[0]) for w in weights.values())  # (K,) each channel's share of eq. 12
     k = int(np.argmax(total))
-    name = classifier.categories[result.categories[0]]
-    act = torch.from_numpy(result.activations[layer][0, k])
+    what = what or f"class {result.categories[0]}: {served.obj.categories[result.categories[0]]}"
+    act = torch.from_numpy(result.activations[module][0, k])
     mosaics.append((_display(pyramid_mosaic(haar_wavedec2(act, J))), f"{layer} activation A, channel {k}"))
     for n in (3, 4):
-        levels_n = result.derivative_subbands[layer][n]
+        levels_n = result.derivative_subbands[module][n]
         pyramid = HaarPyramid(torch.from_numpy(levels_n[-1][0][0, k]),
                               [tuple(torch.from_numpy(b[0, k]) for b in level[1:]) for level in levels_n],
                               [])
-        mosaics.append((_display(pyramid_mosaic(pyramid)), f"{n}{'rd' if n == 3 else 'th'}-order derivative |d^{n}Y/dA^{n}|, channel {k}"))
+        order = f"{n}{'rd' if n == 3 else 'th'}-order derivative |d^{n}Y/dA^{n}|"
+        mosaics.append((_display(pyramid_mosaic(pyramid)), f"{order}, channel {k}"))
 
-    band_weights = result.band_weights[layer]
+    band_weights = result.band_weights[module]
     rows = ["| weight | level | " + " | ".join(BANDS) + " |", "|---|---|" + "---|" * len(BANDS)]
     for key, label in (("W3", "W3 (eq. 9, 3rd order)"), ("W4", "W4 (eq. 9, 4th order)"), ("beta", "beta (eq. 10)")):
         for j in range(J):
             values = band_weights[key][0, k, j]
             rows.append(f"| {label} | {j + 1} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
-    caption = (f"Class **{result.categories[0]}: {name}**, {layer} ({result.activations[layer].shape[1]} channels, "
-               f"{act.shape[0]}x{act.shape[1]}), {J} DWT level{'s' if J > 1 else ''}; channel {k} carries "
-               f"{total[k] / total.sum():.1%} of HDM-CAM's weight at this layer (eq. 12). Layout: LL top left, "
-               "then per level HL top right, LH bottom left, HH bottom right.")
-    return SubbandView(mosaics, "\n".join(rows), caption)
+    channels = result.activations[module].shape[1]
+    caption = (f"Haar subbands of the {'face' if fit.model == FACE_NETWORK else 'image'}, and of {served.label}'s "
+               f"{layer} channel {k} (the one HDM-CAM weights most for {what}): its activation and 3rd- and "
+               f"4th-order derivative maps, {J} DWT level{'s' if J > 1 else ''}.")
+    details = details_markdown([
+        fit.reason, f"model: {served.label}", *served.details,
+        f"{layer}{'' if module == layer else f' ({module})'}: {channels} channels of {act.shape[0]}x{act.shape[1]}; "
+        f"channel {k} carries {total[k] / total.sum():.1%} of HDM-CAM's weight at this layer (eq. 12)",
+        "layout: LL top left, then per level HL top right, LH bottom left, HH bottom right (finer levels further out); "
+        "each band scaled on its own, so the mosaic shows where, not how much"])
+    return SubbandView(mosaics, "\n".join(rows), caption, details, fit.model)
