@@ -122,6 +122,9 @@ def main(argv=None) -> int:
             except Exception as e:  # noqa: BLE001 - counted and reported
                 return view, time.perf_counter() - start, f"{view}: {type(e).__name__}: {e}"
 
+        print(f"{args.n} requests one at a time to {url}, to time each alone ...", flush=True)
+        request(0, images[0])  # warm-up: the first call loads the models
+        solo = [request(i, path) for i, path in enumerate(images)]
         print(f"{args.n} concurrent requests to {url} ({', '.join(VIEWS)} in turn, {SIDE}x{SIDE}) ...", flush=True)
         start = time.perf_counter()
         pool = ThreadPoolExecutor(max_workers=args.n)
@@ -145,7 +148,14 @@ def main(argv=None) -> int:
             mine = [t for v, t, err in results if err is None and v == view]
             if mine:
                 lines.append(f"latency s, {view + ':':10} {_quantiles(mine)}  ({len(mine)} requests)")
-    lines += [f"  error: {err}" for err in errors[:5]]
+    alone = np.array([t for _, t, err in solo if err is None])
+    if len(alone) == args.n:
+        # the same requests served one after another, shortest first: what one machine doing one request at a
+        # time with no overlap would give (each request alone already keeps the cores busy)
+        serial = np.cumsum(np.sort(alone))
+        lines.append(f"each alone, s:         {_quantiles(alone)}  sum {alone.sum():.2f}")
+        lines.append(f"one at a time, shortest first (from the times alone): {_quantiles(serial)}")
+    lines += [f"  error: {err}" for err in errors[:5] + [e for _, _, e in solo if e][:5]]
     print("\n".join(lines))
     if args.out:
         import platform

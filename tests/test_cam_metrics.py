@@ -137,7 +137,7 @@ def test_average_drop_and_increase_in_confidence(mask):
     y, o = torch.sigmoid(torch.tensor(4.0)), torch.sigmoid(torch.tensor(2.0))
     assert drop[0] == pytest.approx(0.0) and inc[0] == 0.0  # O == Y: neither drop nor increase
     assert drop[1] == pytest.approx(float(100 * (y - o) / y), rel=1e-5) and inc[1] == 0.0
-    drop, inc = M.drop_and_increase(model, -x, cams[1:], [0])  # masking raises the score here
+    drop, inc = M.drop_and_increase(model, -x[:1], cams[1:], [0])  # masking raises the score here
     assert drop[0] == 0.0 and inc[0] == 100.0
 
 

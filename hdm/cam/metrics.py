@@ -7,7 +7,9 @@ AUC 0.5, energy share = mask fraction, IoU = IoU of the whole image.
 
 Faithfulness (need the model): :func:`deletion_insertion` (Petsiuk et al., RISE, BMVC 2018) and
 :func:`drop_and_increase` (Average Drop and Increase in Confidence, Chattopadhyay et al.,
-Grad-CAM++, WACV 2018, eqs. 20-21). Scores are softmax probabilities of the explained class.
+Grad-CAM++, WACV 2018, eqs. 20-21). A target is a class index, scored by its softmax probability, or a
+score callable on one image's model output (:mod:`hdm.cam.targets`, e.g. a face descriptor's cosine
+similarity to a reference).
 """
 from __future__ import annotations
 
@@ -106,27 +108,47 @@ def box_accuracy(cam, boxes, threshold: float = BOX_THRESHOLD, min_iou: float = 
     return float(max(box_iou(box, b) for b in np.asarray(boxes)) >= min_iou)
 
 
-def _class_probability(model, x: torch.Tensor, targets: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _scores(model, x: torch.Tensor, targets, image: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Score of each row of ``x`` ``(N, C, H, W)`` for the target of its image, ``targets[image[row]]``:
+    the softmax probability of a class index, or a score callable applied to the row's output."""
     out = []
     for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size].contiguous(memory_format=torch.channels_last))
-        out.append(F.softmax(logits.float(), dim=1).gather(1, targets[i:i + batch_size, None])[:, 0])
+        outputs = model(x[i:i + batch_size].contiguous(memory_format=torch.channels_last)).float()
+        rows = image[i:i + batch_size].tolist()
+        if all(isinstance(targets[r], int) for r in rows):
+            classes = torch.tensor([targets[r] for r in rows], device=outputs.device)
+            out.append(F.softmax(outputs, dim=1).gather(1, classes[:, None])[:, 0])
+        else:
+            out.append(torch.stack([_score(targets[r], o) for r, o in zip(rows, outputs)]).float())
     return torch.cat(out)
+
+
+def _score(target, output: torch.Tensor) -> torch.Tensor:
+    return F.softmax(output, dim=0)[target] if isinstance(target, int) else target(output)
+
+
+def _targets(targets, n: int) -> list:
+    targets = [int(t) if isinstance(t, (int, np.integer)) or (torch.is_tensor(t) and t.numel() == 1) else t
+               for t in (targets.tolist() if torch.is_tensor(targets) else targets)]
+    if len(targets) != n or not all(isinstance(t, int) or callable(t) for t in targets):
+        raise BadArgument(f"give one target per image ({n}): a class index or a score callable")
+    return targets
 
 
 @torch.no_grad()
 def deletion_insertion(model, x: torch.Tensor, cams: torch.Tensor, targets, steps: int = 16,
-                       blur_sigma: float = 5.0, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+                       blur_sigma: float = 5.0, batch_size: int = 64, fill=0.0) -> tuple[np.ndarray, np.ndarray]:
     """Deletion and insertion AUCs (RISE) of maps ``cams`` ``(B, H, W)`` for inputs ``x`` ``(B, C, H, W)``.
 
     Pixels are ranked by decreasing saliency (ties in raster order). Deletion replaces the top
-    ``k/steps`` share of pixels with 0 (the dataset mean, inputs being normalised); insertion starts
-    from the input blurred with a Gaussian of ``blur_sigma`` px and puts back the top share. The
-    curve of the class probability over ``k = 0..steps`` is integrated by the trapezoid rule on
-    [0, 1]. Lower deletion and higher insertion are better. Returns two ``(B,)`` arrays.
+    ``k/steps`` share of pixels with ``fill`` (a number or one per channel; default 0, the dataset mean
+    of normalised inputs); insertion starts from the input blurred with a Gaussian of ``blur_sigma`` px
+    and puts back the top share. The curve of the target's score (class probability, or the callable's
+    value) over ``k = 0..steps`` is integrated by the trapezoid rule on [0, 1]. Lower deletion and higher
+    insertion are better. Returns two ``(B,)`` arrays.
     """
-    B, _, H, W = x.shape
-    targets = torch.as_tensor(targets, dtype=torch.long, device=x.device)
+    B, C, H, W = x.shape
+    targets = _targets(targets, B)
     order = torch.argsort(-cams.reshape(B, -1).to(x.device), dim=1, stable=True)
     rank = torch.empty_like(order)
     rank.scatter_(1, order, torch.arange(H * W, device=x.device).expand(B, -1))  # rank of each pixel
@@ -134,11 +156,13 @@ def deletion_insertion(model, x: torch.Tensor, cams: torch.Tensor, targets, step
     fractions = torch.arange(steps + 1, device=x.device) / steps
     keep = rank[:, None, :] < (fractions * H * W).round().long()[None, :, None]  # (B, steps+1, HW): top share
     keep = keep.reshape(B, steps + 1, 1, H, W).to(x.dtype)
-    deleted = x[:, None] * (1 - keep)
+    fill = torch.as_tensor(fill, dtype=x.dtype, device=x.device).reshape(-1)
+    fill = fill.expand(C).reshape(1, 1, C, 1, 1) if fill.numel() == 1 else fill.reshape(1, 1, C, 1, 1)
+    deleted = x[:, None] * (1 - keep) + fill * keep
     inserted = blurred[:, None] * (1 - keep) + x[:, None] * keep
-    rep = targets.repeat_interleave(steps + 1)
-    p_del = _class_probability(model, deleted.flatten(0, 1), rep, batch_size).view(B, steps + 1)
-    p_ins = _class_probability(model, inserted.flatten(0, 1), rep, batch_size).view(B, steps + 1)
+    rows = torch.arange(B).repeat_interleave(steps + 1)
+    p_del = _scores(model, deleted.flatten(0, 1), targets, rows, batch_size).view(B, steps + 1)
+    p_ins = _scores(model, inserted.flatten(0, 1), targets, rows, batch_size).view(B, steps + 1)
     auc = lambda p: ((p[:, 1:] + p[:, :-1]) / 2).mean(dim=1)  # noqa: E731  trapezoid on [0, 1]
     return auc(p_del).cpu().numpy(), auc(p_ins).cpu().numpy()
 
@@ -151,8 +175,8 @@ def drop_and_increase(model, x: torch.Tensor, cams: torch.Tensor, targets, batch
     drop ``= 100 max(0, Y - O) / Y`` and increase ``= 100 [O > Y]``; their means over images are
     Average Drop % (lower is better) and Increase in Confidence % (higher is better).
     Returns two ``(B,)`` arrays."""
-    targets = torch.as_tensor(targets, dtype=torch.long, device=x.device)
-    y = _class_probability(model, x, targets, batch_size)
-    o = _class_probability(model, x * cams.to(x.device, x.dtype)[:, None], targets, batch_size)
+    targets, rows = _targets(targets, len(x)), torch.arange(len(x))
+    y = _scores(model, x, targets, rows, batch_size)
+    o = _scores(model, x * cams.to(x.device, x.dtype)[:, None], targets, rows, batch_size)
     drop = 100 * (y - o).clamp_min(0) / y.clamp_min(torch.finfo(y.dtype).tiny)
     return drop.cpu().numpy(), (100.0 * (o > y)).cpu().numpy()
