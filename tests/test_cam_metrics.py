@@ -168,3 +168,54 @@ def test_paired_bootstrap_drops_nan_pairs_and_checks_input():
         paired_bootstrap(a, b[:3])
     with pytest.raises(ValueError, match="at least 2"):
         paired_bootstrap([1.0], [2.0])
+
+
+def _road_case():
+    mask = np.zeros((24, 24), dtype=bool)
+    mask[6:16, 8:18] = True
+    model = RegionModel(mask)
+    ramp = np.linspace(0, 0.1, mask.size).reshape(mask.shape)  # no ties: every percentile cuts cleanly
+    good = (mask + ramp).astype(np.float32)
+    x = torch.from_numpy(mask.astype(np.float32))[None, None].expand(2, 3, 24, 24) * 2  # bright object on 0
+    return model, x, np.stack([good, 1 - good]), mask
+
+
+def test_road_agrees_with_the_grad_cam_package():
+    from pytorch_grad_cam.metrics.road import (ROADCombined, ROADLeastRelevantFirstAverage,
+                                               ROADMostRelevantFirstAverage)
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    model, x, cams, _ = _road_case()
+    pct = (20, 50, 80)
+    ours = M.road(model, x, cams, [0, 0], percentiles=pct, seed=3)
+    targets = [ClassifierOutputSoftmaxTarget(0)] * 2
+    p0 = torch.softmax(model(x), 1)[:, 0].numpy()  # the package reports differences from the unperturbed score
+    torch.manual_seed(3)
+    morf = ROADMostRelevantFirstAverage(list(pct))(x, cams, targets, model) + p0
+    torch.manual_seed(3)
+    lerf = ROADLeastRelevantFirstAverage(list(pct))(x, cams, targets, model) + p0
+    np.testing.assert_allclose(ours["road_morf"], morf, atol=1e-6)
+    np.testing.assert_allclose(ours["road_lerf"], lerf, atol=1e-6)
+    combined = ROADCombined(list(pct))(x, cams, targets, model)  # its own noise draws: equal up to the noise
+    np.testing.assert_allclose(ours["road"], combined, atol=2e-3)
+    again = M.road(model, x, cams, [0, 0], percentiles=pct, seed=3)
+    assert all(np.array_equal(again[k], ours[k]) for k in ours)  # seeded: repeatable
+
+
+def test_road_prefers_the_map_that_ranks_the_relevant_pixels_first():
+    model, x, cams, _ = _road_case()
+    r = M.road(model, x, torch.from_numpy(cams), [0, 0])
+    assert r["road_morf"][0] < r["road_morf"][1] - 0.1  # removing the object first kills the score
+    assert r["road_lerf"][0] > r["road_lerf"][1] + 0.1  # removing the background first keeps it
+    assert r["road"][0] > 0 > r["road"][1]
+    np.testing.assert_allclose(r["road"], (r["road_lerf"] - r["road_morf"]) / 2)
+
+
+def test_road_checks_its_input():
+    model, x, cams, _ = _road_case()
+    with pytest.raises(ValueError, match="cams must be"):
+        M.road(model, x, cams[:1], [0, 0])
+    with pytest.raises(ValueError, match="targets"):
+        M.road(model, x, cams, [0])
+    with pytest.raises(ValueError, match="percentiles"):
+        M.road(model, x, cams, [0, 0], percentiles=(0, 50))

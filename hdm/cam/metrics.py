@@ -7,9 +7,10 @@ AUC 0.5, energy share = mask fraction, IoU = IoU of the whole image.
 
 Faithfulness (need the model): :func:`deletion_insertion` (Petsiuk et al., RISE, BMVC 2018) and
 :func:`drop_and_increase` (Average Drop and Increase in Confidence, Chattopadhyay et al.,
-Grad-CAM++, WACV 2018, eqs. 20-21). A target is a class index, scored by its softmax probability, or a
-score callable on one image's model output (:mod:`hdm.cam.targets`, e.g. a face descriptor's cosine
-similarity to a reference).
+Grad-CAM++, WACV 2018, eqs. 20-21) and :func:`road` (ROAD, Rong et al., ICML 2022: remove pixels and
+fill them by noisy linear imputation, the grad-cam package's implementation). A target is a class index,
+scored by its softmax probability, or a score callable on one image's model output (:mod:`hdm.cam.targets`,
+e.g. a face descriptor's cosine similarity to a reference).
 """
 from __future__ import annotations
 
@@ -23,10 +24,14 @@ from ..errors import BadArgument
 from ..ops.derivatives import gaussian_blur2d
 
 __all__ = ["pixel_auc", "energy_inside", "pointing_game", "threshold_iou", "largest_component_box", "box_iou",
-           "box_accuracy", "deletion_insertion", "drop_and_increase", "IOU_THRESHOLDS", "BOX_THRESHOLD"]
+           "box_accuracy", "deletion_insertion", "drop_and_increase", "road", "IOU_THRESHOLDS", "BOX_THRESHOLD",
+           "ROAD_PERCENTILES"]
 
 #: Fractions of the map's maximum at which it is binarised for IoU.
 IOU_THRESHOLDS = (0.15, 0.25, 0.5)
+#: ROAD's thresholds (the grad-cam package's default): at percentile ``p`` the ``100 - p`` % of pixels with the
+#: highest (MoRF) or lowest (LeRF) saliency are removed.
+ROAD_PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
 #: Fraction of the maximum for the box (Grad-CAM's localisation protocol, Selvaraju et al. 2017).
 BOX_THRESHOLD = 0.15
 
@@ -131,7 +136,8 @@ def _targets(targets, n: int) -> list:
     targets = [int(t) if isinstance(t, (int, np.integer)) or (torch.is_tensor(t) and t.numel() == 1) else t
                for t in (targets.tolist() if torch.is_tensor(targets) else targets)]
     if len(targets) != n or not all(isinstance(t, int) or callable(t) for t in targets):
-        raise BadArgument(f"give one target per image ({n}): a class index or a score callable")
+        raise BadArgument(f"got {len(targets)} targets for {n} images: give one per image, a class index or a "
+                          "score callable")
     return targets
 
 
@@ -180,3 +186,38 @@ def drop_and_increase(model, x: torch.Tensor, cams: torch.Tensor, targets, batch
     o = _scores(model, x * cams.to(x.device, x.dtype)[:, None], targets, rows, batch_size)
     drop = 100 * (y - o).clamp_min(0) / y.clamp_min(torch.finfo(y.dtype).tiny)
     return drop.cpu().numpy(), (100.0 * (o > y)).cpu().numpy()
+
+
+@torch.no_grad()
+def road(model, x: torch.Tensor, cams, targets, percentiles=ROAD_PERCENTILES, seed: int = 0) -> dict[str, np.ndarray]:
+    """ROAD (Rong et al., "A Consistent and Efficient Evaluation Strategy for Attribution Methods", ICML 2022)
+    with the grad-cam package's implementation (``pytorch_grad_cam.metrics.road``).
+
+    For each percentile ``p`` the package removes the pixels whose saliency is at or above the map's
+    ``p``-th percentile (MoRF: most relevant first) or, for LeRF, at or below its ``(100 - p)``-th, fills them
+    by noisy linear imputation from their neighbours (noise 0.01 from torch's generator, seeded with ``seed``
+    before each ordering inside a forked RNG state: results repeat and the caller's state is untouched)
+    and scores the target (class probability, or the callable's value). Maps ``cams`` ``(B, H, W)`` (array
+    or tensor), inputs ``x`` ``(B, C, H, W)``, one target per image. Returns ``(B,)`` arrays:
+    ``road_morf`` (mean probability over the percentiles, lower is better), ``road_lerf`` (higher is
+    better) and ``road`` = ``(road_lerf - road_morf) / 2``, the package's ROADCombined (higher is better).
+    """
+    from pytorch_grad_cam.metrics.road import ROADLeastRelevantFirst, ROADMostRelevantFirst  # optional: [train]
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget  # optional, as above
+
+    cams = cams.detach().cpu().numpy() if isinstance(cams, torch.Tensor) else np.asarray(cams)
+    if cams.ndim != 3 or cams.shape[0] != x.shape[0] or cams.shape[1:] != tuple(x.shape[-2:]):
+        raise BadArgument(f"cams must be (B, H, W) matching x {tuple(x.shape)}, got {cams.shape}")
+    targets = _targets(targets, x.shape[0])
+    if not percentiles or any(not 0 < float(p) < 100 for p in percentiles):
+        raise BadArgument(f"ROAD percentiles must lie strictly between 0 and 100, got {percentiles!r}")
+    cams = cams.astype(np.float32)
+    score = [ClassifierOutputSoftmaxTarget(t) if isinstance(t, int) else t for t in targets]
+    out = {}
+    with torch.random.fork_rng(devices=[]):
+        for key, metric in (("road_morf", ROADMostRelevantFirst), ("road_lerf", ROADLeastRelevantFirst)):
+            torch.manual_seed(seed)
+            probs = [metric(p)(x, cams, score, model, return_diff=False) for p in percentiles]
+            out[key] = np.mean(np.asarray(probs, dtype=np.float64), axis=0)
+    out["road"] = (out["road_lerf"] - out["road_morf"]) / 2
+    return out
