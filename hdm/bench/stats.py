@@ -1,4 +1,4 @@
-"""Paired bootstrap confidence intervals for comparing two methods on the same images, and how a results
+"""Bootstrap confidence intervals: of a mean, and of the difference of two methods on the same images; and how a results
 file writes one."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PairedComparison", "paired_bootstrap", "ci_text"]
+__all__ = ["PairedComparison", "paired_bootstrap", "ci_text", "MeanCI", "mean_ci"]
 
 
 @dataclass
@@ -58,3 +58,29 @@ def ci_text(r: dict, digits: int = 3, star: bool = False) -> str:
     ``*`` when ``star`` and the interval excludes zero."""
     mark = "*" if star and (r["diff_lo"] > 0 or r["diff_hi"] < 0) else ""
     return f"{r['diff']:+.{digits}f} [{r['diff_lo']:+.{digits}f}, {r['diff_hi']:+.{digits}f}]{mark}"
+
+
+@dataclass
+class MeanCI:
+    """``mean(a)`` with a percentile bootstrap interval ``[lo, hi]`` over ``n`` values."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+
+def mean_ci(a, n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> MeanCI:
+    """Percentile bootstrap interval of the mean of ``a`` ``(N,)`` (NaNs dropped first; a single value gives
+    an interval of zero width). Deterministic for ``seed``."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 1:
+        raise ValueError(f"a must be 1-D, got shape {a.shape}")
+    a = a[~np.isnan(a)]
+    if len(a) == 0:
+        raise ValueError("the mean of no values has no interval")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    means = a[np.random.default_rng(seed).integers(0, len(a), size=(n_boot, len(a)))].mean(axis=1)
+    lo, hi = np.percentile(means, [(1 - level) / 2 * 100, (1 + level) / 2 * 100])
+    return MeanCI(float(a.mean()), float(lo), float(hi), len(a))
