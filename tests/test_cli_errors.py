@@ -107,6 +107,11 @@ CASES = [
     ("eval-face-chips-unknown-model", ["eval-face-chips", "--weights", "nosuch_model"], False, "nosuch_model"),
     ("eval-face-chips-wrong-kind", ["eval-face-chips", "--weights", "{text_safetensors}"], False, "not a readable"),
     ("eval-face-chips-weights-unavailable", ["eval-face-chips"], True, "dlib_face_resnet_v1"),
+    ("eval-cam-face-missing-folder", ["eval-cam-face", "{missing}"], False, "no folder at"),
+    ("eval-cam-face-missing-pairs", ["eval-cam-face", "--pairs", "{missing}.txt"], False, "no file at"),
+    ("eval-cam-face-unknown-model", ["eval-cam-face", "--weights", "nosuch_model"], False, "nosuch_model"),
+    ("eval-cam-face-wrong-kind", ["eval-cam-face", "--weights", "{text_safetensors}"], False, "not a readable"),
+    ("eval-cam-face-weights-unavailable", ["eval-cam-face"], True, "dlib_face_resnet_v1"),
     ("cam-face-missing-image", ["cam-face", "{missing}.png"], False, "no image file at"),
     ("cam-face-bad-image", ["cam-face", "{bad_png}"], False, "not an image file"),
     ("cam-face-no-face", ["cam-face", "{good}", "--out", "{out}"], False, "no face found in the image"),
@@ -163,7 +168,8 @@ def test_the_corpus_covers_every_command_that_takes_a_file_or_a_model():
     commands = {c[1][0] if c[1][0] != "export" else " ".join(c[1][:2]) for c in CASES}
     assert commands >= {"cam", "compare-cam", "upscale", "eval-sr", "eval-cam", "fit-theta", "calibrate-bn",
                         "train-cam-model", "train-sr", "train-diffusion", "eval-diffusion", "export onnx",
-                        "export tensorrt", "export bench", "convert-dlib-face", "eval-face-chips", "cam-face"}
+                        "export tensorrt", "export bench", "convert-dlib-face", "eval-face-chips", "cam-face",
+                        "eval-cam-face"}
 
 
 def test_a_folder_reports_its_bad_files_and_goes_on(corpus, tmp_path, capsys):

@@ -70,6 +70,7 @@ def _read_pairs(path: str) -> dict[str, str]:
 
 
 def _cmd_eval_cam_face(args) -> int:
+    pairs = _read_pairs(args.pairs) if args.pairs else None
     embedder = FaceEmbedder.from_pretrained(args.weights)
     if args.folder:
         images, data = {}, []
@@ -80,7 +81,7 @@ def _cmd_eval_cam_face(args) -> int:
         data = ", ".join(data)
     else:
         images, data = sample_images(), "the photos installed packages ship (scikit-image's astronaut, matplotlib's Grace Hopper)"
-    samples = face_samples(embedder, images, _read_pairs(args.pairs) if args.pairs else None)
+    samples = face_samples(embedder, images, pairs)
     print(f"{len(samples)} faces in {len(images)} photos")
     result = evaluate_faces(embedder, samples, face_methods(embedder, seed=args.seed), steps=args.steps,
                             batch_size=args.batch)
