@@ -28,7 +28,7 @@ from ..cam.targets import SimilarityTarget
 from ..errors import BadArgument
 from ..faces.embedder import FaceEmbedder, face_distance
 from .cam import LAYERS, random_map
-from .stats import mean_ci, paired_bootstrap
+from .stats import ci_text, mean_ci, paired_bootstrap
 
 __all__ = ["FaceSample", "face_samples", "face_methods", "FaceResult", "evaluate_faces", "summarize_faces",
            "markdown", "FACE_METRICS"]
@@ -190,10 +190,5 @@ def markdown(summary: dict, header: list[str], faces: list[tuple[str, str]] | No
         lines.append("| method | " + " | ".join(t for _, t in keys) + " |")
         lines.append("|---" * (len(keys) + 1) + "|")
         for other, c in summary["comparisons"].items():
-            cells = []
-            for k, _ in keys:
-                r = c[k]
-                star = "*" if (r["diff_lo"] > 0 or r["diff_hi"] < 0) else ""
-                cells.append(f"{r['diff']:+.3f} [{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}]{star}")
-            lines.append(f"| {other} | " + " | ".join(cells) + " |")
+            lines.append(f"| {other} | " + " | ".join(ci_text(c[k], star=True) for k, _ in keys) + " |")
     return "\n".join(lines) + "\n"
