@@ -275,3 +275,14 @@ def test_goal_check_takes_the_best_peer_per_metric():
     summary["methods"]["HDM-CAM tuned"]["auc"] = 0.959
     assert not cb.goal_check(summary, "HDM-CAM tuned")["auc"]["met"]
     assert cb.goal_check(summary, "nobody") is None
+
+
+def test_road_on_a_subset_of_images(resnet18):
+    data = ShapesDataset(3, seed=0, size=32)
+    methods = {"centre prior": cb.centre_prior(), "random": cb.random_map(0)}
+    result = cb.evaluate(resnet18, data, methods, batch_size=2, steps=2, road=(50,), road_n=1, progress=False)
+    for d in result.values.values():
+        assert [np.isnan(d["road"][i]) for i in range(3)] == [False, True, True]
+        assert not np.isnan(d["insertion"]).any()
+    text = cb.markdown(cb.summarize(result, references=(), n_boot=10), ["# t"])
+    assert "ROAD (percentiles [50]): on the first 1 images" in text

@@ -220,12 +220,12 @@ class EvalResult:
 
 
 def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch_size: int = 16,
-             faithfulness: bool = True, steps: int = 16, road=M.ROAD_PERCENTILES, limits: dict | None = None,
-             progress: bool = True) -> EvalResult:
+             faithfulness: bool = True, steps: int = 16, road=M.ROAD_PERCENTILES, road_n: int | None = None,
+             limits: dict | None = None, progress: bool = True) -> EvalResult:
     """Run every method on every image of ``dataset`` (explaining the true class) and score it.
 
-    ``road``: ROAD's percentiles (empty: no ROAD columns); ROAD and the other faithfulness metrics need
-    ``faithfulness``. ``limits`` ``{method: n}`` runs a costly method on the first ``n`` images only (its
+    ``road``: ROAD's percentiles (empty: no ROAD columns), on the first ``road_n`` images only if given (its
+    imputation is the costliest metric); ROAD and the other faithfulness metrics need ``faithfulness``. ``limits`` ``{method: n}`` runs a costly method on the first ``n`` images only (its
     other values are NaN; summaries and paired comparisons use the images it has)."""
     model.eval()
     # the many forward passes of deletion/insertion run on a channels-last copy (faster on CPU)
@@ -271,13 +271,19 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
                 rows["deletion"], rows["insertion"] = M.deletion_insertion(scorer, x[:take], cams_t, labels[:take],
                                                                            steps=steps)
                 rows["avg_drop"], rows["increase"] = M.drop_and_increase(scorer, x[:take], cams_t, labels[:take])
-                if road:
-                    rows.update(M.road(scorer, x[:take], cams, labels[:take], percentiles=road, seed=start))
+                take_road = min(take, (len(dataset) if road_n is None else road_n) - start)
+                if road and take_road > 0:
+                    scores = M.road(scorer, x[:take_road], cams[:take_road], labels[:take_road], percentiles=road,
+                                    seed=start)
+                    rows.update({k: np.concatenate([v, np.full(take - take_road, np.nan)]) for k, v in scores.items()})
+                elif road:
+                    rows.update({k: np.full(take, np.nan) for k in ROAD_KEYS})
             for k in keys:
                 values[name][k][start:start + take] = rows[k]
     n = len(dataset)
     return EvalResult(values, {m: seconds[m] / max(counted[m], 1) for m in methods}, n, correct / n,
                       {"steps": steps, "batch_size": batch_size, "road_percentiles": list(road or ()),
+                       "road_n": None if road_n is None or road_n >= n else int(road_n),
                        "limits": limits, "labels": labels_all})
 
 
@@ -382,6 +388,10 @@ def markdown(summary: dict | None, header: list[str], ladder: list[str] | None =
     for m, d in methods.items():
         name = f"{m} †" if m in limits else m
         lines.append(f"| {name} | " + " | ".join(_fmt(d[k], k) for k, _ in keys) + f" | {1000 * d['seconds_per_image']:.1f} |")
+    meta = summary.get("meta", {})
+    if meta.get("road_percentiles"):
+        on = f"the first {meta['road_n']} images" if meta.get("road_n") else "every image"
+        lines += ["", f"ROAD (percentiles {meta['road_percentiles']}): on {on}; its comparisons pair those images."]
     for m, n in limits.items():
         lines += ["", f"† {m}: on the first {min(n, summary['n'])} images only (its cost); its comparisons pair "
                       "those images."]

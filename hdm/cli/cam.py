@@ -155,7 +155,8 @@ def _cmd_eval_cam(args) -> int:
     data_line = (f"{args.n} hdm.bench.shapes images, seed {args.seed}, {args.size} px, backgrounds "
                  f"{args.backgrounds or 'procedural'}; model {classifier.source}"
                  + (f" ({classifier.note})" if classifier.note else ""))
-    run = dict(batch_size=args.batch, faithfulness=not args.no_faithfulness, steps=args.steps, road=_road(args))
+    run = dict(batch_size=args.batch, faithfulness=not args.no_faithfulness, steps=args.steps, road=_road(args),
+               road_n=args.road_n)
     if args.ladder_choose or args.ladder:
         return _eval_ladder(args, model, data, data_line, run)
     theta_file = (Path(args.theta) if args.theta else
@@ -341,6 +342,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--road-percentiles", type=int, nargs="+", default=list(ROAD_PERCENTILES), metavar="P",
                    help="ROAD's percentiles (removing 100 - P %% of the pixels each)")
     p.add_argument("--no-road", action="store_true", help="skip ROAD (its imputation is the costliest metric)")
+    p.add_argument("--road-n", type=int, default=None, metavar="N", help="ROAD on the first N images only")
     p.add_argument("--score-cam", type=int, default=16, metavar="N",
                    help="run Score-CAM (2048 forward passes per image) on the first N images only; 0: not at all")
     p.add_argument("--ladder-choose", default=None, metavar="JSON",
