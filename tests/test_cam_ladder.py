@@ -64,8 +64,10 @@ def test_walk_follows_the_rule_rung_by_rung():
     assert [r["choice"] for r in records] == ["exp", "none", "modulate", "equal", "product", "layers 1-4"]
     final = records[-1]["config"]
     assert final == {**L.START, "bands": "modulate", "layer_fusion": "product"}
-    # each rung evaluates its options on the configuration the previous rungs chose
-    assert all(c["bands"] == "modulate" for c in calls[3].values())
+    # each rung evaluates its options on the configuration the previous rungs chose, each configuration once
+    assert all(c["bands"] == "modulate" for call in calls[3:] for c in call.values())
+    names = [n for call in calls for n in call]
+    assert len(names) == len(set(names)) == 2 + 2 * 5  # rung 1: both targets; later: two new options each
     assert records[1]["options"] == ["diag", "eigen", "none"]  # exp target: eigen is offered
     assert set(records[2]["means"]) == {"weighted", "modulate", "equal"}
     assert L.config_name(final) == ("HDM-CAM [target exp, Hessian none, bands modulate, alpha equal, fusion product, "

@@ -120,11 +120,13 @@ def choose(result: EvalResult, options: dict, incumbent, metric: str = "miou", g
 
 def walk(evaluate: Callable[[dict], EvalResult], rungs=RUNGS, start: dict = START, metric: str = "miou",
          guards=GUARDS, n_boot: int = 2000, seed: int = 0) -> list[dict]:
-    """Walk the ladder: for each rung, ``evaluate({method name: HDMCAM config})`` its options (on a validation
-    split) and keep :func:`choose`'s pick. Returns one record per rung: ``title``, ``key``, ``options``,
+    """Walk the ladder: for each rung, ``evaluate({method name: HDMCAM config})`` its options not evaluated
+    before (on a validation split) and keep :func:`choose`'s pick. Returns one record per rung: ``title``, ``key``, ``options``,
     ``choice``, ``reason``, ``config`` (the cumulative configuration after the rung), ``means``
     ``{option: {metric: mean}}``, and ``result`` (the :class:`EvalResult` of its options)."""
     config, records = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in start.items()}, []
+    cache: dict[str, tuple] = {}  # method name -> (values, seconds): a rung's incumbent was evaluated before
+    first = None
     for rung in rungs:
         configs = {}
         for option in rung.options:
@@ -135,7 +137,13 @@ def walk(evaluate: Callable[[dict], EvalResult], rungs=RUNGS, start: dict = STAR
         current = config[rung.key]
         incumbent = next((o for o in configs if (list(o) if isinstance(o, tuple) else o) == current), rung.options[0])
         names = {o: config_name(c) for o, c in configs.items()}
-        result = evaluate({names[o]: c for o, c in configs.items()})
+        new = {names[o]: c for o, c in configs.items() if names[o] not in cache}
+        if new:
+            fresh = evaluate(new)
+            first = first or fresh
+            cache.update({name: (fresh.values[name], fresh.seconds[name]) for name in new})
+        result = EvalResult({names[o]: cache[names[o]][0] for o in configs},
+                            {names[o]: cache[names[o]][1] for o in configs}, first.n, first.accuracy, first.meta)
         choice, reason = choose(result, names, incumbent, metric, guards, n_boot, seed)
         config = configs[choice]
         means = {_option_text(o): {k: float(np.nanmean(v)) for k, v in result.values[names[o]].items()} for o in configs}
