@@ -4,7 +4,8 @@ Kwon & Ro, "High-Precision Image Restoration via Hessian-based Grad-CAM++ and Wa
 Multiscale Activation Maps" (2025); equations (4)-(14). docs/hdm_cam.md maps every equation to the
 code below and records each decision the paper leaves open. In short, for each target layer ``l``
 with activation ``A`` ``(B, K, h, w)`` and gradient ``g = dS/dA`` of the class logit ``S``
-(explaining ``Y = exp(S)``, see :mod:`hdm.derivatives`):
+(explaining ``Y = exp(S)``, see :mod:`hdm.derivatives`; ``target="softmax"`` explains the class probability
+instead, :func:`softmax_score_derivatives`):
 
 1. derivative maps ``|d^n Y/dA^n| / exp(S) = |g|^n``, n = 2, 3, 4              (stage 1)
 2. channel Hessian weight ``w^(2)_k``                                          (eqs. 4-7)
@@ -189,7 +190,8 @@ class HDMResult(CAMResult):
     """:class:`CAMResult` plus what HDM-CAM computed on the way, per target layer name.
 
     All derivative quantities are scale-free: multiply by ``exp(scores)`` for the derivatives of
-    ``Y = exp(S)`` themselves (the factor cancels in every normalised weight).
+    ``Y = exp(S)`` themselves, or by the class probability for ``target="softmax"`` (the factor cancels in
+    every normalised weight).
 
     Attributes:
         levels: DWT levels ``J`` used at the layer.
