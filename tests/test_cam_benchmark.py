@@ -231,7 +231,8 @@ def test_results_writer_on_a_case_known_by_hand():
     c = summary["comparisons"]["HDM-CAM (exp)"]["Grad-CAM++ (layer4)"]
     # paired differences: auc (+0.3, +0.1, -0.1) -> mean +0.1, the interval within [-0.1, +0.3];
     # mean IoU and ROAD differ by a constant (+0.05, -0.1): the interval has no width; insertion: equal
-    assert c["auc"]["diff"] == pytest.approx(0.1) and -0.1 - 1e-12 <= c["auc"]["diff_lo"] < 0.1 < c["auc"]["diff_hi"] <= 0.3 + 1e-12
+    assert c["auc"]["diff"] == pytest.approx(0.1)
+    assert -0.1 - 1e-12 <= c["auc"]["diff_lo"] < 0.1 < c["auc"]["diff_hi"] <= 0.3 + 1e-12
     assert (c["miou"]["diff"], c["miou"]["diff_lo"], c["miou"]["diff_hi"]) == pytest.approx((0.05, 0.05, 0.05))
     assert c["miou"]["ratio"] == pytest.approx(1.25)
     assert (c["road"]["diff"], c["road"]["diff_lo"], c["road"]["diff_hi"]) == pytest.approx((-0.1, -0.1, -0.1))
@@ -247,7 +248,8 @@ def test_results_writer_on_a_case_known_by_hand():
     # the goal: AUC 0.8 >= 0.7 + 0.01 and IoU 1.25x met, insertion no worse, ROAD worse (CI below zero): not met
     goal = cb.goal_check(summary, "HDM-CAM (exp)")
     assert goal["auc"]["met"] and goal["miou"]["met"] and goal["insertion"]["met"] and not goal["road"]["met"]
-    assert not goal["met"] and all(goal[k]["peer"] == "Grad-CAM++ (layer4)" for k in ("auc", "miou", "insertion", "road"))
+    assert not goal["met"]
+    assert all(goal[k]["peer"] == "Grad-CAM++ (layer4)" for k in ("auc", "miou", "insertion", "road"))
     goal_line = next(line for line in text.splitlines() if line.startswith("| HDM-CAM (exp) | 0.800 vs"))
     assert goal_line.endswith("| no |") and "1.250x (Grad-CAM++ (layer4)): yes" in goal_line
     assert "-0.100 [-0.100, -0.100] (Grad-CAM++ (layer4)): no" in goal_line

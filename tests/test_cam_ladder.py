@@ -97,7 +97,8 @@ def test_ladder_summary_and_markdown_compare_each_rung_with_the_one_before():
 
 def test_ladder_commands_choose_on_one_split_and_report_on_another(tmp_path):
     choices, out, table = tmp_path / "choices.json", tmp_path / "ladder.md", tmp_path / "ladder.csv"
-    common = ["--weights", "random", "--n", "3", "--size", "32", "--batch", "3", "--bootstrap", "20", "--no-faithfulness"]
+    common = ["--weights", "random", "--n", "3", "--size", "32", "--batch", "3", "--bootstrap", "20",
+              "--no-faithfulness"]
     assert main(["eval-cam", *common, "--seed", "4000", "--ladder-choose", str(choices)]) == 0
     record = json.loads(choices.read_text())
     assert len(record["rungs"]) == len(L.RUNGS) and record["metric"] == "miou"
@@ -115,7 +116,7 @@ def test_ladder_methods_build_every_rung(tmp_path):
     records = [{"config": {**L.START, "target": "softmax"}}, {"config": {**L.START, "layer_fusion": "product",
                                                                          "target_layers": ["layer3", "layer4"]}}]
     methods = L.ladder_methods(model, records)
-    assert list(methods)[0] == L.BASE and "HDM-CAM (exp)" in methods and len(methods) == 4
+    assert next(iter(methods)) == L.BASE and "HDM-CAM (exp)" in methods and len(methods) == 4
     x = torch.randn(2, 3, 64, 64)
     for fn in methods.values():
         cam = fn(x, [0, 3])

@@ -334,7 +334,8 @@ def test_softmax_target_derivatives_equal_torch_autograd(small_cnn):
         for i, j in ((0, 0), (1, 3), (h - 1, w - 2), (3, 2)):
             p, ref = _autograd_derivatives(small_cnn, x, "block", 2, (0, k, i, j))
             for n in (2, 3, 4):
-                np.testing.assert_allclose(maps[n][0, k, i, j], abs(ref[n - 1]) / p, rtol=1e-4, atol=1e-9 * abs(ref[0]) / p)
+                np.testing.assert_allclose(maps[n][0, k, i, j], abs(ref[n - 1]) / p, rtol=1e-4,
+                                           atol=1e-9 * abs(ref[0]) / p)
             checked += abs(ref[1]) > 0
     assert checked >= 4  # real curvature: a probability is not piecewise linear in A
 

@@ -26,7 +26,6 @@ from tqdm import tqdm
 from ..cam import HDMCAM, GradCAM, GradCAMPlusPlus, LayerCAM
 from ..cam import metrics as M
 from ..cam.hdm_cam import TUNED
-from ..errors import BadArgument
 from ..io.images import IMAGENET_MEAN, IMAGENET_STD
 from .shapes import ShapesDataset, to_tensor
 from .stats import ci_text, paired_bootstrap
@@ -122,8 +121,9 @@ def _package_cam(model, method: str, layers=LAYERS, score: str = "logit", images
     ``images_per_call`` splits a batch (Score-CAM holds ``K`` masked copies of each image);
     ``batch_size`` is Score-CAM's forward batch. ``per_layer`` runs the method once per layer and fuses the
     maps with the package's own ``aggregate_multi_layers`` (its ShapleyCAM frees the graph after the first
-    layer's Hessian-vector product, so it cannot take several layers in one call). The method's hooks live only during each call, so they never
-    slow down or leak into other methods; Score-CAM's per-image progress bars are silenced."""
+    layer's Hessian-vector product, so it cannot take several layers in one call). The method's hooks live
+    only during each call, so they never slow down or leak into other methods; Score-CAM's per-image progress
+    bars are silenced."""
     try:
         import pytorch_grad_cam as pgc  # optional: the reference package (the [train] extra)
         from pytorch_grad_cam import score_cam as pgc_score_cam  # optional, as above
@@ -225,7 +225,8 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
     """Run every method on every image of ``dataset`` (explaining the true class) and score it.
 
     ``road``: ROAD's percentiles (empty: no ROAD columns), on the first ``road_n`` images only if given (its
-    imputation is the costliest metric); ROAD and the other faithfulness metrics need ``faithfulness``. ``limits`` ``{method: n}`` runs a costly method on the first ``n`` images only (its
+    imputation is the costliest metric); ROAD and the other faithfulness metrics need ``faithfulness``.
+    ``limits`` ``{method: n}`` runs a costly method on the first ``n`` images only (its
     other values are NaN; summaries and paired comparisons use the images it has)."""
     model.eval()
     # the many forward passes of deletion/insertion run on a channels-last copy (faster on CPU)
@@ -370,7 +371,8 @@ def _fmt(v: float, key: str) -> str:
     return f"{v:.1f}" if key in ("avg_drop", "increase") else f"{v:.3f}"
 
 
-def markdown(summary: dict | None, header: list[str], ladder: list[str] | None = None, theta: dict | None = None) -> str:
+def markdown(summary: dict | None, header: list[str], ladder: list[str] | None = None,
+             theta: dict | None = None) -> str:
     """The results file: header, the method table, the comparisons, the goal check (:func:`goal_check`),
     theta, and the ablation ladder's lines (:func:`hdm.bench.cam_ladder.ladder_markdown`). Without a
     ``summary`` (a ladder run) only the header and the ladder."""
@@ -387,7 +389,8 @@ def markdown(summary: dict | None, header: list[str], ladder: list[str] | None =
     limits = summary.get("meta", {}).get("limits") or {}
     for m, d in methods.items():
         name = f"{m} †" if m in limits else m
-        lines.append(f"| {name} | " + " | ".join(_fmt(d[k], k) for k, _ in keys) + f" | {1000 * d['seconds_per_image']:.1f} |")
+        cells = " | ".join(_fmt(d[k], k) for k, _ in keys)
+        lines.append(f"| {name} | {cells} | {1000 * d['seconds_per_image']:.1f} |")
     meta = summary.get("meta", {})
     if meta.get("road_percentiles"):
         on = f"the first {meta['road_n']} images" if meta.get("road_n") else "every image"

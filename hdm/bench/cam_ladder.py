@@ -121,8 +121,8 @@ def choose(result: EvalResult, options: dict, incumbent, metric: str = "miou", g
 def walk(evaluate: Callable[[dict], EvalResult], rungs=RUNGS, start: dict = START, metric: str = "miou",
          guards=GUARDS, n_boot: int = 2000, seed: int = 0) -> list[dict]:
     """Walk the ladder: for each rung, ``evaluate({method name: HDMCAM config})`` its options not evaluated
-    before (on a validation split) and keep :func:`choose`'s pick. Returns one record per rung: ``title``, ``key``, ``options``,
-    ``choice``, ``reason``, ``config`` (the cumulative configuration after the rung), ``means``
+    before (on a validation split) and keep :func:`choose`'s pick. Returns one record per rung: ``title``,
+    ``key``, ``options``, ``choice``, ``reason``, ``config`` (the cumulative configuration after the rung), ``means``
     ``{option: {metric: mean}}``, and ``result`` (the :class:`EvalResult` of its options)."""
     config, records = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in start.items()}, []
     cache: dict[str, tuple] = {}  # method name -> (values, seconds): a rung's incumbent was evaluated before
@@ -146,7 +146,8 @@ def walk(evaluate: Callable[[dict], EvalResult], rungs=RUNGS, start: dict = STAR
                             {names[o]: cache[names[o]][1] for o in configs}, first.n, first.accuracy, first.meta)
         choice, reason = choose(result, names, incumbent, metric, guards, n_boot, seed)
         config = configs[choice]
-        means = {_option_text(o): {k: float(np.nanmean(v)) for k, v in result.values[names[o]].items()} for o in configs}
+        means = {_option_text(o): {k: float(np.nanmean(v)) for k, v in result.values[names[o]].items()}
+                 for o in configs}
         records.append({"title": rung.title, "key": rung.key, "options": [_option_text(o) for o in configs],
                         "incumbent": _option_text(incumbent), "choice": _option_text(choice), "reason": reason,
                         "config": dict(config), "means": means, "result": result})
@@ -181,7 +182,8 @@ def ladder_summary(result: EvalResult, records: list[dict], n_boot: int = 2000, 
         if name not in result.values:
             raise BadArgument(f"the result lacks the ladder's method {name!r}")
         v = result.values[name]
-        row = {"rung": rung, "method": name, "means": {k: float(np.nanmean(a)) for k, a in v.items()}, "vs_previous": None}
+        row = {"rung": rung, "method": name, "means": {k: float(np.nanmean(a)) for k, a in v.items()},
+               "vs_previous": None}
         if previous is not None:
             row["vs_previous"] = {k: vars(paired_bootstrap(v[k], result.values[previous][k], n_boot=n_boot, seed=seed))
                                   for k in v}
@@ -199,7 +201,8 @@ def ladder_markdown(rows: list[dict], records: list[dict]) -> list[str]:
              "|---" * (len(keys) + 2) + "|"]
     for r in rows:
         lines.append(f"| {r['rung']} | {r['method']} | " + " | ".join(f"{r['means'][k]:.3f}" for k, _ in keys) + " |")
-    lines += ["", "Each rung minus the rung before (mean difference, 95 % paired-bootstrap CI; `*`: excludes zero):", "",
+    lines += ["", "Each rung minus the rung before (mean difference, 95 % paired-bootstrap CI; `*`: excludes zero):",
+              "",
               "| rung | " + " | ".join(t for _, t in keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for r in rows[1:]:
         lines.append(f"| {r['rung']} | " + " | ".join(ci_text(r["vs_previous"][k], star=True) for k, _ in keys) + " |")

@@ -156,7 +156,8 @@ def fuse_scale_maps(components: Sequence[torch.Tensor], alphas: Sequence[torch.T
 
     ``components[l]`` ``(B, J_l, h_l, w_l)`` (:attr:`HDMResult.scale_maps`), ``alphas[l]`` ``(>= J_l,)``.
     ``fusion="sum"``: ``normalize(ReLU(sum_l upsample(M^(l))))`` (eq. 14); ``"mean"``: pytorch-grad-cam's
-    mean of per-layer normalised maps; ``"product"``: their product (RefineCAM). Differentiable in ``alphas`` (used to fit theta)."""
+    mean of per-layer normalised maps; ``"product"``: their product (RefineCAM). Differentiable in ``alphas``
+    (used to fit theta)."""
     return _fuse_layer_maps([_mix_scales(C, alpha) for C, alpha in zip(components, alphas)], size, fusion)
 
 

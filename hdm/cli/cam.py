@@ -155,8 +155,8 @@ def _cmd_eval_cam(args) -> int:
     data_line = (f"{args.n} hdm.bench.shapes images, seed {args.seed}, {args.size} px, backgrounds "
                  f"{args.backgrounds or 'procedural'}; model {classifier.source}"
                  + (f" ({classifier.note})" if classifier.note else ""))
-    run = dict(batch_size=args.batch, faithfulness=not args.no_faithfulness, steps=args.steps, road=_road(args),
-               road_n=args.road_n)
+    run = {"batch_size": args.batch, "faithfulness": not args.no_faithfulness, "steps": args.steps,
+           "road": _road(args), "road_n": args.road_n}
     if args.ladder_choose or args.ladder:
         return _eval_ladder(args, model, data, data_line, run)
     theta_file = (Path(args.theta) if args.theta else
@@ -198,7 +198,8 @@ def _eval_ladder(args, model, data, data_line, run) -> int:
         lines = ["## Ablation ladder: choices on this split", ""]
         for i, r in enumerate(records, 1):
             lines.append(f"{i}. {r['title']}: options {', '.join(r['options'])}; {r['reason']}.")
-            lines += [f"   - {o}: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items()) for o, means in r["means"].items()]
+            lines += [f"   - {o}: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items())
+                      for o, means in r["means"].items()]
         record = {"data": data_line, "metric": args.ladder_metric, "command": report.hdm_command(), "rungs": records}
         _write_json(args.ladder_choose, record)
         title = "HDM-CAM ablation ladder: the choice of each rung (validation)"
