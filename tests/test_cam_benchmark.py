@@ -11,6 +11,7 @@ import torchvision
 
 from hdm.bench import cam as cb
 from hdm.bench.shapes import ShapesDataset, to_tensor
+from hdm.bench.stats import ci_text
 from hdm.cli import main
 
 
@@ -286,5 +287,10 @@ def test_road_on_a_subset_of_images(resnet18):
     for d in result.values.values():
         assert [np.isnan(d["road"][i]) for i in range(3)] == [False, True, True]
         assert not np.isnan(d["insertion"]).any()
-    text = cb.markdown(cb.summarize(result, references=(), n_boot=10), ["# t"])
+    summary = cb.summarize(result, references=("centre prior",), baselines=["random"], n_boot=10)
+    c = summary["comparisons"]["centre prior"]["random"]
+    assert c["road"]["n"] == 1 and np.isnan(c["road"]["diff"]) and c["insertion"]["n"] == 3  # one pair: no interval
+    text = cb.markdown(summary, ["# t"])
     assert "ROAD (percentiles [50]): on the first 1 images" in text
+    row = [line for line in text.splitlines() if line.startswith("| random | ")][-1]  # the comparisons table
+    assert row.endswith("| - | - | - | " + " | ".join(ci_text(c[k], star=True) for k in ("avg_drop", "increase")) + " |")

@@ -317,10 +317,17 @@ def summarize(result: EvalResult, references=REFERENCES, baselines=None, n_boot:
     for ref in [r for r in references if r in result.values]:
         others = [b for b in (baselines or BASELINES) if b in result.values and b != ref]
         summary["comparisons"][ref] = {
-            b: {k: vars(paired_bootstrap(result.values[ref][k], result.values[b][k], n_boot=n_boot, seed=seed))
-                for k in result.values[ref]}
+            b: {k: _compare(result.values[ref][k], result.values[b][k], n_boot, seed) for k in result.values[ref]}
             for b in others}
     return summary
+
+
+def _compare(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> dict:
+    """:func:`paired_bootstrap` as a dict; NaN figures (and ``n``) where fewer than 2 images have both values."""
+    n = int((~(np.isnan(a) | np.isnan(b))).sum())
+    if n < 2:
+        return {**dict.fromkeys(("diff", "diff_lo", "diff_hi", "ratio", "ratio_lo", "ratio_hi"), float("nan")), "n": n}
+    return vars(paired_bootstrap(a, b, n_boot=n_boot, seed=seed))
 
 
 def peers_of(methods) -> list[str]:
@@ -404,7 +411,7 @@ def markdown(summary: dict | None, header: list[str], ladder: list[str] | None =
         lines.append("| baseline | " + " | ".join(t for _, t in keys) + " |")
         lines.append("|---" * (len(keys) + 1) + "|")
         for b, c in comps.items():
-            cells = [ci_text(c[k], star=True) for k, _ in keys]
+            cells = [ci_text(c[k], star=True) if c[k]["n"] >= 2 else "-" for k, _ in keys]
             lines.append(f"| {b} | " + " | ".join(cells) + " |")
     for ref in summary.get("comparisons", {}):
         goal = goal_check(summary, ref)
