@@ -278,6 +278,9 @@ def test_goal_check_takes_the_best_peer_per_metric():
     summary["methods"]["HDM-CAM tuned"]["auc"] = 0.959
     assert not cb.goal_check(summary, "HDM-CAM tuned")["auc"]["met"]
     assert cb.goal_check(summary, "nobody") is None
+    # a peer on a subset of the images (Score-CAM) is not the best peer: its means are over other images
+    summary.update(n=300, meta={"limits": {"A": 16}})
+    assert cb.goal_check(summary, "HDM-CAM tuned")["auc"]["peer"] == "B"
 
 
 def test_road_on_a_subset_of_images(resnet18):

@@ -341,12 +341,15 @@ def goal_check(summary: dict, reference: str) -> dict | None:
     ``auc``: its pixel AUC >= the best peer's + 0.01; ``miou``: its mean IoU >= 1.10x the best peer's (both on
     means); ``insertion`` and ``road``: the 95 % paired-bootstrap CI of its difference from the best peer on that
     metric does not lie below zero (needs the peer in ``summary["comparisons"][reference]``). Each entry names
-    the peer and says ``met``; ``met`` overall needs all four. Missing metrics give ``None`` entries."""
+    the peer and says ``met``; ``met`` overall needs all four. Missing metrics give ``None`` entries. A peer
+    run on a subset of the images (``summary["meta"]["limits"]``, e.g. Score-CAM) is left out: its means are
+    over other images."""
     comps = summary.get("comparisons", {}).get(reference)
     methods = summary["methods"]
     if comps is None or reference not in methods:
         return None
-    peers = [m for m in peers_of(methods) if m in comps]
+    limits = summary.get("meta", {}).get("limits") or {}
+    peers = [m for m in peers_of(methods) if m in comps and (m not in limits or limits[m] >= summary.get("n", 0))]
     if not peers:
         return None
     out = {"reference": reference}
@@ -432,7 +435,8 @@ def markdown(summary: dict | None, header: list[str], ladder: list[str] | None =
             elif key == "miou":
                 cells.append(f"{g['ratio']:.3f}x ({g['peer']}): {_yes(g['met'])}")
             else:
-                cells.append(f"{ci_text(g)} ({g['peer']}): {_yes(g['met'])}")
+                ci = ci_text(g) if np.isfinite(g["diff"]) else "-"
+                cells.append(f"{ci} ({g['peer']}): {_yes(g['met'])}")
         lines.append(f"| {ref} | " + " | ".join(cells) + f" | {_yes(goal['met'])} |")
     if theta:
         lines += ["", "## Learned scale weights (eq. 13)", "",
