@@ -69,6 +69,9 @@ def test_walk_follows_the_rule_rung_by_rung():
     names = [n for call in calls for n in call]
     assert len(names) == len(set(names)) == 2 + 2 * 5  # rung 1: both targets; later: two new options each
     assert records[1]["options"] == ["diag", "eigen", "none"]  # exp target: eigen is offered
+    assert records[1]["incumbent"] == "none" and records[1]["paper"] == "diag"
+    assert records[1]["paper_config"] == {**L.START, "hessian": "diag"}  # the paper's option on rung 1's choice
+    assert records[5]["choice"] == "layers 1-4" and "kept 'layers 1-4'" in records[5]["reason"]
     assert set(records[2]["means"]) == {"weighted", "modulate", "equal"}
     assert L.config_name(final) == ("HDM-CAM [target exp, Hessian none, bands modulate, alpha equal, fusion product, "
                                     "layers 1-4]")
@@ -76,14 +79,19 @@ def test_walk_follows_the_rule_rung_by_rung():
 
 def test_ladder_summary_and_markdown_compare_each_rung_with_the_one_before():
     records = [{"title": "smooth target", "choice": "exp", "options": ["exp", "softmax"], "reason": "kept 'exp'",
-                "config": dict(L.START)},
+                "config": dict(L.START), "paper": "exp", "paper_config": dict(L.START)},
                {"title": "bands", "choice": "modulate", "options": ["weighted", "modulate", "equal"], "reason": "r",
-                "config": {**L.START, "bands": "modulate"}}]
-    names = [L.BASE, L.config_name(records[0]["config"]), L.config_name(records[1]["config"])]
+                "config": {**L.START, "bands": "modulate"}, "paper": "weighted",
+                "paper_config": {**L.START, "bands": "weighted"}}]
+    names = [L.BASE, L.config_name(records[0]["config"]), L.config_name(records[1]["config"]),
+             L.config_name(records[1]["paper_config"])]
     result = _result({names[0]: {"miou": BASE, "auc": BASE}, names[1]: {"miou": BASE + 0.01, "auc": BASE - 0.02},
-                      names[2]: {"miou": BASE + 0.04, "auc": BASE - 0.02}})
+                      names[2]: {"miou": BASE + 0.04, "auc": BASE - 0.02},
+                      names[3]: {"miou": BASE - 0.01, "auc": BASE - 0.02}})
     rows = L.ladder_summary(result, records, n_boot=100)
     assert [r["method"] for r in rows] == names and rows[0]["vs_previous"] is None
+    # the paper's option is compared with the same previous rung (1), not with rung 2's choice
+    assert rows[3]["rung"] == "2 paper: bands = weighted" and rows[3]["vs_previous"]["miou"]["diff"] == pytest.approx(-0.02)
     assert rows[1]["vs_previous"]["miou"]["diff"] == pytest.approx(0.01)
     assert rows[2]["vs_previous"]["miou"]["diff_lo"] == pytest.approx(0.03)  # a constant paired gain
     assert rows[2]["vs_previous"]["auc"]["diff"] == pytest.approx(0)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..cam import HDMCAM, GradCAMPlusPlus
 from ..errors import BadArgument
-from .cam import LAYERS, METRICS, EvalResult, Method, _ours, ci_text
+from .cam import LAYERS, METRICS, EvalResult, Method, _compare, _ours, ci_text
 from .stats import paired_bootstrap
 
 __all__ = ["Rung", "RUNGS", "START", "BASE", "GUARDS", "config_name", "config_methods", "choose", "walk",
@@ -47,7 +47,7 @@ class Rung:
 
 
 RUNGS = (
-    Rung("smooth target: the explained score (exp(S) or the class probability)", "target", ("exp", "softmax")),
+    Rung("smooth target (the explained score)", "target", ("exp", "softmax")),
     Rung("Hessian weight (eqs. 4-7)", "hessian", ("diag", "eigen", "none")),
     Rung("3rd/4th-order band weights (eqs. 8-10)", "bands", ("weighted", "modulate", "equal")),
     Rung("multi-scale alpha (eq. 13)", "alpha", ("exp", "inverse", "equal")),
@@ -122,20 +122,21 @@ def walk(evaluate: Callable[[dict], EvalResult], rungs=RUNGS, start: dict = STAR
          guards=GUARDS, n_boot: int = 2000, seed: int = 0) -> list[dict]:
     """Walk the ladder: for each rung, ``evaluate({method name: HDMCAM config})`` its options not evaluated
     before (on a validation split) and keep :func:`choose`'s pick. Returns one record per rung: ``title``,
-    ``key``, ``options``, ``choice``, ``reason``, ``config`` (the cumulative configuration after the rung), ``means``
+    ``key``, ``options``, ``incumbent``, ``choice``, ``reason``, ``config`` (the cumulative configuration after
+    the rung), ``paper`` and ``paper_config`` (the paper's option on the configuration before the rung), ``means``
     ``{option: {metric: mean}}``, and ``result`` (the :class:`EvalResult` of its options)."""
     config, records = {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in start.items()}, []
     cache: dict[str, tuple] = {}  # method name -> (values, seconds): a rung's incumbent was evaluated before
     first = None
     for rung in rungs:
-        configs = {}
+        configs = {}  # option text -> configuration
         for option in rung.options:
             cfg = {**config, rung.key: list(option) if isinstance(option, tuple) else option}
             if cfg.get("target") == "softmax" and cfg.get("hessian") == "eigen":
                 continue  # eqs. 4-5 need the neighbour coupling, which the closed form has for exp(S) only
-            configs[option] = cfg
-        current = config[rung.key]
-        incumbent = next((o for o in configs if (list(o) if isinstance(o, tuple) else o) == current), rung.options[0])
+            configs[_option_text(option)] = cfg
+        paper = _option_text(rung.options[0])
+        incumbent = next((o for o, c in configs.items() if c[rung.key] == config[rung.key]), paper)
         names = {o: config_name(c) for o, c in configs.items()}
         new = {names[o]: c for o, c in configs.items() if names[o] not in cache}
         if new:
@@ -146,11 +147,10 @@ def walk(evaluate: Callable[[dict], EvalResult], rungs=RUNGS, start: dict = STAR
                             {names[o]: cache[names[o]][1] for o in configs}, first.n, first.accuracy, first.meta)
         choice, reason = choose(result, names, incumbent, metric, guards, n_boot, seed)
         config = configs[choice]
-        means = {_option_text(o): {k: float(np.nanmean(v)) for k, v in result.values[names[o]].items()}
-                 for o in configs}
-        records.append({"title": rung.title, "key": rung.key, "options": [_option_text(o) for o in configs],
-                        "incumbent": _option_text(incumbent), "choice": _option_text(choice), "reason": reason,
-                        "config": dict(config), "means": means, "result": result})
+        means = {o: {k: float(np.nanmean(v)) for k, v in result.values[names[o]].items()} for o in configs}
+        records.append({"title": rung.title, "key": rung.key, "options": list(configs), "incumbent": incumbent,
+                        "choice": choice, "reason": reason, "config": dict(config), "paper": paper,
+                        "paper_config": dict(configs[paper]), "means": means, "result": result})
     return records
 
 
@@ -160,13 +160,15 @@ def _option_text(option) -> str:
 
 def ladder_methods(model, records: list[dict], paper: bool = True) -> dict[str, Method]:
     """The methods of the test-split ladder, in order: rung 0 (:data:`BASE`, hdm's Grad-CAM++ on layers 1-4),
-    then one method per rung with its chosen configuration (``records`` from :func:`walk`, or their JSON),
-    and with ``paper`` HDM-CAM as the paper gives it (HDMCAM's defaults on layers 1-4)."""
+    then per rung its chosen configuration and, where the choice is not the paper's option, the paper's option on
+    the same footing (``records`` from :func:`walk`, or their JSON); with ``paper`` also HDM-CAM as the paper
+    gives it (HDMCAM's defaults on layers 1-4)."""
     methods = {BASE: _ours(GradCAMPlusPlus(model, LAYERS))}
     for r in records:
-        name = config_name(r["config"])
-        if name not in methods:
-            methods.update(config_methods(model, {name: r["config"]}))
+        for config in (r["config"], r.get("paper_config")):
+            name = config_name(config) if config else None
+            if name and name not in methods:
+                methods.update(config_methods(model, {name: config}))
     if paper:
         methods.setdefault("HDM-CAM (exp)", _ours(HDMCAM(model, LAYERS)))
     return methods
@@ -174,21 +176,27 @@ def ladder_methods(model, records: list[dict], paper: bool = True) -> dict[str, 
 
 def ladder_summary(result: EvalResult, records: list[dict], n_boot: int = 2000, seed: int = 0) -> list[dict]:
     """Each rung on ``result`` (a test split): its method, its means and the paired-bootstrap comparison with
-    the previous rung on every metric: ``[{"rung", "method", "means", "vs_previous"}]`` (rung 0 has none)."""
-    rows, previous = [], None
-    steps = [("0: start", BASE)] + [(f"{i}: {r['title']} = {r['choice']}", config_name(r["config"]))
-                                     for i, r in enumerate(records, 1)]
-    for rung, name in steps:
+    the previous rung's choice on every metric: ``[{"rung", "method", "means", "vs_previous"}]`` (rung 0 has
+    none). Where a rung's choice is not the paper's option, a row ``"<i> paper: ..."`` shows the paper's option
+    against the same previous rung (what the paper's component does); the ladder goes on from the choice."""
+    steps, before = [("0: start", BASE, None)], BASE  # (row, method, the method it is compared with)
+    for i, r in enumerate(records, 1):
+        chosen = config_name(r["config"])
+        steps.append((f"{i}: {r['title']} = {r['choice']}", chosen, before))
+        paper = r.get("paper_config")
+        if paper and config_name(paper) != chosen:
+            steps.append((f"{i} paper: {r['title']} = {r['paper']}", config_name(paper), before))
+        before = chosen
+    rows = []
+    for rung, name, previous in steps:
         if name not in result.values:
             raise BadArgument(f"the result lacks the ladder's method {name!r}")
         v = result.values[name]
         row = {"rung": rung, "method": name, "means": {k: float(np.nanmean(a)) for k, a in v.items()},
                "vs_previous": None}
         if previous is not None:
-            row["vs_previous"] = {k: vars(paired_bootstrap(v[k], result.values[previous][k], n_boot=n_boot, seed=seed))
-                                  for k in v}
+            row["vs_previous"] = {k: _compare(v[k], result.values[previous][k], n_boot, seed) for k in v}
         rows.append(row)
-        previous = name
     return rows
 
 
@@ -201,11 +209,12 @@ def ladder_markdown(rows: list[dict], records: list[dict]) -> list[str]:
              "|---" * (len(keys) + 2) + "|"]
     for r in rows:
         lines.append(f"| {r['rung']} | {r['method']} | " + " | ".join(f"{r['means'][k]:.3f}" for k, _ in keys) + " |")
-    lines += ["", "Each rung minus the rung before (mean difference, 95 % paired-bootstrap CI; `*`: excludes zero):",
-              "",
+    lines += ["", "Each rung minus the rung before (mean difference, 95 % paired-bootstrap CI; `*`: excludes zero; a "
+                  "\"paper\" row: the paper's option in place of the choice, against the same rung before):", "",
               "| rung | " + " | ".join(t for _, t in keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for r in rows[1:]:
-        lines.append(f"| {r['rung']} | " + " | ".join(ci_text(r["vs_previous"][k], star=True) for k, _ in keys) + " |")
+        cells = [ci_text(r["vs_previous"][k], star=True) if r["vs_previous"][k]["n"] >= 2 else "-" for k, _ in keys]
+        lines.append(f"| {r['rung']} | " + " | ".join(cells) + " |")
     lines += ["", "Choices on the validation split:", ""]
     for i, rec in enumerate(records, 1):
         lines.append(f"{i}. {rec['title']}: options {', '.join(rec['options'])}; {rec['reason']}.")
