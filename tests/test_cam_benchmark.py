@@ -1,6 +1,7 @@
 """The CAM benchmark end to end on a tiny random model, and its commands."""
 from __future__ import annotations
 
+import csv
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ import torchvision
 
 from hdm.bench import cam as cb
 from hdm.bench.shapes import ShapesDataset, to_tensor
+from hdm.bench.stats import ci_text
 from hdm.cli import main
 
 
@@ -19,19 +21,29 @@ def tiny_resnet():
     return torchvision.models.resnet50(num_classes=8).eval()
 
 
-def test_evaluate_runs_every_method_and_metric(tiny_resnet):
+def test_evaluate_runs_every_method_and_metric(tiny_resnet, tmp_path):
     data = ShapesDataset(4, seed=0, size=32)
-    methods = cb.default_methods(tiny_resnet, theta=[0.0, 1.0])
+    methods = cb.default_methods(tiny_resnet, theta=[0.0, 1.0], score_cam=False)
     assert {"Grad-CAM++ (layer4)", "LayerCAM (layers 1-4)", "HDM-CAM (exp)", "HDM-CAM (inverse)",
-            "HDM-CAM (learned)", "HDM-CAM tuned", "random", "Sobel"} <= set(methods)
-    result = cb.evaluate(tiny_resnet, data, methods, batch_size=3, steps=4, progress=False)
-    assert result.n == 4 and 0 <= result.accuracy <= 1
+            "HDM-CAM (learned)", "HDM-CAM tuned", "random", "Sobel", "centre prior", "ShapleyCAM (layers 1-4)",
+            "RefineCAM (layers 1-4)", "XGrad-CAM (layer4)", "HiResCAM (layers 1-4)"} <= set(methods)
+    result = cb.evaluate(tiny_resnet, data, methods, batch_size=3, steps=4, road=(50,), limits={"Sobel": 2},
+                         progress=False)
+    assert result.n == 4 and 0 <= result.accuracy <= 1 and result.meta["labels"] == [0, 1, 2, 3]
     for name, values in result.values.items():
         assert set(values) == {k for k, *_ in cb.METRICS}, name
         for key, v in values.items():
             assert v.shape == (4,), (name, key)
-        assert np.all((values["auc"] >= 0) & (values["auc"] <= 1))
+            assert np.isnan(v).sum() == (2 if name == "Sobel" else 0), (name, key)  # the subset: 2 of 4 images
+        ok = ~np.isnan(values["auc"])
+        assert np.all((values["auc"][ok] >= 0) & (values["auc"][ok] <= 1))
+        np.testing.assert_allclose(values["road"], (values["road_lerf"] - values["road_morf"]) / 2)
         assert result.seconds[name] > 0
+    rows = list(csv.DictReader(cb.write_csv(tmp_path / "v.csv", {"test": result}).open()))
+    assert len(rows) == 4 * len(methods) and rows[0]["table"] == "test" and rows[0]["label"] == "0"
+    sobel = [r for r in rows if r["method"] == "Sobel"]
+    assert [r["miou"] == "" for r in sobel] == [False, False, True, True]
+    assert float(sobel[1]["road"]) == result.values["Sobel"]["road"][1]
     summary = cb.summarize(result, n_boot=100)
     assert set(summary["comparisons"]) == set(cb.REFERENCES)
     for ref, comps in summary["comparisons"].items():
@@ -42,8 +54,8 @@ def test_evaluate_runs_every_method_and_metric(tiny_resnet):
     diff = result.values["HDM-CAM tuned"]["miou"] - result.values["HDM-CAM (exp)"]["miou"]
     assert c["diff"] == pytest.approx(diff.mean()) and c["diff_lo"] <= c["diff"] <= c["diff_hi"]
     text = cb.markdown(summary, ["# title", ""])
-    # method table: 4 alpha modes + tuned; goal table: 2 rows each; the tuned one's CI table: 1 row for the paper's
-    assert text.count("\n| HDM-CAM (") == 4 + 2 + 1 and text.count("\n| HDM-CAM tuned |") == 1 + 2 and "Goal" in text
+    # method table: 4 alpha modes + tuned; the tuned one's CI table: 1 row for the paper's; goal table: 1 row each
+    assert text.count("\n| HDM-CAM (") == 4 + 1 + 1 and text.count("\n| HDM-CAM tuned |") == 1 + 1 and "Goal" in text
 
 
 def test_floors_behave_as_floors():
@@ -70,11 +82,16 @@ def test_eval_and_fit_theta_commands(tmp_path, capsys):
     fitted = json.loads(theta.read_text())
     assert len(fitted["theta"]) == 2 and set(fitted["objective"]) == {"exp", "inverse", "equal", "learned"}
     out, js = tmp_path / "cam.md", tmp_path / "cam.json"
+    table = tmp_path / "cam.csv"
     assert main(["eval-cam", "--weights", "random", "--theta", str(theta), "--n", "4", "--size", "32", "--batch", "4",
-                 "--steps", "2", "--bootstrap", "50", "--ablations", "2", "--out", str(out), "--json", str(js)]) == 0
+                 "--steps", "2", "--bootstrap", "50", "--road-percentiles", "50", "--score-cam", "0",
+                 "--out", str(out), "--json", str(js), "--csv", str(table)]) == 0
     text = out.read_text()
     assert "- command: `" in text and "- date: " in text and "random stand-in" in text
-    assert "HDM-CAM (learned)" in text and "Ablations" in text and "Learned scale weights" in text
+    assert "HDM-CAM (learned)" in text and "Learned scale weights" in text and "ROAD" in text
+    rows = list(csv.DictReader(table.open()))
+    assert {r["method"] for r in rows} >= {"centre prior", "RefineCAM (layers 1-4)"}
+    assert "Score-CAM (layer4)" not in {r["method"] for r in rows}  # --score-cam 0: not run
     summary = json.loads(js.read_text())
     assert summary["methods"]["HDM-CAM (exp)"]["miou"] >= 0
     assert "deletion" in summary["comparisons"]["HDM-CAM (exp)"]["Grad-CAM++ (layer4)"]
@@ -111,13 +128,172 @@ def test_exported_weights_load_back_with_their_card(tmp_path, tiny_resnet):
     assert "0.5000" in card and "theta = [0.1, 0.2]" in card
 
 
-def test_best_ablation_picks_the_highest_mean_iou_variant():
-    from hdm.bench.cam import ABLATIONS, best_ablation
+@pytest.fixture(scope="module")
+def resnet18():
+    torch.manual_seed(3)
+    return torchvision.models.resnet18(num_classes=8).eval()
 
-    names = list(ABLATIONS)
-    summary = {"methods": {names[0]: {"miou": 0.2}, names[3]: {"miou": 0.31}, names[5]: {"miou": 0.3},
-                           "Grad-CAM (layer4)": {"miou": 0.9}}}  # not a variant: never picked
-    assert best_ablation(summary) == (names[3], ABLATIONS[names[3]])
-    assert best_ablation(summary)[1] is not ABLATIONS[names[3]]  # a copy: TUNED edits cannot leak back
-    with pytest.raises(ValueError, match="none of the ablation variants"):
-        best_ablation({"methods": {"Grad-CAM (layer4)": {"miou": 0.9}}})
+
+def _hooks(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._backward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def test_package_peers_are_the_package_and_leave_no_hooks(resnet18):
+    import pytorch_grad_cam as pgc  # the reference: the grad-cam package (requirements-dev.txt)
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputReST, ClassifierOutputTarget
+
+    x, labels = torch.randn(2, 3, 64, 64), [1, 5]
+    peers = cb.package_peers(resnet18, score_cam=False)
+    assert _hooks(resnet18) == 0
+    layers = [getattr(resnet18, n) for n in cb.LAYERS]
+    for name, cls in (("XGrad-CAM (layers 1-4)", pgc.XGradCAM), ("HiResCAM (layer4)", pgc.HiResCAM)):
+        with cls(resnet18, layers if "1-4" in name else layers[-1:]) as ref:
+            expected = ref(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in labels])
+        np.testing.assert_allclose(peers[name](x, labels), expected, atol=1e-6)
+        assert _hooks(resnet18) == 0, name
+    # RefineCAM keeps one hooked method per layer: all are released after the call
+    refine = pgc.RefineCAM(resnet18, layers)
+    expected = refine(x, [ClassifierOutputTarget(c) for c in labels])
+    for c in refine.base_cam_per_layer:
+        c.activations_and_grads.release()
+    np.testing.assert_allclose(peers["RefineCAM (layers 1-4)"](x, labels), expected, atol=1e-6)
+    assert _hooks(resnet18) == 0
+    # ShapleyCAM: its ReST score, and layers 1-4 as the package's mean of its single-layer maps
+    rest = [ClassifierOutputReST(c) for c in labels]
+    single = []
+    for layer in layers:
+        with pgc.ShapleyCAM(resnet18, [layer]) as ref:
+            single.append(ref(input_tensor=x, targets=rest))
+    np.testing.assert_allclose(peers["ShapleyCAM (layer4)"](x, labels), single[-1], atol=1e-6)
+    mean = np.mean(single, axis=0)
+    mean = (mean - mean.min(axis=(1, 2), keepdims=True))
+    mean /= mean.max(axis=(1, 2), keepdims=True) + 1e-7
+    np.testing.assert_allclose(peers["ShapleyCAM (layers 1-4)"](x, labels), mean, atol=1e-5)
+    assert _hooks(resnet18) == 0
+
+
+def test_shapley_cam_of_a_logit_is_grad_cam_in_a_relu_network(resnet18):
+    """Why ShapleyCAM explains ReST: the Hessian-vector product of a class logit is zero in a ReLU network."""
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    x = torch.randn(2, 3, 64, 64)
+    targets = [ClassifierOutputTarget(2), ClassifierOutputTarget(4)]
+    with pgc.ShapleyCAM(resnet18, [resnet18.layer3]) as shapley, pgc.GradCAM(resnet18, [resnet18.layer3]) as grad:
+        np.testing.assert_allclose(shapley(input_tensor=x, targets=targets), grad(input_tensor=x, targets=targets),
+                                   atol=1e-6)
+
+
+def test_score_cam_peer_runs_image_by_image_without_progress_bars(capsys):
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=3).eval()
+    model.layer4 = torch.nn.Sequential(torch.nn.Conv2d(256, 8, 1), torch.nn.ReLU())  # 8 channels: 8 passes
+    model.fc = torch.nn.Linear(8, 3)
+    x = torch.randn(3, 3, 32, 32)
+    fn = cb._package_cam(model, "ScoreCAM", ["layer4"], images_per_call=1, batch_size=4)
+    ours = fn(x, [0, 1, 2])
+    assert "it/s" not in capsys.readouterr().err and _hooks(model) == 0
+    with pgc.ScoreCAM(model, [model.layer4]) as ref:
+        ref.batch_size = 4
+        expected = ref(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in (0, 1, 2)])
+    np.testing.assert_allclose(ours, expected, atol=1e-6)
+
+
+def test_centre_prior_is_a_centred_gaussian_of_the_stated_width():
+    cam = cb.centre_prior()(torch.zeros(2, 3, 65, 33), None)
+    assert cam.shape == (2, 65, 33) and cam[0, 32, 16] == pytest.approx(1)
+    # one standard deviation (CENTRE_SIGMA x the side) from the centre: exp(-1/2)
+    assert cam[1, 32 + round(cb.CENTRE_SIGMA * 64), 16] == pytest.approx(np.exp(-0.5 * (16 / 16.25) ** 2), rel=1e-6)
+    assert cam[0, 32, 16 + 8] == pytest.approx(np.exp(-0.5 * (8 / (cb.CENTRE_SIGMA * 33)) ** 2), rel=1e-6)
+
+
+def _hand_result():
+    """3 images, 2 methods (an HDM-CAM and one peer) and a floor, with values whose summaries are known by hand."""
+    ref = {"auc": [0.9, 0.8, 0.7], "miou": [0.30, 0.20, 0.25], "insertion": [0.6, 0.5, 0.7], "road": [0.2, 0.1, 0.3],
+           "deletion": [0.1, 0.2, 0.3]}
+    peer = {"auc": [0.6, 0.7, 0.8], "miou": [0.25, 0.15, 0.20], "insertion": [0.6, 0.5, 0.7], "road": [0.3, 0.2, 0.4],
+            "deletion": [0.2, 0.2, 0.2]}
+    floor = {k: [0.99, 0.99, 0.99] for k in ref}  # a floor never counts as the best peer
+    values = {m: {k: np.array(v, dtype=float) for k, v in d.items()}
+              for m, d in (("HDM-CAM (exp)", ref), ("Grad-CAM++ (layer4)", peer), ("centre prior", floor))}
+    return cb.EvalResult(values, {"HDM-CAM (exp)": 0.02, "Grad-CAM++ (layer4)": 0.01, "centre prior": 0.0}, 3, 2 / 3,
+                         {"labels": [0, 1, 2], "limits": {"centre prior": 2}})
+
+
+def test_results_writer_on_a_case_known_by_hand():
+    result = _hand_result()
+    summary = cb.summarize(result, references=("HDM-CAM (exp)",), n_boot=500)
+    m = summary["methods"]
+    assert m["HDM-CAM (exp)"]["auc"] == pytest.approx(0.8) and m["Grad-CAM++ (layer4)"]["auc"] == pytest.approx(0.7)
+    assert m["HDM-CAM (exp)"]["miou"] == pytest.approx(0.25) and m["Grad-CAM++ (layer4)"]["miou"] == pytest.approx(0.2)
+    c = summary["comparisons"]["HDM-CAM (exp)"]["Grad-CAM++ (layer4)"]
+    # paired differences: auc (+0.3, +0.1, -0.1) -> mean +0.1, the interval within [-0.1, +0.3];
+    # mean IoU and ROAD differ by a constant (+0.05, -0.1): the interval has no width; insertion: equal
+    assert c["auc"]["diff"] == pytest.approx(0.1)
+    assert -0.1 - 1e-12 <= c["auc"]["diff_lo"] < 0.1 < c["auc"]["diff_hi"] <= 0.3 + 1e-12
+    assert (c["miou"]["diff"], c["miou"]["diff_lo"], c["miou"]["diff_hi"]) == pytest.approx((0.05, 0.05, 0.05))
+    assert c["miou"]["ratio"] == pytest.approx(1.25)
+    assert (c["road"]["diff"], c["road"]["diff_lo"], c["road"]["diff_hi"]) == pytest.approx((-0.1, -0.1, -0.1))
+    assert (c["insertion"]["diff"], c["insertion"]["diff_lo"], c["insertion"]["diff_hi"]) == (0, 0, 0)
+    text = cb.markdown(summary, ["# t", ""])
+    assert "Model accuracy on these images: 0.6667 (3 images)" in text
+    assert "| HDM-CAM (exp) | 0.800 | 0.250 | 0.200 | 0.600 | 0.200 | 20.0 |" in text  # auc, miou, deletion, ins., ROAD
+    assert "| Grad-CAM++ (layer4) | 0.700 | 0.200 | 0.200 | 0.600 | 0.300 | 10.0 |" in text
+    assert "| centre prior † |" in text and "† centre prior: on the first 2 images only" in text
+    row = next(line for line in text.splitlines() if line.startswith("| Grad-CAM++ (layer4) | +"))
+    assert "| +0.050 [+0.050, +0.050]* |" in row and "| -0.100 [-0.100, -0.100]* |" in row
+    assert "| +0.000 [+0.000, +0.000] |" in row  # insertion: equal, no star
+    # the goal: AUC 0.8 >= 0.7 + 0.01 and IoU 1.25x met, insertion no worse, ROAD worse (CI below zero): not met
+    goal = cb.goal_check(summary, "HDM-CAM (exp)")
+    assert goal["auc"]["met"] and goal["miou"]["met"] and goal["insertion"]["met"] and not goal["road"]["met"]
+    assert not goal["met"]
+    assert all(goal[k]["peer"] == "Grad-CAM++ (layer4)" for k in ("auc", "miou", "insertion", "road"))
+    goal_line = next(line for line in text.splitlines() if line.startswith("| HDM-CAM (exp) | 0.800 vs"))
+    assert goal_line.endswith("| no |") and "1.250x (Grad-CAM++ (layer4)): yes" in goal_line
+    assert "-0.100 [-0.100, -0.100] (Grad-CAM++ (layer4)): no" in goal_line
+
+
+def test_goal_check_takes_the_best_peer_per_metric():
+    def entry(diff_lo, diff_hi):
+        return {"diff": (diff_lo + diff_hi) / 2, "diff_lo": diff_lo, "diff_hi": diff_hi}
+
+    summary = {"methods": {"HDM-CAM tuned": {"auc": 0.96, "miou": 0.33, "insertion": 0.8, "road": 0.1},
+                           "A": {"auc": 0.95, "miou": 0.20, "insertion": 0.82, "road": 0.05},
+                           "B": {"auc": 0.90, "miou": 0.30, "insertion": 0.70, "road": 0.12},
+                           "HDM-CAM (exp)": {"auc": 0.99, "miou": 0.9, "insertion": 0.9, "road": 0.9},
+                           "Sobel": {"auc": 0.99, "miou": 0.9, "insertion": 0.9, "road": 0.9}},
+               "comparisons": {"HDM-CAM tuned": {
+                   "A": {"insertion": entry(-0.03, -0.01), "road": entry(0.0, 0.1)},
+                   "B": {"insertion": entry(0.05, 0.15), "road": entry(-0.05, 0.01)},
+                   "HDM-CAM (exp)": {}, "Sobel": {}}}}
+    goal = cb.goal_check(summary, "HDM-CAM tuned")
+    assert goal["auc"]["peer"] == "A" and goal["auc"]["met"]             # 0.96 >= 0.95 + 0.01
+    assert goal["miou"]["peer"] == "B" and goal["miou"]["ratio"] == pytest.approx(1.1) and goal["miou"]["met"]
+    assert goal["insertion"]["peer"] == "A" and not goal["insertion"]["met"]  # CI below zero
+    assert goal["road"]["peer"] == "B" and goal["road"]["met"]               # CI straddles zero
+    assert not goal["met"]
+    summary["methods"]["HDM-CAM tuned"]["auc"] = 0.959
+    assert not cb.goal_check(summary, "HDM-CAM tuned")["auc"]["met"]
+    assert cb.goal_check(summary, "nobody") is None
+    # a peer on a subset of the images (Score-CAM) is not the best peer: its means are over other images
+    summary.update(n=300, meta={"limits": {"A": 16}})
+    assert cb.goal_check(summary, "HDM-CAM tuned")["auc"]["peer"] == "B"
+
+
+def test_road_on_a_subset_of_images(resnet18):
+    data = ShapesDataset(3, seed=0, size=32)
+    methods = {"centre prior": cb.centre_prior(), "random": cb.random_map(0)}
+    result = cb.evaluate(resnet18, data, methods, batch_size=2, steps=2, road=(50,), road_n=1, progress=False)
+    for d in result.values.values():
+        assert [np.isnan(d["road"][i]) for i in range(3)] == [False, True, True]
+        assert not np.isnan(d["insertion"]).any()
+    summary = cb.summarize(result, references=("centre prior",), baselines=["random"], n_boot=10)
+    c = summary["comparisons"]["centre prior"]["random"]
+    assert c["road"]["n"] == 1 and np.isnan(c["road"]["diff"]) and c["insertion"]["n"] == 3  # one pair: no interval
+    text = cb.markdown(summary, ["# t"])
+    assert "ROAD (percentiles [50]): on the first 1 images" in text
+    row = [line for line in text.splitlines() if line.startswith("| random | ")][-1]  # the comparisons table
+    assert row.endswith("| - | - | - | " + " | ".join(ci_text(c[k], star=True) for k in ("avg_drop", "increase")) + " |")

@@ -278,3 +278,102 @@ def test_modulated_bands_are_channel_weight_times_beta(small_cnn):
     np.testing.assert_allclose(ratios / np.nanmean(ratios, axis=1, keepdims=True), 1.0, rtol=1e-4)
     with pytest.raises(ValueError, match="modulate"):
         HDMCAM(small_cnn, layers, bands="nope")
+
+
+def test_product_fusion_is_refinecams_product_of_normalised_layer_maps(resnet18):
+    from pytorch_grad_cam.utils.image import scale_cam_image  # the reference: the grad-cam package
+
+    from hdm.cam.hdm_cam import _fuse_layer_maps
+
+    torch.manual_seed(0)
+    maps = [torch.randn(2, s, s) for s in (16, 8, 4)]
+    ours = _fuse_layer_maps(maps, (32, 32), "product").numpy()
+    # RefineCAM: each single-layer CAM is ReLU -> scale_cam_image to the input (normalise, resize) -> the
+    # single-layer mean (scale_cam_image again); the product over layers is normalised once more.
+    per_layer = [scale_cam_image(scale_cam_image(np.maximum(m.numpy(), 0), (32, 32))) for m in maps]
+    ref = scale_cam_image(np.prod(per_layer, axis=0))
+    np.testing.assert_allclose(ours, ref, atol=2e-5)
+    # a pixel cold in any layer is cold in the product; the result spans [0, 1]
+    assert ours.min() == 0 and ours.max() == pytest.approx(1, abs=1e-6)
+    # HDMCAM fuses its own layer maps that way
+    x = torch.randn(1, 3, 64, 64)
+    r = HDMCAM(resnet18, LAYERS, layer_fusion="product").explain(x, [1])
+    per_layer = [scale_cam_image(scale_cam_image(m, (64, 64))) for m in r.layer_maps.values()]
+    np.testing.assert_allclose(r.cam, scale_cam_image(np.prod(per_layer, axis=0)), atol=2e-5)
+
+
+def _autograd_derivatives(model, x, layer, category, position, orders=4):
+    """d^n p_c / dA_p^n, n = 1..orders, by torch.autograd through the model: the layer's output gets ``t`` added at
+    ``position`` and p_c = softmax(logits)_c is differentiated in t at t = 0."""
+    t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+
+    def hook(module, inputs, output):
+        e = torch.zeros_like(output)
+        e[position] = 1.0
+        return output + t * e
+    h = model.get_submodule(layer).register_forward_hook(hook)
+    try:
+        f = torch.softmax(model(x), dim=1)[0, category]
+        out, d = [], f
+        for _ in range(orders):
+            (d,) = torch.autograd.grad(d, t, create_graph=True)
+            out.append(float(d))
+    finally:
+        h.remove()
+    return float(f), out
+
+
+def test_softmax_target_derivatives_equal_torch_autograd(small_cnn):
+    torch.manual_seed(7)
+    x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    result = HDMCAM(small_cnn, ["block"], target="softmax", levels=1).explain(x, [2])
+    maps = result.derivative_maps["block"]  # |d^n p/dA^n| / p_c, n = 2, 3, 4, each (1, K, h, w)
+    K, h, w = maps[2].shape[1:]
+    checked = 0
+    for k in range(K):
+        for i, j in ((0, 0), (1, 3), (h - 1, w - 2), (3, 2)):
+            p, ref = _autograd_derivatives(small_cnn, x, "block", 2, (0, k, i, j))
+            for n in (2, 3, 4):
+                np.testing.assert_allclose(maps[n][0, k, i, j], abs(ref[n - 1]) / p, rtol=1e-4,
+                                           atol=1e-9 * abs(ref[0]) / p)
+            checked += abs(ref[1]) > 0
+    assert checked >= 4  # real curvature: a probability is not piecewise linear in A
+
+
+def test_softmax_score_derivatives_closed_form_on_a_linear_head():
+    """Against autograd on p(t) = softmax(S + t u)_c directly, for random S, u and several classes."""
+    from hdm.cam.hdm_cam import softmax_score_derivatives
+
+    torch.manual_seed(0)
+    S, u = torch.randn(3, 5, dtype=torch.float64), torch.randn(3, 5, 7, dtype=torch.float64)
+    classes = torch.tensor([0, 4, 2])
+    ours = softmax_score_derivatives(u, torch.softmax(S, 1), classes)
+    for b in range(3):
+        for pos in range(7):
+            t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+            f = torch.softmax(S[b] + t * u[b, :, pos], 0)[classes[b]]
+            d = f
+            for n in (1, 2, 3, 4):
+                (d,) = torch.autograd.grad(d, t, create_graph=True)
+                assert float(ours[n][b, pos]) == pytest.approx(float(d / f), rel=1e-9, abs=1e-12)
+
+
+def test_softmax_target_options_and_errors(small_cnn):
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    layers = ["stem", "block"]
+    soft = HDMCAM(small_cnn, layers, target="softmax")(x, [0, 1])
+    assert soft.shape == (2, 16, 16) and not np.allclose(soft, HDMCAM(small_cnn, layers)(x, [0, 1]), atol=1e-3)
+    # channel chunking changes nothing for this target either
+    import hdm.cam.hdm_cam as module
+    old = module._CHUNK_ELEMENTS
+    module._CHUNK_ELEMENTS = 1
+    try:
+        np.testing.assert_allclose(HDMCAM(small_cnn, layers, target="softmax")(x, [0, 1]), soft, atol=1e-6)
+    finally:
+        module._CHUNK_ELEMENTS = old
+    with pytest.raises(ValueError, match="target must be"):
+        HDMCAM(small_cnn, layers, target="logit")
+    with pytest.raises(ValueError, match="eigen"):
+        HDMCAM(small_cnn, layers, target="softmax", hessian="eigen")
+    with pytest.raises(ValueError, match="class indices"):
+        HDMCAM(small_cnn, layers, target="softmax")(x, [lambda out: out[0], 1])

@@ -3,14 +3,20 @@
 ``hdm eval-cam`` runs :func:`evaluate` and writes ``docs/results/cam.md`` with
 :func:`markdown` (and JSON with :func:`summarize`). Methods are callables
 ``(x (B, 3, H, W), targets list[int]) -> maps (B, H, W)`` in [0, 1]; :func:`default_methods` builds
-the peers, the HDM-CAM modes and two floors, :func:`ablation_methods` the HDM-CAM variants.
+the peers (hdm's and the grad-cam package's), the HDM-CAM modes and three floors;
+:mod:`hdm.bench.cam_ladder` walks HDM-CAM's components one at a time. :func:`write_csv` writes the per-image
+values behind a table, :func:`goal_check` says whether a method meets the goal against the best peer.
 """
 from __future__ import annotations
 
 import copy
+import csv
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
+from unittest import mock
 
 import numpy as np
 import torch
@@ -20,28 +26,38 @@ from tqdm import tqdm
 from ..cam import HDMCAM, GradCAM, GradCAMPlusPlus, LayerCAM
 from ..cam import metrics as M
 from ..cam.hdm_cam import TUNED
-from ..errors import BadArgument
 from ..io.images import IMAGENET_MEAN, IMAGENET_STD
 from .shapes import ShapesDataset, to_tensor
-from .stats import paired_bootstrap
+from .stats import ci_text, paired_bootstrap
 
-__all__ = ["LAYERS", "default_methods", "ablation_methods", "evaluate", "EvalResult", "summarize", "markdown",
-           "METRICS", "REFERENCES", "BASELINES", "tuned_hdm_cam", "ABLATIONS", "best_ablation"]
+__all__ = ["LAYERS", "default_methods", "package_peers", "centre_prior", "evaluate", "EvalResult", "summarize",
+           "markdown", "write_csv", "goal_check", "peers_of", "METRICS", "REFERENCES", "BASELINES", "FLOORS",
+           "tuned_hdm_cam", "CENTRE_SIGMA", "SCORE_CAM"]
 
 LAYERS = ["layer1", "layer2", "layer3", "layer4"]
 #: (key, column title, higher is better)
 METRICS = [
-    ("auc", "pixel AUC", True), ("energy", "energy in mask", True), ("pointing", "pointing", True),
+    ("auc", "pixel AUC", True), ("energy", "energy pointing game", True), ("pointing", "pointing", True),
     ("iou@0.15", "IoU@.15", True), ("iou@0.25", "IoU@.25", True), ("iou@0.5", "IoU@.5", True),
     ("miou", "mean IoU", True), ("box_acc", "box acc", True),
     ("deletion", "deletion AUC", False), ("insertion", "insertion AUC", True),
+    ("road_morf", "ROAD MoRF", False), ("road_lerf", "ROAD LeRF", True), ("road", "ROAD", True),
     ("avg_drop", "Avg Drop %", False), ("increase", "Incr. Conf. %", True),
 ]
-FAITHFULNESS = ("deletion", "insertion", "avg_drop", "increase")
+FAITHFULNESS = ("deletion", "insertion", "road_morf", "road_lerf", "road", "avg_drop", "increase")
+ROAD_KEYS = ("road_morf", "road_lerf", "road")
+#: The centre prior's standard deviation, as a fraction of the image side.
+CENTRE_SIGMA = 0.25
+#: Score-CAM's name in the tables (layer4 only: a forward pass per channel, 2048 per image).
+SCORE_CAM = "Score-CAM (layer4)"
 #: The methods compared against every baseline (the paper's HDM-CAM and the tuned one), and the baselines.
 REFERENCES = ("HDM-CAM (exp)", "HDM-CAM tuned")
 BASELINES = ["HDM-CAM (exp)", "Grad-CAM++ (layer4)", "Grad-CAM++ (layers 1-4)", "Grad-CAM (layer4)", "Grad-CAM (layers 1-4)",
-             "LayerCAM (layers 1-4)", "grad-cam pkg Grad-CAM++ mean (layers 1-4)", "random", "Sobel"]
+             "LayerCAM (layers 1-4)", "grad-cam pkg Grad-CAM++ mean (layers 1-4)", "ShapleyCAM (layer4)",
+             "ShapleyCAM (layers 1-4)", "RefineCAM (layers 1-4)", "XGrad-CAM (layer4)", "XGrad-CAM (layers 1-4)",
+             "HiResCAM (layer4)", "HiResCAM (layers 1-4)", SCORE_CAM, "random", "Sobel", "centre prior"]
+#: The methods that are neither HDM-CAM nor a floor: the goal is set against the best of them.
+FLOORS = ("random", "Sobel", "centre prior")
 
 Method = Callable[[torch.Tensor, list], np.ndarray]
 
@@ -66,24 +82,101 @@ def sobel_map(x: torch.Tensor, targets=None) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
+def _clear_hooks(model) -> None:
+    """Drop every forward hook of a model copy (a copy carries no one's hooks)."""
+    for m in model.modules():
+        m._forward_hooks.clear()  # noqa: SLF001
+        m._forward_pre_hooks.clear()  # noqa: SLF001
+
+
 def _ours(cam) -> Method:
     return lambda x, targets: cam(x, list(targets))
 
 
-def _package_gradcampp(model) -> Method | None:
-    """pytorch-grad-cam's GradCAMPlusPlus over layers 1-4 (its mean of per-layer maps), if installed.
+def centre_prior(sigma: float = CENTRE_SIGMA) -> Method:
+    """Floor: an isotropic Gaussian centred on the image, standard deviation ``sigma`` x the side (peak 1).
 
-    Its hooks live only during each call, so they never slow down or leak into other methods."""
+    It ignores the image and the model; it scores what "objects sit near the middle" alone is worth."""
+    def fn(x, targets):
+        H, W = x.shape[-2:]
+        yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
+        r2 = ((yy - (H - 1) / 2) / (sigma * H)) ** 2 + ((xx - (W - 1) / 2) / (sigma * W)) ** 2
+        return np.broadcast_to(np.exp(-r2 / 2), (x.shape[0], H, W)).astype(np.float32)
+    return fn
+
+
+def _release(cam) -> None:
+    """Remove the hooks of a grad-cam package method (RefineCAM holds one method per layer)."""
+    for c in getattr(cam, "base_cam_per_layer", [cam]):
+        c.activations_and_grads.release()
+
+
+def _package_cam(model, method: str, layers=LAYERS, score: str = "logit", images_per_call: int | None = None,
+                 batch_size: int | None = None, per_layer: bool = False) -> Method | None:
+    """The grad-cam package's ``method`` (a class name of ``pytorch_grad_cam``) over ``layers``, with the
+    package's own multi-layer fusion, explaining the given class; ``None`` if the package is not installed.
+
+    ``score``: ``"logit"`` (the class logit, as hdm's methods) or ``"rest"`` (the package's
+    ClassifierOutputReST: logit minus cross-entropy, the score ShapleyCAM's paper explains).
+    ``images_per_call`` splits a batch (Score-CAM holds ``K`` masked copies of each image);
+    ``batch_size`` is Score-CAM's forward batch. ``per_layer`` runs the method once per layer and fuses the
+    maps with the package's own ``aggregate_multi_layers`` (its ShapleyCAM frees the graph after the first
+    layer's Hessian-vector product, so it cannot take several layers in one call). The method's hooks live
+    only during each call, so they never slow down or leak into other methods; Score-CAM's per-image progress
+    bars are silenced."""
     try:
         import pytorch_grad_cam as pgc  # optional: the reference package (the [train] extra)
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # optional, as above
+        from pytorch_grad_cam import score_cam as pgc_score_cam  # optional, as above
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputReST, ClassifierOutputTarget  # optional
     except ImportError:
         return None
+    target_cls = {"logit": ClassifierOutputTarget, "rest": ClassifierOutputReST}[score]
+    quiet = SimpleNamespace(tqdm=lambda iterable, *a, **k: iterable)
+
+    def run(x, targets, names):
+        cam = getattr(pgc, method)(model, [getattr(model, n) for n in names])
+        if batch_size is not None:
+            cam.batch_size = batch_size
+        try:
+            with mock.patch.object(pgc_score_cam, "tqdm", quiet):
+                return cam(input_tensor=x, targets=[target_cls(int(c)) for c in targets])
+        finally:
+            _release(cam)
+
+    def one_call(x, targets):
+        if not per_layer or len(layers) == 1:
+            return run(x, targets, layers)
+        maps = [run(x, targets, [name])[:, None] for name in layers]
+        return pgc.base_cam.BaseCAM.aggregate_multi_layers(None, maps)
 
     def fn(x, targets):
-        with pgc.GradCAMPlusPlus(model, [getattr(model, n) for n in LAYERS]) as ref:
-            return ref(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in targets])
+        step = images_per_call or len(x)
+        return np.concatenate([one_call(x[i:i + step], list(targets)[i:i + step]) for i in range(0, len(x), step)])
     return fn
+
+
+def package_peers(model, score_cam: bool = True) -> dict[str, Method]:
+    """The grad-cam package's peers on the layers and class of hdm's methods (empty without the package):
+    its Grad-CAM++ mean over layers 1-4, ShapleyCAM, XGrad-CAM and HiResCAM on layer4 and on layers 1-4
+    (mean of per-layer normalised maps), RefineCAM (per-layer Grad-CAM++ maps multiplied) on layers 1-4,
+    and Score-CAM on layer4 (forward passes in batches of 64 on a channels-last copy of the model).
+    ShapleyCAM's layers 1-4 map is the package's mean fusion of its four single-layer maps.
+
+    ShapleyCAM explains ClassifierOutputReST (its paper's score): with a class logit its Hessian-vector
+    product is exactly zero in a ReLU network and it is Grad-CAM."""
+    if _package_cam(model, "GradCAM") is None:
+        return {}
+    peers = {"grad-cam pkg Grad-CAM++ mean (layers 1-4)": _package_cam(model, "GradCAMPlusPlus")}
+    for title, name, score in (("ShapleyCAM", "ShapleyCAM", "rest"), ("XGrad-CAM", "XGradCAM", "logit"),
+                               ("HiResCAM", "HiResCAM", "logit")):
+        peers[f"{title} (layer4)"] = _package_cam(model, name, ["layer4"], score=score)
+        peers[f"{title} (layers 1-4)"] = _package_cam(model, name, LAYERS, score=score, per_layer=name == "ShapleyCAM")
+    peers["RefineCAM (layers 1-4)"] = _package_cam(model, "RefineCAM")
+    if score_cam:
+        fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        _clear_hooks(fast)
+        peers[SCORE_CAM] = _package_cam(fast, "ScoreCAM", ["layer4"], images_per_call=1, batch_size=64)
+    return peers
 
 
 def tuned_hdm_cam(model, **overrides) -> HDMCAM:
@@ -92,9 +185,9 @@ def tuned_hdm_cam(model, **overrides) -> HDMCAM:
     return HDMCAM(model, kw.pop("target_layers", LAYERS), **kw)
 
 
-def default_methods(model, theta=None, seed: int = 0) -> dict[str, Method]:
-    """Peers, HDM-CAM in each alpha mode (``learned`` only with ``theta``), the tuned HDM-CAM, and
-    the two floors."""
+def default_methods(model, theta=None, seed: int = 0, score_cam: bool = True) -> dict[str, Method]:
+    """Peers (hdm's and :func:`package_peers`), HDM-CAM in each alpha mode (``learned`` only with ``theta``),
+    the tuned HDM-CAM, and the three floors."""
     methods = {
         "Grad-CAM (layer4)": _ours(GradCAM(model, ["layer4"])),
         "Grad-CAM (layers 1-4)": _ours(GradCAM(model, LAYERS)),
@@ -102,9 +195,7 @@ def default_methods(model, theta=None, seed: int = 0) -> dict[str, Method]:
         "Grad-CAM++ (layers 1-4)": _ours(GradCAMPlusPlus(model, LAYERS)),
         "LayerCAM (layers 1-4)": _ours(LayerCAM(model, LAYERS)),
     }
-    package = _package_gradcampp(model)
-    if package is not None:
-        methods["grad-cam pkg Grad-CAM++ mean (layers 1-4)"] = package
+    methods.update(package_peers(model, score_cam=score_cam))
     for mode in ("exp", "inverse", "equal"):
         methods[f"HDM-CAM ({mode})"] = _ours(HDMCAM(model, LAYERS, alpha=mode))
     if theta is not None:
@@ -112,61 +203,14 @@ def default_methods(model, theta=None, seed: int = 0) -> dict[str, Method]:
     methods["HDM-CAM tuned"] = _ours(tuned_hdm_cam(model))
     methods["random"] = random_map(seed)
     methods["Sobel"] = sobel_map
+    methods["centre prior"] = centre_prior()
     return methods
-
-
-#: HDM-CAM variants of the ablation table: name -> HDMCAM keyword arguments (``target_layers`` included).
-ABLATIONS = {
-    "HDM-CAM (exp) [default: diag Hessian, weighted bands, layers 1-4, J=2, sum]": {},
-    "Hessian term alone (bands equal)": {"bands": "equal"},
-    "wavelet term alone (no Hessian)": {"hessian": "none"},
-    "neither (bands equal, no Hessian)": {"bands": "equal", "hessian": "none"},
-    "eigen Hessian, sigmas (0.5, 1, 2)": {"hessian": "eigen"},
-    "eigen Hessian, sigmas (1,)": {"hessian": "eigen", "sigmas": (1.0,)},
-    "eigen Hessian, sigmas (2, 4)": {"hessian": "eigen", "sigmas": (2.0, 4.0)},
-    "layer4 only": {"target_layers": ["layer4"]},
-    "layers 3-4": {"target_layers": ["layer3", "layer4"]},
-    "layers 2-4": {"target_layers": ["layer2", "layer3", "layer4"]},
-    "J=1": {"levels": 1},
-    "J=3": {"levels": 3},
-    "layer fusion mean": {"layer_fusion": "mean"},
-    "bands equal + layer fusion mean": {"bands": "equal", "layer_fusion": "mean"},
-    "bands modulate": {"bands": "modulate"},
-    "bands modulate + layer fusion mean": {"bands": "modulate", "layer_fusion": "mean"},
-    "bands modulate, detail gain 4 (lambda = 1, 4, 4, 4)": {"bands": "modulate", "band_gain": (1.0, 4.0, 4.0, 4.0)},
-    "bands modulate + layer fusion mean, alpha equal": {"bands": "modulate", "layer_fusion": "mean", "alpha": "equal"},
-    "bands modulate + layer fusion mean, alpha inverse": {"bands": "modulate", "layer_fusion": "mean",
-                                                          "alpha": "inverse"},
-    "bands modulate + layer fusion mean, no Hessian": {"bands": "modulate", "layer_fusion": "mean", "hessian": "none"},
-    "bands modulate + layer fusion mean, layers 2-4": {"bands": "modulate", "layer_fusion": "mean",
-                                                       "target_layers": ["layer2", "layer3", "layer4"]},
-    "bands modulate + layer fusion mean, J=1": {"bands": "modulate", "layer_fusion": "mean", "levels": 1},
-}
-
-
-def best_ablation(ablations: dict, metric: str = "miou") -> tuple[str, dict]:
-    """``(name, HDMCAM keyword arguments)`` of the :data:`ABLATIONS` variant with the highest ``metric``
-    in an ablation summary (the rule that picks :data:`hdm.cam.hdm_cam.TUNED` on the validation split)."""
-    scores = {name: m[metric] for name, m in ablations["methods"].items() if name in ABLATIONS}
-    if not scores:
-        raise BadArgument("the summary holds none of the ablation variants")
-    name = max(scores, key=scores.get)
-    return name, dict(ABLATIONS[name])
-
-
-def ablation_methods(model) -> dict[str, Method]:
-    """HDM-CAM with one part changed at a time (all alpha = exp unless named): :data:`ABLATIONS`."""
-    out = {}
-    for name, kw in ABLATIONS.items():
-        kw = dict(kw)
-        layers = kw.pop("target_layers", LAYERS)
-        out[name] = _ours(HDMCAM(model, layers, **kw))
-    return out
 
 
 @dataclass
 class EvalResult:
-    """Per-image values ``values[method][metric]`` ``(N,)``, seconds per image, and the data used."""
+    """Per-image values ``values[method][metric]`` ``(N,)`` (NaN where a method ran on a subset), seconds
+    per image, and the data used (``meta["labels"]``: the explained class of each image)."""
 
     values: dict[str, dict[str, np.ndarray]]
     seconds: dict[str, float]
@@ -176,50 +220,90 @@ class EvalResult:
 
 
 def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch_size: int = 16,
-             faithfulness: bool = True, steps: int = 16, progress: bool = True) -> EvalResult:
-    """Run every method on every image of ``dataset`` (explaining the true class) and score it."""
+             faithfulness: bool = True, steps: int = 16, road=M.ROAD_PERCENTILES, road_n: int | None = None,
+             limits: dict | None = None, progress: bool = True) -> EvalResult:
+    """Run every method on every image of ``dataset`` (explaining the true class) and score it.
+
+    ``road``: ROAD's percentiles (empty: no ROAD columns), on the first ``road_n`` images only if given (its
+    imputation is the costliest metric); ROAD and the other faithfulness metrics need ``faithfulness``.
+    ``limits`` ``{method: n}`` runs a costly method on the first ``n`` images only (its
+    other values are NaN; summaries and paired comparisons use the images it has)."""
     model.eval()
     # the many forward passes of deletion/insertion run on a channels-last copy (faster on CPU)
     scorer = copy.deepcopy(model).to(memory_format=torch.channels_last) if faithfulness else None
-    for m in scorer.modules() if scorer is not None else ():  # a copy carries no one's hooks
-        m._forward_hooks.clear()  # noqa: SLF001
-        m._forward_pre_hooks.clear()  # noqa: SLF001
-    keys = [k for k, *_ in METRICS if faithfulness or k not in FAITHFULNESS]
-    values = {name: {k: [] for k in keys} for name in methods}
+    if scorer is not None:
+        _clear_hooks(scorer)
+    skip = set() if faithfulness else set(FAITHFULNESS)
+    if not road:
+        skip |= set(ROAD_KEYS)
+    keys = [k for k, *_ in METRICS if k not in skip]
+    limits = {m: int(v) for m, v in (limits or {}).items() if m in methods}
+    values = {name: {k: np.full(len(dataset), np.nan) for k in keys} for name in methods}
     seconds = {name: 0.0 for name in methods}
-    correct = 0
+    counted = {name: 0 for name in methods}
+    labels_all, correct = [], 0
     for start in tqdm(range(0, len(dataset), batch_size), desc="eval-cam", disable=not progress):
         samples = [dataset.sample(i) for i in range(start, min(start + batch_size, len(dataset)))]
         x = torch.stack([to_tensor(s.image) for s in samples])
         labels = [s.label for s in samples]
+        labels_all += labels
         with torch.no_grad():
             correct += int((model(x).argmax(1) == torch.tensor(labels)).sum())
         for name, fn in methods.items():
+            take = min(len(samples), limits.get(name, len(dataset)) - start)
+            if take <= 0:
+                continue
             t0 = time.perf_counter()
-            cams = np.asarray(fn(x, labels), dtype=np.float32)
+            cams = np.asarray(fn(x[:take], labels[:take]), dtype=np.float32)
             seconds[name] += time.perf_counter() - t0
-            v = values[name]
+            counted[name] += take
+            rows = {k: [] for k in keys}
             for cam, s in zip(cams, samples):
-                v["auc"].append(M.pixel_auc(cam, s.mask))
-                v["energy"].append(M.energy_inside(cam, s.mask))
-                v["pointing"].append(M.pointing_game(cam, s.mask))
+                rows["auc"].append(M.pixel_auc(cam, s.mask))
+                rows["energy"].append(M.energy_inside(cam, s.mask))
+                rows["pointing"].append(M.pointing_game(cam, s.mask))
                 ious = [M.threshold_iou(cam, s.mask, t) for t in M.IOU_THRESHOLDS]
                 for t, iou in zip(M.IOU_THRESHOLDS, ious):
-                    v[f"iou@{t}"].append(iou)
-                v["miou"].append(float(np.mean(ious)))
-                v["box_acc"].append(M.box_accuracy(cam, s.boxes))
+                    rows[f"iou@{t}"].append(iou)
+                rows["miou"].append(float(np.mean(ious)))
+                rows["box_acc"].append(M.box_accuracy(cam, s.boxes))
             if faithfulness:
                 cams_t = torch.from_numpy(cams)
-                deletion, insertion = M.deletion_insertion(scorer, x, cams_t, labels, steps=steps)
-                drop, increase = M.drop_and_increase(scorer, x, cams_t, labels)
-                v["deletion"] += deletion.tolist()
-                v["insertion"] += insertion.tolist()
-                v["avg_drop"] += drop.tolist()
-                v["increase"] += increase.tolist()
+                rows["deletion"], rows["insertion"] = M.deletion_insertion(scorer, x[:take], cams_t, labels[:take],
+                                                                           steps=steps)
+                rows["avg_drop"], rows["increase"] = M.drop_and_increase(scorer, x[:take], cams_t, labels[:take])
+                take_road = min(take, (len(dataset) if road_n is None else road_n) - start)
+                if road and take_road > 0:
+                    scores = M.road(scorer, x[:take_road], cams[:take_road], labels[:take_road], percentiles=road,
+                                    seed=start)
+                    rows.update({k: np.concatenate([v, np.full(take - take_road, np.nan)]) for k, v in scores.items()})
+                elif road:
+                    rows.update({k: np.full(take, np.nan) for k in ROAD_KEYS})
+            for k in keys:
+                values[name][k][start:start + take] = rows[k]
     n = len(dataset)
-    return EvalResult({m: {k: np.asarray(a, dtype=np.float64) for k, a in d.items()} for m, d in values.items()},
-                      {m: s / n for m, s in seconds.items()}, n, correct / n,
-                      {"steps": steps, "batch_size": batch_size})
+    return EvalResult(values, {m: seconds[m] / max(counted[m], 1) for m in methods}, n, correct / n,
+                      {"steps": steps, "batch_size": batch_size, "road_percentiles": list(road or ()),
+                       "road_n": None if road_n is None or road_n >= n else int(road_n),
+                       "limits": limits, "labels": labels_all})
+
+
+def write_csv(path, tables: dict[str, EvalResult]) -> Path:
+    """The per-image values behind every table: one row per table, image and method, one column per metric
+    (empty where a method did not run on the image); ``tables`` maps a table's name to its result."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = [k for k, *_ in METRICS if any(k in d for r in tables.values() for d in r.values.values())]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["table", "image", "label", "method", *keys])
+        for table, result in tables.items():
+            labels = result.meta.get("labels") or [""] * result.n
+            for method, d in result.values.items():
+                for i in range(result.n):
+                    cells = ["" if k not in d or np.isnan(d[k][i]) else repr(float(d[k][i])) for k in keys]
+                    w.writerow([table, i, labels[i], method, *cells])
+    return path
 
 
 def summarize(result: EvalResult, references=REFERENCES, baselines=None, n_boot: int = 2000,
@@ -233,18 +317,77 @@ def summarize(result: EvalResult, references=REFERENCES, baselines=None, n_boot:
     for ref in [r for r in references if r in result.values]:
         others = [b for b in (baselines or BASELINES) if b in result.values and b != ref]
         summary["comparisons"][ref] = {
-            b: {k: vars(paired_bootstrap(result.values[ref][k], result.values[b][k], n_boot=n_boot, seed=seed))
-                for k in result.values[ref]}
+            b: {k: _compare(result.values[ref][k], result.values[b][k], n_boot, seed) for k in result.values[ref]}
             for b in others}
     return summary
+
+
+def _compare(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int) -> dict:
+    """:func:`paired_bootstrap` as a dict; NaN figures (and ``n``) where fewer than 2 images have both values."""
+    n = int((~(np.isnan(a) | np.isnan(b))).sum())
+    if n < 2:
+        return {**dict.fromkeys(("diff", "diff_lo", "diff_hi", "ratio", "ratio_lo", "ratio_hi"), float("nan")), "n": n}
+    return vars(paired_bootstrap(a, b, n_boot=n_boot, seed=seed))
+
+
+def peers_of(methods) -> list[str]:
+    """The peers among method names: neither an HDM-CAM variant nor a floor."""
+    return [m for m in methods if not m.startswith("HDM-CAM") and m not in FLOORS]
+
+
+def goal_check(summary: dict, reference: str) -> dict | None:
+    """The goal for ``reference`` against the best peer on each metric (``None`` without comparisons).
+
+    ``auc``: its pixel AUC >= the best peer's + 0.01; ``miou``: its mean IoU >= 1.10x the best peer's (both on
+    means); ``insertion`` and ``road``: the 95 % paired-bootstrap CI of its difference from the best peer on that
+    metric does not lie below zero (needs the peer in ``summary["comparisons"][reference]``). Each entry names
+    the peer and says ``met``; ``met`` overall needs all four. Missing metrics give ``None`` entries. A peer
+    run on a subset of the images (``summary["meta"]["limits"]``, e.g. Score-CAM) is left out: its means are
+    over other images."""
+    comps = summary.get("comparisons", {}).get(reference)
+    methods = summary["methods"]
+    if comps is None or reference not in methods:
+        return None
+    limits = summary.get("meta", {}).get("limits") or {}
+    peers = [m for m in peers_of(methods) if m in comps and (m not in limits or limits[m] >= summary.get("n", 0))]
+    if not peers:
+        return None
+    out = {"reference": reference}
+    for key in ("auc", "miou", "insertion", "road"):
+        have = [m for m in peers if key in methods[m] and np.isfinite(methods[m][key])]
+        if key not in methods[reference] or not have:
+            out[key] = None
+            continue
+        peer = max(have, key=lambda m: methods[m][key])
+        value, best = methods[reference][key], methods[peer][key]
+        if key == "auc":
+            out[key] = {"peer": peer, "value": value, "peer_value": best, "met": bool(value >= best + 0.01)}
+        elif key == "miou":
+            ratio = value / best if best > 0 else float("inf")
+            out[key] = {"peer": peer, "value": value, "peer_value": best, "ratio": ratio, "met": bool(ratio >= 1.10)}
+        else:
+            c = comps[peer][key]
+            out[key] = {"peer": peer, "value": value, "peer_value": best, "diff": c["diff"], "diff_lo": c["diff_lo"],
+                        "diff_hi": c["diff_hi"], "met": bool(c["diff_hi"] >= 0)}
+    out["met"] = all(out[k] is not None and out[k]["met"] for k in ("auc", "miou", "insertion", "road"))
+    return out
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def _fmt(v: float, key: str) -> str:
     return f"{v:.1f}" if key in ("avg_drop", "increase") else f"{v:.3f}"
 
 
-def markdown(summary: dict, header: list[str], ablations: dict | None = None, theta: dict | None = None) -> str:
-    """The results file: header, the method table, the comparisons, the goal check, ablations, theta."""
+def markdown(summary: dict | None, header: list[str], ladder: list[str] | None = None,
+             theta: dict | None = None) -> str:
+    """The results file: header, the method table, the comparisons, the goal check (:func:`goal_check`),
+    theta, and the ablation ladder's lines (:func:`hdm.bench.cam_ladder.ladder_markdown`). Without a
+    ``summary`` (a ladder run) only the header and the ladder."""
+    if summary is None:
+        return "\n".join(list(header) + (ladder or [])) + "\n"
     methods = summary["methods"]
     keys = [(k, t) for k, t, _ in METRICS if k in next(iter(methods.values()))]
     better = {k: hi for k, _, hi in METRICS}
@@ -253,37 +396,48 @@ def markdown(summary: dict, header: list[str], ablations: dict | None = None, th
               "the true class. Arrows: which way is better.", ""]
     lines.append("| method | " + " | ".join(f"{t} {'↑' if better[k] else '↓'}" for k, t in keys) + " | ms/image |")
     lines.append("|---" * (len(keys) + 2) + "|")
+    limits = summary.get("meta", {}).get("limits") or {}
     for m, d in methods.items():
-        lines.append(f"| {m} | " + " | ".join(_fmt(d[k], k) for k, _ in keys) + f" | {1000 * d['seconds_per_image']:.1f} |")
+        name = f"{m} †" if m in limits else m
+        cells = " | ".join(_fmt(d[k], k) for k, _ in keys)
+        lines.append(f"| {name} | {cells} | {1000 * d['seconds_per_image']:.1f} |")
+    meta = summary.get("meta", {})
+    if meta.get("road_percentiles"):
+        on = f"the first {meta['road_n']} images" if meta.get("road_n") else "every image"
+        lines += ["", f"ROAD (percentiles {meta['road_percentiles']}): on {on}; its comparisons pair those images."]
+    for m, n in limits.items():
+        lines += ["", f"† {m}: on the first {min(n, summary['n'])} images only (its cost); its comparisons pair "
+                      "those images."]
     for ref, comps in summary.get("comparisons", {}).items():
         lines += ["", f"## {ref} minus each baseline (mean difference, 95 % paired-bootstrap CI)", "",
                   "`*` marks an interval that excludes zero.", ""]
         lines.append("| baseline | " + " | ".join(t for _, t in keys) + " |")
         lines.append("|---" * (len(keys) + 1) + "|")
         for b, c in comps.items():
-            cells = []
-            for k, _ in keys:
-                r = c[k]
-                star = "*" if (r["diff_lo"] > 0 or r["diff_hi"] < 0) else ""
-                cells.append(f"{r['diff']:+.3f} [{r['diff_lo']:+.3f}, {r['diff_hi']:+.3f}]{star}")
+            cells = [ci_text(c[k], star=True) if c[k]["n"] >= 2 else "-" for k, _ in keys]
             lines.append(f"| {b} | " + " | ".join(cells) + " |")
-    goal_rows = [(ref, b, comps[b]) for ref, comps in summary.get("comparisons", {}).items()
-                 for b in ("Grad-CAM++ (layer4)", "Grad-CAM++ (layers 1-4)") if b in comps and "insertion" in comps[b]]
-    if goal_rows:
-        lines += ["", "## Goal: IoU at least 1.10x Grad-CAM++, insertion higher, deletion no worse (CIs excluding zero)", ""]
-        lines.append("| method | baseline | IoU ratio (mean IoU) [95 % CI] | IoU@.15 | IoU@.25 | IoU@.5 | insertion diff "
-                     "| deletion diff | met |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
-        for ref, b, c in goal_rows:
-            ratio = lambda k: f"{c[k]['ratio']:.3f}"  # noqa: E731
-            # IoU gain >= 10 % and significant, insertion significantly higher, deletion not significantly worse
-            met = (c["miou"]["ratio"] >= 1.10 and c["miou"]["diff_lo"] > 0
-                   and c["insertion"]["diff_lo"] > 0 and c["deletion"]["diff_lo"] <= 0)
-            lines.append(f"| {ref} | {b} | {c['miou']['ratio']:.3f} [{c['miou']['ratio_lo']:.3f}, {c['miou']['ratio_hi']:.3f}] | "
-                         f"{ratio('iou@0.15')} | {ratio('iou@0.25')} | {ratio('iou@0.5')} | "
-                         f"{c['insertion']['diff']:+.3f} [{c['insertion']['diff_lo']:+.3f}, {c['insertion']['diff_hi']:+.3f}] | "
-                         f"{c['deletion']['diff']:+.3f} [{c['deletion']['diff_lo']:+.3f}, {c['deletion']['diff_hi']:+.3f}] | "
-                         f"{'yes' if met else 'no'} |")
+    for ref in summary.get("comparisons", {}):
+        goal = goal_check(summary, ref)
+        if goal is None:
+            continue
+        if "## Goal" not in "\n".join(lines):
+            lines += ["", "## Goal: pixel AUC >= best peer + 0.01, mean IoU >= 1.10x best peer, insertion and ROAD "
+                          "no worse (95 % CI of the difference not below zero)", "",
+                      "| method | pixel AUC vs best peer | mean IoU ratio vs best peer | insertion diff vs best peer "
+                      "| ROAD diff vs best peer | met |", "|---|---|---|---|---|---|"]
+        cells = []
+        for key in ("auc", "miou", "insertion", "road"):
+            g = goal.get(key)
+            if g is None:
+                cells.append("-")
+            elif key == "auc":
+                cells.append(f"{g['value']:.3f} vs {g['peer_value']:.3f} ({g['peer']}): {_yes(g['met'])}")
+            elif key == "miou":
+                cells.append(f"{g['ratio']:.3f}x ({g['peer']}): {_yes(g['met'])}")
+            else:
+                ci = ci_text(g) if np.isfinite(g["diff"]) else "-"
+                cells.append(f"{ci} ({g['peer']}): {_yes(g['met'])}")
+        lines.append(f"| {ref} | " + " | ".join(cells) + f" | {_yes(goal['met'])} |")
     if theta:
         lines += ["", "## Learned scale weights (eq. 13)", "",
                   f"theta = {[round(t, 4) for t in theta['theta']]}, alpha = sigmoid(theta) = "
@@ -291,11 +445,6 @@ def markdown(summary: dict, header: list[str], ablations: dict | None = None, th
                   "Objective (cross-entropy of the classifier on x * CAM) on the calibration split, per alpha mode:", "",
                   "| mode | objective |", "|---|---|"]
         lines += [f"| {k} | {v:.4f} |" for k, v in theta.get("objective", {}).items()]
-    if ablations:
-        akeys = [(k, t) for k, t, _ in METRICS if k in next(iter(ablations["methods"].values()))]
-        lines += ["", f"## Ablations of HDM-CAM ({ablations['n']} images, localisation only)", ""]
-        lines.append("| variant | " + " | ".join(t for _, t in akeys) + " | ms/image |")
-        lines.append("|---" * (len(akeys) + 2) + "|")
-        for m, d in ablations["methods"].items():
-            lines.append(f"| {m} | " + " | ".join(_fmt(d[k], k) for k, _ in akeys) + f" | {1000 * d['seconds_per_image']:.1f} |")
+    if ladder:
+        lines += [""] + ladder
     return "\n".join(lines) + "\n"

@@ -201,11 +201,10 @@ class BaseCAM:
                 acts = recorder.activations()
                 score_fns, categories = self._resolve_targets(targets, logits)
                 scores = torch.stack([self._score(fn, logits[i]) for i, fn in enumerate(score_fns)])
-                grads = torch.autograd.grad(scores.sum(), acts)
+                grads = self._gradients(scores, logits, acts, categories)
         finally:
             recorder.remove()
         acts = [a.detach() for a in acts]
-        grads = [g.detach() for g in grads]
         scores = scores.detach()
         result = self.compute(acts, grads, scores, tuple(x.shape[-2:]), keep_maps)
         result.categories = categories
@@ -218,6 +217,10 @@ class BaseCAM:
                 input_size: tuple[int, int], keep_maps: bool) -> CAMResult:
         """Maps from the target layers' activations ``A`` and gradients ``dS/dA`` (each ``(B, K, h, w)``)."""
         raise NotImplementedError
+
+    def _gradients(self, scores: torch.Tensor, logits: torch.Tensor, acts: list[torch.Tensor], categories: list):
+        """What :meth:`compute` receives as ``gradients``: ``dS/dA`` ``(B, K, h, w)`` per target layer, detached."""
+        return [g.detach() for g in torch.autograd.grad(scores.sum(), acts)]
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod

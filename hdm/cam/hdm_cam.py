@@ -4,7 +4,8 @@ Kwon & Ro, "High-Precision Image Restoration via Hessian-based Grad-CAM++ and Wa
 Multiscale Activation Maps" (2025); equations (4)-(14). docs/hdm_cam.md maps every equation to the
 code below and records each decision the paper leaves open. In short, for each target layer ``l``
 with activation ``A`` ``(B, K, h, w)`` and gradient ``g = dS/dA`` of the class logit ``S``
-(explaining ``Y = exp(S)``, see :mod:`hdm.derivatives`):
+(explaining ``Y = exp(S)``, see :mod:`hdm.derivatives`; ``target="softmax"`` explains the class probability
+instead, :func:`softmax_score_derivatives`):
 
 1. derivative maps ``|d^n Y/dA^n| / exp(S) = |g|^n``, n = 2, 3, 4              (stage 1)
 2. channel Hessian weight ``w^(2)_k``                                          (eqs. 4-7)
@@ -34,7 +35,8 @@ from ..ops.wavelets import BANDS, haar_dwt2, haar_wavedec2, haar_waverec2, max_l
 from .base import BaseCAM, CAMResult, normalize_maps, upsample_maps
 from .channel_cam import combine_layer_maps
 
-__all__ = ["HDMCAM", "HDMResult", "TUNED", "fuse_scale_maps", "ALPHA_MODES", "scale_weights", "band_energy_weights", "default_target_layers"]
+__all__ = ["HDMCAM", "HDMResult", "TUNED", "fuse_scale_maps", "ALPHA_MODES", "LAYER_FUSIONS", "TARGETS",
+           "softmax_score_derivatives", "scale_weights", "band_energy_weights", "default_target_layers"]
 
 #: Eq. (13)'s scale-weight modes, plus "equal" (all 1) for ablations.
 ALPHA_MODES = ("exp", "inverse", "learned", "equal")
@@ -45,6 +47,43 @@ _BAND_INDEX = {name: i for i, name in enumerate(BANDS)}
 TUNED = {"bands": "modulate", "layer_fusion": "mean", "target_layers": ["layer2", "layer3", "layer4"]}
 #: Channels are processed in chunks of about this many gradient elements (speed, not results).
 _CHUNK_ELEMENTS = 1 << 19
+
+
+#: The explained score ``Y`` of the derivatives: the paper's ``exp(S)`` or the class probability ``softmax(S)_c``.
+TARGETS = ("exp", "softmax")
+#: The softmax target needs one backward pass per class: refused above this many classes.
+MAX_SOFTMAX_CLASSES = 64
+
+
+class _ClassJacobians(list):
+    """Per target layer the derivatives of every logit ``(B, C, K, h, w)``, with ``probs`` ``(B, C)`` = softmax of
+    the logits and ``classes`` ``(B,)`` the explained class (what :meth:`HDMCAM.compute` needs for the
+    softmax target)."""
+
+    def __init__(self, jacobians, probs: torch.Tensor, classes: torch.Tensor):
+        super().__init__(jacobians)
+        self.probs, self.classes = probs, classes
+
+
+def softmax_score_derivatives(u: torch.Tensor, probs: torch.Tensor, classes: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Scale-free derivatives ``(d^n p_c / dx^n) / p_c``, n = 1..4, of the class probability ``p = softmax(S)``
+    along coordinates ``x`` in which the logits are locally linear (a ReLU head): ``u`` ``(B, C, ...)`` holds
+    ``dS_i/dx`` for every class ``i`` and coordinate.
+
+    Along one coordinate ``log p_c(t) = S_c + t u_c - log sum_i exp(S_i + t u_i)``, whose derivatives are
+    ``h_1 = u_c - E_p[u]`` and ``h_n = -kappa_n`` (the n-th cumulant of ``u`` under ``p``: ``kappa_2 = mu_2``,
+    ``kappa_3 = mu_3``, ``kappa_4 = mu_4 - 3 mu_2^2``, central moments). Then ``p^(n) / p`` is the complete Bell
+    polynomial: ``h1``, ``h1^2 + h2``, ``h1^3 + 3 h1 h2 + h3``, ``h1^4 + 6 h1^2 h2 + 4 h1 h3 + 3 h2^2 + h4``.
+    ``probs`` ``(B, C)``, ``classes`` ``(B,)``; returns ``{n: (B, ...)}``."""
+    q = probs.to(u.dtype).reshape(probs.shape + (1,) * (u.dim() - 2))
+    d = u - (q * u).sum(dim=1, keepdim=True)
+    index = classes.to(u.device).long().reshape((-1, 1) + (1,) * (u.dim() - 2)).expand((-1, 1) + u.shape[2:])
+    h1 = d.gather(1, index)[:, 0]
+    d2 = d * d
+    m2, m3, m4 = (q * d2).sum(dim=1), (q * d2 * d).sum(dim=1), (q * d2 * d2).sum(dim=1)
+    h2, h3, h4 = -m2, -m3, -(m4 - 3 * m2 * m2)
+    return {1: h1, 2: h1 * h1 + h2, 3: h1 ** 3 + 3 * h1 * h2 + h3,
+            4: h1 ** 4 + 6 * h1 * h1 * h2 + 4 * h1 * h3 + 3 * h2 * h2 + h4}
 
 
 def default_target_layers(model: nn.Module) -> list[str]:
@@ -117,7 +156,8 @@ def fuse_scale_maps(components: Sequence[torch.Tensor], alphas: Sequence[torch.T
 
     ``components[l]`` ``(B, J_l, h_l, w_l)`` (:attr:`HDMResult.scale_maps`), ``alphas[l]`` ``(>= J_l,)``.
     ``fusion="sum"``: ``normalize(ReLU(sum_l upsample(M^(l))))`` (eq. 14); ``"mean"``: pytorch-grad-cam's
-    mean of per-layer normalised maps. Differentiable in ``alphas`` (used to fit theta)."""
+    mean of per-layer normalised maps; ``"product"``: their product (RefineCAM). Differentiable in ``alphas``
+    (used to fit theta)."""
     return _fuse_layer_maps([_mix_scales(C, alpha) for C, alpha in zip(components, alphas)], size, fusion)
 
 
@@ -126,10 +166,23 @@ def _mix_scales(C: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     return torch.einsum("j,bjhw->bhw", alpha[:C.shape[1]].to(C.dtype), C)
 
 
+#: Eq. (14)'s layer fusions: the paper's sum, pytorch-grad-cam's mean, RefineCAM's product.
+LAYER_FUSIONS = ("sum", "mean", "product")
+
+
 def _fuse_layer_maps(maps: list[torch.Tensor], size: tuple[int, int], fusion: str) -> torch.Tensor:
-    """Eq. (14) (``"sum"``) or pytorch-grad-cam's mean (``"mean"``) of layer maps ``(B, h_l, w_l)``."""
+    """Layer maps ``(B, h_l, w_l)`` -> the CAM ``(B, H, W)`` in [0, 1] (``N`` = per-map min-max normalisation,
+    ``U`` = bilinear upsampling to ``size``):
+
+    - ``"sum"`` (eq. 14): ``N(ReLU(sum_l U(M_l)))``;
+    - ``"mean"`` (pytorch-grad-cam's multi-layer mean): ``N(mean_l U(N(ReLU(M_l))))``;
+    - ``"product"`` (RefineCAM's fusion in pytorch-grad-cam): ``N(prod_l N(U(N(ReLU(M_l)))))``, each layer's
+      map normalised to [0, 1] before the product (a pixel must be salient in every layer to survive)."""
     if fusion == "sum":
         return normalize_maps(sum(upsample_maps(M, size) for M in maps).clamp_min(0))
+    if fusion == "product":
+        scaled = [normalize_maps(upsample_maps(normalize_maps(M.clamp_min(0)), size)) for M in maps]
+        return normalize_maps(torch.stack(scaled).prod(dim=0))
     return combine_layer_maps([M.clamp_min(0) for M in maps], size)
 
 
@@ -138,7 +191,8 @@ class HDMResult(CAMResult):
     """:class:`CAMResult` plus what HDM-CAM computed on the way, per target layer name.
 
     All derivative quantities are scale-free: multiply by ``exp(scores)`` for the derivatives of
-    ``Y = exp(S)`` themselves (the factor cancels in every normalised weight).
+    ``Y = exp(S)`` themselves, or by the class probability for ``target="softmax"`` (the factor cancels in
+    every normalised weight).
 
     Attributes:
         levels: DWT levels ``J`` used at the layer.
@@ -194,8 +248,13 @@ class HDMCAM(BaseCAM):
             ``"modulate"`` (the channel's total eq. 11 weight times ``4 beta_{j,b}``: eqs. 9-10 set
             the bands' relative emphasis, the gradient's own subband energies do not; see
             docs/cam_benchmark.md for why).
-        layer_fusion: ``"sum"`` (eq. 14, default) or ``"mean"`` (mean of per-layer normalised maps,
-            as pytorch-grad-cam combines layers).
+        target: the explained score ``Y`` whose derivatives feed eqs. (4)-(11): ``"exp"`` (default, the paper's and
+            Grad-CAM++'s ``exp(S)``: ``d^n Y/dA^n = exp(S) g^n``) or ``"softmax"`` (the class probability, a smooth
+            target with its own curvature: :func:`softmax_score_derivatives`, one backward pass per class).
+            (The raw logit is no option: in a ReLU network its 2nd-4th derivatives are 0 and every weight vanishes.)
+        layer_fusion: ``"sum"`` (eq. 14, default), ``"mean"`` (mean of per-layer normalised maps,
+            as pytorch-grad-cam combines layers) or ``"product"`` (product of per-layer normalised maps, as
+            pytorch-grad-cam's RefineCAM fuses them); exactly: :func:`_fuse_layer_maps`.
     """
 
     needs_piecewise_linear = True
@@ -203,7 +262,7 @@ class HDMCAM(BaseCAM):
     def __init__(self, model: nn.Module, target_layers=None, *, alpha="exp", theta=None, levels: int = 2,
                  hessian: str = "diag", sigmas: Sequence[float] = (0.5, 1.0, 2.0),
                  band_gain: Sequence[float] = (1.0, 1.0, 1.0, 1.0), bands: str = "weighted",
-                 layer_fusion: str = "sum"):
+                 layer_fusion: str = "sum", target: str = "exp"):
         if target_layers is None:
             target_layers = default_target_layers(model)
         super().__init__(model, target_layers)
@@ -215,15 +274,69 @@ class HDMCAM(BaseCAM):
             raise BadArgument(f"hessian must be 'eigen', 'diag' or 'none', got {hessian!r}")
         if bands not in ("weighted", "equal", "modulate"):
             raise BadArgument(f"bands must be 'weighted', 'equal' or 'modulate', got {bands!r}")
-        if layer_fusion not in ("sum", "mean"):
-            raise BadArgument(f"layer_fusion must be 'sum' or 'mean', got {layer_fusion!r}")
+        if layer_fusion not in LAYER_FUSIONS:
+            raise BadArgument(f"layer_fusion must be one of {LAYER_FUSIONS}, got {layer_fusion!r}")
         if len(band_gain) != 4 or any(float(v) < 0 for v in band_gain):
             raise BadArgument(f"band_gain needs 4 non-negative values (LL, LH, HL, HH), got {band_gain!r}")
         if int(levels) < 0:
             raise BadArgument(f"levels must be >= 0, got {levels}")
+        if target not in TARGETS:
+            raise BadArgument(f"target must be one of {TARGETS}, got {target!r}")
+        if target == "softmax" and hessian == "eigen":
+            raise BadArgument("hessian='eigen' needs the exp target (its neighbour coupling has a closed form only "
+                              "for exp(S)); use hessian='diag' or 'none' with target='softmax'")
+        self.target = target
         self.alpha, self.theta, self.levels = alpha, theta, int(levels)
         self.hessian, self.sigmas, self.band_gain = hessian, tuple(float(s) for s in sigmas), tuple(float(v) for v in band_gain)
         self.bands, self.layer_fusion = bands, layer_fusion
+
+    def _gradients(self, scores, logits, acts, categories):
+        if self.target == "exp":
+            return super()._gradients(scores, logits, acts, categories)
+        if any(c is None for c in categories):
+            raise BadArgument("target='softmax' explains a class probability: give class indices as targets")
+        if logits.shape[1] > MAX_SOFTMAX_CLASSES:
+            raise BadArgument(f"target='softmax' needs one backward pass per class; the model has {logits.shape[1]} "
+                              f"classes (at most {MAX_SOFTMAX_CLASSES}): use target='exp'")
+        per_class = [torch.autograd.grad(logits[:, i].sum(), acts, retain_graph=i + 1 < logits.shape[1])
+                     for i in range(logits.shape[1])]
+        jacobians = [torch.stack([g[layer] for g in per_class], dim=1).detach() for layer in range(len(acts))]
+        return _ClassJacobians(jacobians, torch.softmax(logits.detach().double(), dim=1),
+                               torch.as_tensor(categories))
+
+    def _softmax_subband_weights(self, u: torch.Tensor, probs, classes, J: int, gain: torch.Tensor,
+                                 keep_maps: bool) -> dict:
+        """:meth:`_subband_weights` for the softmax target; ``u`` ``(B, C, Kc, h, w)`` (scaled logit Jacobian).
+
+        Pixel maps ``|p^(n)| / p`` for n = 2, 3, 4 (eqs. 7-10); in the wavelet domain (the logits are linear in the
+        coefficients, with directions ``DWT(u)`` of each class) ``ReLU(p'/p) |p''/p|`` per coefficient (eq. 11)."""
+        pixel = softmax_score_derivatives(u, probs, classes)
+        d2, d3, d4 = pixel[2].abs(), pixel[3].abs(), pixel[4].abs()
+        w2 = d2.new_ones(d2.shape[:2]) if self.hessian == "none" else d2.mean(dim=(-2, -1))  # eq. (7)
+        W3, sub3 = band_energy_weights(d3, J, gain)
+        W4, sub4 = band_energy_weights(d4, J, gain)
+        beta = (W3 + W4) / 2
+        keys, raw = [], []
+        for j, band, coeff in haar_wavedec2(u, J).bands():
+            keys.append((j, band))
+            D = softmax_score_derivatives(coeff, probs, classes)
+            raw.append(w2 * (D[1].clamp_min(0) * D[2].abs()).sum(dim=(-2, -1)))
+        out = {"keys": keys, "raw": self._band_mix(torch.stack(raw, dim=-1), keys, beta, J)}
+        if keep_maps:
+            sub2 = band_energy_weights(d2, J, gain)[1]
+            out.update(w2=w2, d2=d2, d3=d3, d4=d4, sub2=sub2, sub3=sub3, sub4=sub4, W3=W3, W4=W4, beta=beta)
+        return out
+
+    def _band_mix(self, raw: torch.Tensor, keys, beta: torch.Tensor, J: int) -> torch.Tensor:
+        """Eqs. (9)-(11)'s band weighting of the raw per-subband weights ``(B, Kc, bands)`` (``self.bands``)."""
+        if self.bands == "equal":
+            return raw.sum(dim=-1, keepdim=True).expand_as(raw)
+        if J > 0:
+            band_beta = torch.stack([beta[..., j - 1, _BAND_INDEX[b]] for j, b in keys], dim=-1)
+            if self.bands == "modulate":  # channel total x 4 beta (beta uniform -> "equal")
+                return raw.sum(dim=-1, keepdim=True) * 4 * band_beta
+            return raw * band_beta
+        return raw
 
     def _subband_weights(self, g: torch.Tensor, J: int, gain: torch.Tensor, keep_maps: bool) -> dict:
         """Eqs. (4)-(11) for a chunk of channels of one layer; ``g`` ``(B, Kc, h, w)`` (scaled gradient).
@@ -243,16 +356,7 @@ class HDMCAM(BaseCAM):
             keys.append((j, band))
             positive = (coeff.clamp_min(0) * coeff * coeff).sum(dim=(-2, -1))  # sum_p ReLU(G_p) G_p^2
             raw.append(w2 * positive)
-        raw = torch.stack(raw, dim=-1)
-        if self.bands == "equal":
-            raw = raw.sum(dim=-1, keepdim=True).expand_as(raw)
-        elif J > 0:
-            band_beta = torch.stack([beta[..., j - 1, _BAND_INDEX[b]] for j, b in keys], dim=-1)
-            if self.bands == "modulate":  # channel total x 4 beta (beta uniform -> "equal")
-                raw = raw.sum(dim=-1, keepdim=True) * 4 * band_beta
-            else:
-                raw = raw * band_beta
-        out = {"keys": keys, "raw": raw}
+        out = {"keys": keys, "raw": self._band_mix(torch.stack(raw, dim=-1), keys, beta, J)}
         if keep_maps:
             d2 = derivative_map(g, 2)
             sub2 = band_energy_weights(d2, J, gain)[1]
@@ -285,7 +389,8 @@ class HDMCAM(BaseCAM):
         # Every weight below is homogeneous in g and normalised per image (eqs. 10, 12), so g is
         # divided by one positive constant per image (its largest magnitude over all layers): that
         # changes no map and keeps |g|^4 far from float32 underflow. Exposed maps are scaled back.
-        scale = torch.stack([g.abs().amax(dim=(1, 2, 3)) for g in gradients]).amax(dim=0).to(dtype)
+        softmax = isinstance(gradients, _ClassJacobians)
+        scale = torch.stack([g.abs().flatten(1).amax(dim=1) for g in gradients]).amax(dim=0).to(dtype)
         scale = scale.clamp_min(torch.finfo(dtype).tiny)
         scale64 = scale.double().cpu().numpy().reshape(-1, 1, 1, 1)
 
@@ -296,9 +401,14 @@ class HDMCAM(BaseCAM):
             a = a.to(dtype)
             J = min(self.levels, max_level(*a.shape[-2:]))
             # Chunking is for speed only; with keep_maps the layer goes whole so its maps need no joining.
-            step = g.shape[1] if keep_maps else max(1, _CHUNK_ELEMENTS // max(1, g[:, :1].numel()))
-            parts = [self._subband_weights(c.to(dtype) / scale.view(-1, 1, 1, 1), J, gain, keep_maps)
-                     for c in g.split(step, dim=1)]
+            cdim = 2 if softmax else 1  # the channel axis: (B, K, h, w), or (B, C, K, h, w) for the softmax target
+            step = g.shape[cdim] if keep_maps else max(1, _CHUNK_ELEMENTS // max(1, g.narrow(cdim, 0, 1).numel()))
+            unit = scale.view((-1,) + (1,) * (g.dim() - 1))
+            if softmax:
+                parts = [self._softmax_subband_weights(c.to(dtype) / unit, gradients.probs, gradients.classes, J, gain,
+                                                       keep_maps) for c in g.split(step, dim=2)]
+            else:
+                parts = [self._subband_weights(c.to(dtype) / unit, J, gain, keep_maps) for c in g.split(step, dim=1)]
             keys, raw = parts[0]["keys"], torch.cat([p["raw"] for p in parts], dim=1)  # (B, K, bands)
             per_layer.append((name, a, J, keys, raw))
             if keep_maps:

@@ -14,11 +14,12 @@ import torchvision
 from PIL import Image
 
 from ..bench import cam as cam_benchmark
-from ..bench import cam_speed, report
+from ..bench import cam_ladder, cam_speed, report
 from ..bench.shapes import CLASSES, BackgroundBank, ShapesDataset
 from ..cam.classifiers import SHAPES_WEIGHTS, Classifier, load_shapes_resnet50, shapes_theta_path
 from ..cam.explain import METHODS, explain_photo
 from ..cam.faces import explain_face
+from ..cam.metrics import ROAD_PERCENTILES
 from ..cam.theta import fit_theta, read_theta
 from ..faces.embedder import SAME_PERSON_DISTANCE
 from ..io.weights import resolve_weights
@@ -142,41 +143,83 @@ def _cmd_fit_theta(args) -> int:
     return 0
 
 
+def _road(args):
+    return () if args.no_road or args.no_faithfulness else tuple(args.road_percentiles)
+
+
 def _cmd_eval_cam(args) -> int:
     classifier = _shapes_classifier(args.weights)
-    theta_file = (Path(args.theta) if args.theta else
-                  None if args.weights == "random" else shapes_theta_path(args.weights))
-    theta = read_theta(theta_file) if theta_file and theta_file.is_file() else None
     bank = _bank(args.backgrounds)
     data = ShapesDataset(args.n, seed=args.seed, backgrounds=bank, size=args.size)
     model = classifier.model
-    methods = cam_benchmark.default_methods(model, theta=theta["theta"] if theta else None, seed=args.seed)
-    result = cam_benchmark.evaluate(model, data, methods, batch_size=args.batch,
-                                    faithfulness=not args.no_faithfulness, steps=args.steps)
-    summary = cam_benchmark.summarize(result, n_boot=args.bootstrap)
-    ablations = None
-    if args.ablations:
-        adata = ShapesDataset(args.ablations, seed=args.seed, backgrounds=bank, size=args.size)
-        ares = cam_benchmark.evaluate(model, adata, cam_benchmark.ablation_methods(model), batch_size=args.batch,
-                                      faithfulness=False)
-        ablations = cam_benchmark.summarize(ares, references=())
-        summary["ablations"] = ablations
-        best, settings = cam_benchmark.best_ablation(ablations)
-        print(f"best ablation variant by mean IoU: {best} {settings} "
-              f"(on a validation split, this is what hdm.cam.hdm_cam.TUNED should hold)")
     data_line = (f"{args.n} hdm.bench.shapes images, seed {args.seed}, {args.size} px, backgrounds "
                  f"{args.backgrounds or 'procedural'}; model {classifier.source}"
                  + (f" ({classifier.note})" if classifier.note else ""))
+    run = {"batch_size": args.batch, "faithfulness": not args.no_faithfulness, "steps": args.steps,
+           "road": _road(args), "road_n": args.road_n}
+    if args.ladder_choose or args.ladder:
+        return _eval_ladder(args, model, data, data_line, run)
+    theta_file = (Path(args.theta) if args.theta else
+                  None if args.weights == "random" else shapes_theta_path(args.weights))
+    theta = read_theta(theta_file) if theta_file and theta_file.is_file() else None
+    methods = cam_benchmark.default_methods(model, theta=theta["theta"] if theta else None, seed=args.seed,
+                                            score_cam=args.score_cam > 0)
+    result = cam_benchmark.evaluate(model, data, methods, limits={cam_benchmark.SCORE_CAM: args.score_cam}, **run)
+    summary = cam_benchmark.summarize(result, n_boot=args.bootstrap)
     title = "CAM benchmark: localisation and faithfulness on hdm.bench.shapes"
-    text = cam_benchmark.markdown(summary, report.header(title, data_line), ablations=ablations, theta=theta)
+    text = cam_benchmark.markdown(summary, report.header(title, data_line), theta=theta)
     print(text)
     if args.out:
         print(f"wrote {report.write(args.out, text)}")
+    if args.csv:
+        print(f"wrote {cam_benchmark.write_csv(args.csv, {'methods': result})}")
     if args.json:
         summary["data"] = data_line
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"wrote {args.json}")
+        _write_json(args.json, summary)
+    return 0
+
+
+def _write_json(path, record) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+def _eval_ladder(args, model, data, data_line, run) -> int:
+    """``--ladder-choose``: walk the ladder on this split and write the choices; ``--ladder``: report the chosen
+    ladder on this split, each rung against the one before."""
+    if args.ladder_choose:
+        def evaluate(configs):
+            return cam_benchmark.evaluate(model, data, cam_ladder.config_methods(model, configs), **run)
+        records = cam_ladder.walk(evaluate, metric=args.ladder_metric, n_boot=args.bootstrap)
+        tables = {f"rung {i}": r.pop("result") for i, r in enumerate(records, 1)}
+        for i, r in enumerate(records, 1):
+            print(f"rung {i}, {r['title']}: {r['choice']} ({r['reason']})")
+        lines = ["## Ablation ladder: choices on this split", ""]
+        for i, r in enumerate(records, 1):
+            lines.append(f"{i}. {r['title']}: options {', '.join(r['options'])}; {r['reason']}.")
+            lines += [f"   - {o}: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items())
+                      for o, means in r["means"].items()]
+        record = {"data": data_line, "metric": args.ladder_metric, "command": report.hdm_command(), "rungs": records}
+        _write_json(args.ladder_choose, record)
+        title = "HDM-CAM ablation ladder: the choice of each rung (validation)"
+    else:
+        record = json.loads(Path(args.ladder).read_text())
+        records = record["rungs"]
+        methods = cam_ladder.ladder_methods(model, records)
+        result = cam_benchmark.evaluate(model, data, methods, **run)
+        tables = {"ladder": result}
+        rows = cam_ladder.ladder_summary(result, records, n_boot=args.bootstrap)
+        lines = cam_ladder.ladder_markdown(rows, records)
+        if args.json:
+            _write_json(args.json, {"data": data_line, "choices": args.ladder, "rows": rows})
+        title = "HDM-CAM ablation ladder on hdm.bench.shapes"
+    text = cam_benchmark.markdown(None, report.header(title, data_line), ladder=lines)
+    print(text)
+    if args.out:
+        print(f"wrote {report.write(args.out, text)}")
+    if args.csv:
+        print(f"wrote {cam_benchmark.write_csv(args.csv, tables)}")
     return 0
 
 
@@ -296,9 +339,20 @@ def add_parsers(sub) -> None:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps")
-    p.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion and Average Drop")
-    p.add_argument("--ablations", type=int, default=0, help="also run HDM-CAM ablations on this many images")
+    p.add_argument("--no-faithfulness", action="store_true", help="skip deletion/insertion, ROAD and Average Drop")
+    p.add_argument("--road-percentiles", type=int, nargs="+", default=list(ROAD_PERCENTILES), metavar="P",
+                   help="ROAD's percentiles (removing 100 - P %% of the pixels each)")
+    p.add_argument("--no-road", action="store_true", help="skip ROAD (its imputation is the costliest metric)")
+    p.add_argument("--road-n", type=int, default=None, metavar="N", help="ROAD on the first N images only")
+    p.add_argument("--score-cam", type=int, default=16, metavar="N",
+                   help="run Score-CAM (2048 forward passes per image) on the first N images only; 0: not at all")
+    p.add_argument("--ladder-choose", default=None, metavar="JSON",
+                   help="walk HDM-CAM's ablation ladder on this split (a validation split) and write the choices")
+    p.add_argument("--ladder", default=None, type=existing_file, metavar="JSON",
+                   help="report the ladder chosen by --ladder-choose on this split (a test split)")
+    p.add_argument("--ladder-metric", default="miou", help="the ladder's primary metric (default: mean IoU)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/cam.md)")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
+    p.add_argument("--csv", default=None, help="also write the per-image values behind every table here")
     p.set_defaults(func=_cmd_eval_cam)
