@@ -193,7 +193,7 @@ def test_score_cam_peer_runs_image_by_image_without_progress_bars(capsys):
     model.layer4 = torch.nn.Sequential(torch.nn.Conv2d(256, 8, 1), torch.nn.ReLU())  # 8 channels: 8 passes
     model.fc = torch.nn.Linear(8, 3)
     x = torch.randn(3, 3, 32, 32)
-    fn = cb._package_cam(model, "ScoreCAM", ["layer4"], images_per_call=1, batch_size=4)
+    fn = cb.package_cam(model, "ScoreCAM", ["layer4"], images_per_call=1, batch_size=4)
     ours = fn(x, [0, 1, 2])
     assert "it/s" not in capsys.readouterr().err and _hooks(model) == 0
     with pgc.ScoreCAM(model, [model.layer4]) as ref:

@@ -140,7 +140,7 @@ def test_eval_cam_face_command(tmp_path, capsys):
     assert main(["eval-cam-face", "--pairs", str(pairs), "--steps", "2"]) == 2
     assert "line 2: give two photo names" in capsys.readouterr().err
     out, table = tmp_path / "faces.csv", tmp_path / "faces.md"
-    assert main(["eval-cam-face", "--steps", "2", "--bootstrap", "50", "--csv", str(out), "--out", str(table)]) == 0
+    assert main(["eval-cam-face", "--steps", "2", "--bootstrap", "50", "--road-percentiles", "50", "--no-score-cam", "--csv", str(out), "--out", str(table)]) == 0
     rows = out.read_text().splitlines()
-    assert rows[0] == "face,method,deletion,insertion,road,road_morf,road_lerf" and len(rows) == 1 + 2 * 8
+    assert rows[0] == "face,method,deletion,insertion,road,road_morf,road_lerf" and len(rows) == 1 + 2 * 12
     assert "CAM faithfulness on a real network" in table.read_text()

@@ -32,7 +32,7 @@ from .stats import ci_text, paired_bootstrap
 
 __all__ = ["LAYERS", "default_methods", "package_peers", "centre_prior", "evaluate", "EvalResult", "summarize",
            "markdown", "write_csv", "goal_check", "peers_of", "METRICS", "REFERENCES", "BASELINES", "FLOORS",
-           "tuned_hdm_cam", "CENTRE_SIGMA", "SCORE_CAM"]
+           "tuned_hdm_cam", "CENTRE_SIGMA", "SCORE_CAM", "as_method", "package_cam", "random_map", "sobel_map"]
 
 LAYERS = ["layer1", "layer2", "layer3", "layer4"]
 #: (key, column title, higher is better)
@@ -89,7 +89,8 @@ def _clear_hooks(model) -> None:
         m._forward_pre_hooks.clear()  # noqa: SLF001
 
 
-def _ours(cam) -> Method:
+def as_method(cam) -> Method:
+    """An hdm CAM object as a benchmark method: ``(x, targets) -> maps (B, H, W)``."""
     return lambda x, targets: cam(x, list(targets))
 
 
@@ -111,10 +112,12 @@ def _release(cam) -> None:
         c.activations_and_grads.release()
 
 
-def _package_cam(model, method: str, layers=LAYERS, score: str = "logit", images_per_call: int | None = None,
+def package_cam(model, method: str, layers=LAYERS, score: str = "logit", images_per_call: int | None = None,
                  batch_size: int | None = None, per_layer: bool = False) -> Method | None:
     """The grad-cam package's ``method`` (a class name of ``pytorch_grad_cam``) over ``layers``, with the
-    package's own multi-layer fusion, explaining the given class; ``None`` if the package is not installed.
+    package's own multi-layer fusion, explaining the given class (or score callable: a target of
+    :mod:`hdm.cam.targets`); ``layers``: module names, dotted for nested ones; ``None`` if the package is
+    not installed.
 
     ``score``: ``"logit"`` (the class logit, as hdm's methods) or ``"rest"`` (the package's
     ClassifierOutputReST: logit minus cross-entropy, the score ShapleyCAM's paper explains).
@@ -134,12 +137,14 @@ def _package_cam(model, method: str, layers=LAYERS, score: str = "logit", images
     quiet = SimpleNamespace(tqdm=lambda iterable, *a, **k: iterable)
 
     def run(x, targets, names):
-        cam = getattr(pgc, method)(model, [getattr(model, n) for n in names])
+        cam = getattr(pgc, method)(model, [model.get_submodule(n) for n in names])
+        for c in getattr(cam, "base_cam_per_layer", [cam]):  # a graph even for a frozen model
+            c.compute_input_gradient = True
         if batch_size is not None:
             cam.batch_size = batch_size
         try:
             with mock.patch.object(pgc_score_cam, "tqdm", quiet):
-                return cam(input_tensor=x, targets=[target_cls(int(c)) for c in targets])
+                return cam(input_tensor=x, targets=[c if callable(c) else target_cls(int(c)) for c in targets])
         finally:
             _release(cam)
 
@@ -164,18 +169,18 @@ def package_peers(model, score_cam: bool = True) -> dict[str, Method]:
 
     ShapleyCAM explains ClassifierOutputReST (its paper's score): with a class logit its Hessian-vector
     product is exactly zero in a ReLU network and it is Grad-CAM."""
-    if _package_cam(model, "GradCAM") is None:
+    if package_cam(model, "GradCAM") is None:
         return {}
-    peers = {"grad-cam pkg Grad-CAM++ mean (layers 1-4)": _package_cam(model, "GradCAMPlusPlus")}
+    peers = {"grad-cam pkg Grad-CAM++ mean (layers 1-4)": package_cam(model, "GradCAMPlusPlus")}
     for title, name, score in (("ShapleyCAM", "ShapleyCAM", "rest"), ("XGrad-CAM", "XGradCAM", "logit"),
                                ("HiResCAM", "HiResCAM", "logit")):
-        peers[f"{title} (layer4)"] = _package_cam(model, name, ["layer4"], score=score)
-        peers[f"{title} (layers 1-4)"] = _package_cam(model, name, LAYERS, score=score, per_layer=name == "ShapleyCAM")
-    peers["RefineCAM (layers 1-4)"] = _package_cam(model, "RefineCAM")
+        peers[f"{title} (layer4)"] = package_cam(model, name, ["layer4"], score=score)
+        peers[f"{title} (layers 1-4)"] = package_cam(model, name, LAYERS, score=score, per_layer=name == "ShapleyCAM")
+    peers["RefineCAM (layers 1-4)"] = package_cam(model, "RefineCAM")
     if score_cam:
         fast = copy.deepcopy(model).to(memory_format=torch.channels_last)
         _clear_hooks(fast)
-        peers[SCORE_CAM] = _package_cam(fast, "ScoreCAM", ["layer4"], images_per_call=1, batch_size=64)
+        peers[SCORE_CAM] = package_cam(fast, "ScoreCAM", ["layer4"], images_per_call=1, batch_size=64)
     return peers
 
 
@@ -189,18 +194,18 @@ def default_methods(model, theta=None, seed: int = 0, score_cam: bool = True) ->
     """Peers (hdm's and :func:`package_peers`), HDM-CAM in each alpha mode (``learned`` only with ``theta``),
     the tuned HDM-CAM, and the three floors."""
     methods = {
-        "Grad-CAM (layer4)": _ours(GradCAM(model, ["layer4"])),
-        "Grad-CAM (layers 1-4)": _ours(GradCAM(model, LAYERS)),
-        "Grad-CAM++ (layer4)": _ours(GradCAMPlusPlus(model, ["layer4"])),
-        "Grad-CAM++ (layers 1-4)": _ours(GradCAMPlusPlus(model, LAYERS)),
-        "LayerCAM (layers 1-4)": _ours(LayerCAM(model, LAYERS)),
+        "Grad-CAM (layer4)": as_method(GradCAM(model, ["layer4"])),
+        "Grad-CAM (layers 1-4)": as_method(GradCAM(model, LAYERS)),
+        "Grad-CAM++ (layer4)": as_method(GradCAMPlusPlus(model, ["layer4"])),
+        "Grad-CAM++ (layers 1-4)": as_method(GradCAMPlusPlus(model, LAYERS)),
+        "LayerCAM (layers 1-4)": as_method(LayerCAM(model, LAYERS)),
     }
     methods.update(package_peers(model, score_cam=score_cam))
     for mode in ("exp", "inverse", "equal"):
-        methods[f"HDM-CAM ({mode})"] = _ours(HDMCAM(model, LAYERS, alpha=mode))
+        methods[f"HDM-CAM ({mode})"] = as_method(HDMCAM(model, LAYERS, alpha=mode))
     if theta is not None:
-        methods["HDM-CAM (learned)"] = _ours(HDMCAM(model, LAYERS, alpha="learned", theta=theta))
-    methods["HDM-CAM tuned"] = _ours(tuned_hdm_cam(model))
+        methods["HDM-CAM (learned)"] = as_method(HDMCAM(model, LAYERS, alpha="learned", theta=theta))
+    methods["HDM-CAM tuned"] = as_method(tuned_hdm_cam(model))
     methods["random"] = random_map(seed)
     methods["Sobel"] = sobel_map
     methods["centre prior"] = centre_prior()

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..cam import HDMCAM, GradCAMPlusPlus
 from ..errors import BadArgument
-from .cam import LAYERS, METRICS, EvalResult, Method, _compare, _ours, ci_text
+from .cam import LAYERS, METRICS, EvalResult, Method, _compare, as_method, ci_text
 from .stats import paired_bootstrap
 
 __all__ = ["Rung", "RUNGS", "START", "BASE", "GUARDS", "config_name", "config_methods", "choose", "walk",
@@ -76,7 +76,7 @@ def config_methods(model, configs: dict) -> dict[str, Method]:
     out = {}
     for name, config in configs.items():
         kw = dict(config)
-        out[name] = _ours(HDMCAM(model, list(kw.pop("target_layers", LAYERS)), **kw))
+        out[name] = as_method(HDMCAM(model, list(kw.pop("target_layers", LAYERS)), **kw))
     return out
 
 
@@ -163,14 +163,14 @@ def ladder_methods(model, records: list[dict], paper: bool = True) -> dict[str, 
     then per rung its chosen configuration and, where the choice is not the paper's option, the paper's option on
     the same footing (``records`` from :func:`walk`, or their JSON); with ``paper`` also HDM-CAM as the paper
     gives it (HDMCAM's defaults on layers 1-4)."""
-    methods = {BASE: _ours(GradCAMPlusPlus(model, LAYERS))}
+    methods = {BASE: as_method(GradCAMPlusPlus(model, LAYERS))}
     for r in records:
         for config in (r["config"], r.get("paper_config")):
             name = config_name(config) if config else None
             if name and name not in methods:
                 methods.update(config_methods(model, {name: config}))
     if paper:
-        methods.setdefault("HDM-CAM (exp)", _ours(HDMCAM(model, LAYERS)))
+        methods.setdefault("HDM-CAM (exp)", as_method(HDMCAM(model, LAYERS)))
     return methods
 
 

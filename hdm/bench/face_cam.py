@@ -27,7 +27,7 @@ from ..cam.hdm_cam import TUNED
 from ..cam.targets import SimilarityTarget
 from ..errors import BadArgument
 from ..faces.embedder import FaceEmbedder, face_distance
-from .cam import LAYERS, random_map
+from .cam import LAYERS, as_method, package_cam, centre_prior, random_map
 from .stats import ci_text, mean_ci, paired_bootstrap
 
 __all__ = ["FaceSample", "face_samples", "face_methods", "FaceResult", "evaluate_faces", "summarize_faces",
@@ -92,26 +92,32 @@ def face_samples(embedder: FaceEmbedder, images: dict[str, np.ndarray],
     return samples
 
 
-def _ours(cam) -> Method:
-    return lambda x, targets: cam(x, list(targets))
-
-
-def face_methods(embedder: FaceEmbedder, layers=FACE_LAYERS, seed: int = 0) -> dict[str, Method]:
+def face_methods(embedder: FaceEmbedder, layers=FACE_LAYERS, seed: int = 0, score_cam: bool = True) -> dict[str, Method]:
     """The CAM table's methods on the face network's four stages (``layers``: ``layer1..4``'s counterparts;
-    the tuned HDM-CAM's layer choice maps stage by stage), and a random floor."""
+    the tuned HDM-CAM's layer choice maps stage by stage): hdm's, the grad-cam package's peers that take a
+    similarity score (ShapleyCAM's score is a class's, so it is left out), and the random and centre floors."""
     layers = list(layers)
     stage = dict(zip(LAYERS, layers))
     tuned = {**TUNED, "target_layers": [stage[n] for n in TUNED.get("target_layers", LAYERS)]}
-    return {
-        "Grad-CAM (last stage)": _ours(GradCAM(embedder, layers[-1:])),
-        "Grad-CAM (stages 1-4)": _ours(GradCAM(embedder, layers)),
-        "Grad-CAM++ (last stage)": _ours(GradCAMPlusPlus(embedder, layers[-1:])),
-        "Grad-CAM++ (stages 1-4)": _ours(GradCAMPlusPlus(embedder, layers)),
-        "LayerCAM (stages 1-4)": _ours(LayerCAM(embedder, layers)),
-        "HDM-CAM (exp)": _ours(HDMCAM(embedder, layers, alpha="exp")),
-        "HDM-CAM tuned": _ours(HDMCAM(embedder, **tuned)),
-        "random": random_map(seed),
+    methods = {
+        "Grad-CAM (last stage)": as_method(GradCAM(embedder, layers[-1:])),
+        "Grad-CAM (stages 1-4)": as_method(GradCAM(embedder, layers)),
+        "Grad-CAM++ (last stage)": as_method(GradCAMPlusPlus(embedder, layers[-1:])),
+        "Grad-CAM++ (stages 1-4)": as_method(GradCAMPlusPlus(embedder, layers)),
+        "LayerCAM (stages 1-4)": as_method(LayerCAM(embedder, layers)),
     }
+    for title, name in (("XGrad-CAM", "XGradCAM"), ("HiResCAM", "HiResCAM"), ("RefineCAM", "RefineCAM")):
+        peer = package_cam(embedder, name, layers)
+        if peer is not None:
+            methods[f"{title} (stages 1-4)"] = peer
+    if score_cam and package_cam(embedder, "ScoreCAM", layers[-1:]) is not None:
+        methods["Score-CAM (last stage)"] = package_cam(embedder, "ScoreCAM", layers[-1:], images_per_call=1,
+                                                         batch_size=64)
+    methods["HDM-CAM (exp)"] = as_method(HDMCAM(embedder, layers, alpha="exp"))
+    methods["HDM-CAM tuned"] = as_method(HDMCAM(embedder, **tuned))
+    methods["random"] = random_map(seed)
+    methods["centre prior"] = centre_prior()
+    return methods
 
 
 @dataclass
@@ -126,7 +132,8 @@ class FaceResult:
 
 
 def evaluate_faces(embedder: FaceEmbedder, samples: list[FaceSample], methods: dict[str, Method], *,
-                   steps: int = 16, batch_size: int = 8, progress: bool = True) -> FaceResult:
+                   steps: int = 16, batch_size: int = 8, road_percentiles=M.ROAD_PERCENTILES,
+                   progress: bool = True) -> FaceResult:
     """Explain every face with every method and score the maps (deletion, insertion, ROAD) on the cosine
     similarity to each face's target."""
     if not samples:
@@ -146,7 +153,7 @@ def evaluate_faces(embedder: FaceEmbedder, samples: list[FaceSample], methods: d
             cams = torch.from_numpy(np.asarray(fn(x, explain), dtype=np.float32))
             seconds[name] += time.perf_counter() - t0
             deletion, insertion = M.deletion_insertion(embedder, x, cams, score, steps=steps, fill=fill)
-            road = M.road(embedder, x, cams, score)
+            road = M.road(embedder, x, cams, score, percentiles=road_percentiles)
             v = values[name]
             v["deletion"] += deletion.tolist()
             v["insertion"] += insertion.tolist()
@@ -154,7 +161,7 @@ def evaluate_faces(embedder: FaceEmbedder, samples: list[FaceSample], methods: d
                 v[k] += road[k].tolist()
     return FaceResult({m: {k: np.asarray(a, dtype=np.float64) for k, a in d.items()} for m, d in values.items()},
                       {m: s / len(samples) for m, s in seconds.items()}, [s.name for s in samples],
-                      [s.reference for s in samples], {"steps": steps})
+                      [s.reference for s in samples], {"steps": steps, "road_percentiles": list(road_percentiles)})
 
 
 def summarize_faces(result: FaceResult, reference: str = "HDM-CAM (exp)", n_boot: int = 2000, seed: int = 0) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..bench import report
 from ..bench.face_cam import evaluate_faces, face_methods, face_samples, markdown, summarize_faces
 from ..bench.faces import DlibReference, chip_cost, folder_images, parity, sample_images
+from ..cam.metrics import ROAD_PERCENTILES
 from ..errors import BadArgument
 from ..faces.dlib_format import convert, default_dat_path, write_card
 from ..faces.embedder import WEIGHTS, FaceEmbedder
@@ -83,15 +84,16 @@ def _cmd_eval_cam_face(args) -> int:
         images, data = sample_images(), "the photos installed packages ship (scikit-image's astronaut, matplotlib's Grace Hopper)"
     samples = face_samples(embedder, images, pairs)
     print(f"{len(samples)} faces in {len(images)} photos")
-    result = evaluate_faces(embedder, samples, face_methods(embedder, seed=args.seed), steps=args.steps,
-                            batch_size=args.batch)
+    methods = face_methods(embedder, seed=args.seed, score_cam=not args.no_score_cam)
+    result = evaluate_faces(embedder, samples, methods, steps=args.steps, batch_size=args.batch,
+                            road_percentiles=args.road_percentiles)
     summary = summarize_faces(result, n_boot=args.bootstrap)
     header = report.header("CAM faithfulness on a real network: dlib's face-recognition ResNet",
                            f"{data}; every face MTCNN finds ({len(samples)}), aligned into dlib's 150-px chip")
     header += ["Each map explains the face's match to its target (the same person's face in another photo when "
                "one is named, else the face's own descriptor, detached: the dot product). Deletion and insertion "
                f"({args.steps} steps; deleted pixels set to dlib's mean colour, insertion from a blurred chip) and "
-               "ROAD (the grad-cam package's noisy linear imputation, percentiles 10-90) score the cosine "
+               f"ROAD (the grad-cam package's noisy linear imputation, percentiles {args.road_percentiles}) score the cosine "
                "similarity of the perturbed chip's descriptor to the target."]
     text = markdown(summary, header, list(zip(result.names, result.references)))
     print(text)
@@ -143,6 +145,9 @@ def add_parsers(sub) -> None:
                    help="text file of lines 'a.jpg b.jpg': two photos of one person (default: none)")
     p.add_argument("--weights", default=WEIGHTS, help=f"face network: a registry name or a file (default {WEIGHTS})")
     p.add_argument("--steps", type=int, default=16, help="deletion/insertion steps (default 16)")
+    p.add_argument("--road-percentiles", type=int, nargs="+", default=list(ROAD_PERCENTILES), metavar="P",
+                   help="ROAD's percentiles (removing 100 - P %% of the pixels each; default 10 20 ... 90)")
+    p.add_argument("--no-score-cam", action="store_true", help="leave Score-CAM out (a forward pass per channel)")
     p.add_argument("--batch", type=int, default=8, help="faces per batch (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random floor (default 0)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples (default 2000)")
