@@ -170,8 +170,8 @@ def main(argv=None) -> int:
                 f"one-step diffusion SR, each on its own {SIDE}x{SIDE} image, through Gradio's queues (explanations "
                 f"one at a time, SR two at a time), on {platform.processor() or platform.machine()} with "
                 f"{os.cpu_count()} CPU cores, the client on the same machine. Latency is submit -> result (results "
-                "downloaded), queueing included. The same requests were first timed one at a time: their sum is the work "
-                "to be done, and 'one at a time, shortest first' is the best a server reaches without running "
+                "downloaded), queueing included. The same requests were first timed one at a time: their sum is "
+                "the work to be done, and 'one at a time, shortest first' is the best a server reaches without running "
                 "requests side by side. Goal: p90 under 15 s, none lost.\n\n```\n"
                 + "\n".join(lines) + "\n```\n")
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -81,7 +81,8 @@ def test_deletion_fills_the_deleted_pixels_with_the_given_colour():
     assert deletion[0] == pytest.approx(((curve[1:] + curve[:-1]) / 2).mean())
     green = lambda out: out[1]  # noqa: E731
     deletion, _ = M.deletion_insertion(MeanOfPixel(), x, cams, [green], steps=16, fill=0.5)
-    assert deletion[0] == pytest.approx(((np.array([1.0] + [0.5] * 16)[1:] + np.array([1.0] + [0.5] * 16)[:-1]) / 2).mean())
+    curve = np.array([1.0] + [0.5] * 16)
+    assert deletion[0] == pytest.approx(((curve[1:] + curve[:-1]) / 2).mean())
 
 
 def test_mean_ci_by_hand():
@@ -140,7 +141,8 @@ def test_eval_cam_face_command(tmp_path, capsys):
     assert main(["eval-cam-face", "--pairs", str(pairs), "--steps", "2"]) == 2
     assert "line 2: give two photo names" in capsys.readouterr().err
     out, table = tmp_path / "faces.csv", tmp_path / "faces.md"
-    assert main(["eval-cam-face", "--steps", "2", "--bootstrap", "50", "--road-percentiles", "50", "--no-score-cam", "--csv", str(out), "--out", str(table)]) == 0
+    assert main(["eval-cam-face", "--steps", "2", "--bootstrap", "50", "--road-percentiles", "50", "--no-score-cam",
+                 "--csv", str(out), "--out", str(table)]) == 0
     rows = out.read_text().splitlines()
     assert rows[0] == "face,method,deletion,insertion,road,road_morf,road_lerf" and len(rows) == 1 + 2 * 12
     assert "CAM faithfulness on a real network" in table.read_text()

@@ -2,12 +2,12 @@
 
 Every face MTCNN finds in a set of photos is aligned into dlib's 150-px chip (:class:`~hdm.faces.FaceEmbedder`).
 Its target is the face of the same person in another photo where the caller names one (the cosine
-similarity of the two descriptors), else the chip's own descriptor, detached (the dot product, as :func:`hdm.cam.faces.explain_face` explains a
-single face). Each method's map over the chip is scored by deletion and insertion
-(:func:`hdm.cam.metrics.deletion_insertion`, deleted pixels set to dlib's mean input colour) and by ROAD
-(:func:`hdm.cam.metrics.road`), all on the cosine similarity of the perturbed chip's descriptor to the target
-descriptor (1 at the start for the own descriptor). ``hdm eval-cam-face`` runs :func:`evaluate_faces` and
-writes the table with :func:`markdown`.
+similarity of the two descriptors), else the chip's own descriptor, detached (the dot product, as
+:func:`hdm.cam.faces.explain_face` explains a single face). Each method's map over the chip is scored by
+deletion and insertion (:func:`hdm.cam.metrics.deletion_insertion`, deleted pixels set to dlib's mean input
+colour) and by ROAD (:func:`hdm.cam.metrics.road`), all on the cosine similarity of the perturbed chip's
+descriptor to the target (1 at the start for the own descriptor). ``hdm eval-cam-face`` runs
+:func:`evaluate_faces` and writes the table with :func:`markdown`.
 """
 from __future__ import annotations
 
@@ -92,7 +92,8 @@ def face_samples(embedder: FaceEmbedder, images: dict[str, np.ndarray],
     return samples
 
 
-def face_methods(embedder: FaceEmbedder, layers=FACE_LAYERS, seed: int = 0, score_cam: bool = True) -> dict[str, Method]:
+def face_methods(embedder: FaceEmbedder, layers=FACE_LAYERS, seed: int = 0,
+                 score_cam: bool = True) -> dict[str, Method]:
     """The CAM table's methods on the face network's four stages (``layers``: ``layer1..4``'s counterparts;
     the tuned HDM-CAM's layer choice maps stage by stage): hdm's, the grad-cam package's peers that take a
     similarity score (ShapleyCAM's score is a class's, so it is left out), and the random and centre floors."""

@@ -81,7 +81,8 @@ def _cmd_eval_cam_face(args) -> int:
                 data.append(folder)
         data = ", ".join(data)
     else:
-        images, data = sample_images(), "the photos installed packages ship (scikit-image's astronaut, matplotlib's Grace Hopper)"
+        images = sample_images()
+        data = "the photos installed packages ship (scikit-image's astronaut, matplotlib's Grace Hopper)"
     samples = face_samples(embedder, images, pairs)
     print(f"{len(samples)} faces in {len(images)} photos")
     methods = face_methods(embedder, seed=args.seed, score_cam=not args.no_score_cam)
@@ -93,8 +94,8 @@ def _cmd_eval_cam_face(args) -> int:
     header += ["Each map explains the face's match to its target (the same person's face in another photo when "
                "one is named, else the face's own descriptor, detached: the dot product). Deletion and insertion "
                f"({args.steps} steps; deleted pixels set to dlib's mean colour, insertion from a blurred chip) and "
-               f"ROAD (the grad-cam package's noisy linear imputation, percentiles {args.road_percentiles}) score the cosine "
-               "similarity of the perturbed chip's descriptor to the target."]
+               f"ROAD (the grad-cam package's noisy linear imputation, percentiles {args.road_percentiles}) score "
+               "the cosine similarity of the perturbed chip's descriptor to the target."]
     text = markdown(summary, header, list(zip(result.names, result.references)))
     print(text)
     if args.out:
