@@ -91,3 +91,43 @@ def test_precise_bn_averages_batch_statistics(tmp_path):
     assert "precise BN after training" in (tmp_path / "m.md").read_text()
     with pytest.raises(ValueError, match="already"):
         calibrate_bn(path, None, None, n=8, progress=False)
+
+
+def test_precise_bn_over_two_datasets_averages_all_their_batches():
+    from hdm.training.classifier import precise_bn
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    small = [(torch.randn(3, 8, 8), 0, 0) for _ in range(4)]
+    large = [(torch.randn(3, 12, 12) + 2, 0, 0) for _ in range(4)]
+    precise_bn(net, small, large, batch_size=4)
+    with torch.no_grad():
+        means = [net[0](torch.stack([d[0] for d in part])).mean(dim=(0, 2, 3)) for part in (small, large)]
+    torch.testing.assert_close(net[1].running_mean, torch.stack(means).mean(0))
+
+
+def test_fine_tuning_starts_from_the_given_weights_and_mixes_two_sizes(tmp_path):
+    """``init``: with a zero learning rate the fine-tuned export has its parent's weights; ``mix_size``: odd steps after
+    the warm-up at the second side, both accuracies recorded; the record and card name the parent."""
+    from safetensors.torch import load_file
+
+    from hdm.io.cards import sha256
+
+    parent = tmp_path / "parent.safetensors"
+    train(tmp_path / "p", None, None, export=parent, **TINY)
+    record = train(tmp_path / "c", None, None, export=tmp_path / "child.safetensors", init=str(parent),
+                   mix_size=48, **dict(TINY, lr=0.0))
+    a, b = load_file(str(parent)), load_file(str(tmp_path / "child.safetensors"))
+    for k in (k for k in a if "running_" not in k):  # BatchNorm statistics move even at lr 0
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    assert record["init"]["sha256"] == sha256(parent) and record["init"]["record"]["steps"] == TINY["steps"]
+    assert record["mix_size"] == 48 and 0 <= record["heldout_accuracy_mix"] <= 1
+    log = [json.loads(line) for line in (tmp_path / "c" / "log.jsonl").read_text().splitlines()]
+    assert [e["val_size"] for e in log if "val_size" in e] == [48, 48]  # steps 2 and 4 (odd indices 1, 3)
+    card = (tmp_path / "child.md").read_text()
+    assert "fine-tuned from an earlier model" in card and "every other step at 48 px" in card
+    assert f"started from `parent.safetensors` (sha256 `{sha256(parent)}`)" in card
+    # a resumed fine-tuning keeps its parent
+    train(tmp_path / "d", None, None, init=str(parent), stop_at=2, **TINY)
+    resumed = train(tmp_path / "d", None, None, init=str(parent), **TINY)
+    assert resumed["init"]["sha256"] == sha256(parent)

@@ -92,7 +92,8 @@ def _cmd_train_cam_model(args) -> int:
           optimizer=args.optimizer, weight_decay=args.weight_decay, curriculum_steps=args.curriculum_steps,
           warm_steps=args.warm_steps, warm_size=args.warm_size, stop_at=args.stop_at, augment=args.augment,
           bf16=args.bf16, ema_decay=args.ema, seed=args.seed, size=args.size, eval_every=args.eval_every,
-          val_n=args.val_n, final_val_n=args.final_val_n, export=args.export, command=report.hdm_command())
+          val_n=args.val_n, final_val_n=args.final_val_n, export=args.export, init=args.init, mix_size=args.mix_size,
+          command=report.hdm_command())
     return 0
 
 
@@ -281,6 +282,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--weight-decay", type=float, default=None, help="default 0.05 (adamw) or 5e-5 (sgd)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=128, help="image side in px")
+    p.add_argument("--mix-size", type=int, default=None, metavar="PX",
+                   help="after the warm-up, every other step at this side (one model for two resolutions)")
+    p.add_argument("--init", default=None, metavar="WEIGHTS",
+                   help="start from these exported weights (a file or registry name, e.g. shapes_resnet50) "
+                        "instead of random ones: fine-tuning; a fresh run only")
     p.add_argument("--curriculum-steps", type=int, default=1500, help="difficulty ramps 0 -> 1 over these steps")
     p.add_argument("--warm-steps", type=int, default=2000, help="steps at --warm-size px before --size")
     p.add_argument("--warm-size", type=int, default=64)

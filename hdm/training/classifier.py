@@ -11,6 +11,10 @@ and AdamW at 1e-3, all stayed at chance for 400-560 steps of 128 px images in ou
   ``curriculum_steps`` steps;
 - progressive resizing: the first ``warm_steps`` steps use ``warm_size`` px images (4x cheaper at 64 px).
 
+``init`` starts from an exported model instead (fine-tuning; the parent's file, sha256 and record go into the
+new record), and ``mix_size`` trains every other step after the warm-up at a second side, for one model
+that reads the benchmark at two resolutions (e.g. 128 and 224 px).
+
 Every step sees a fresh batch: step ``s`` draws samples ``s * batch .. (s + 1) * batch - 1`` of the
 training split, so a resumed run (:func:`hdm.training.loop.fit`, with :class:`ClassifierTask` as this
 model's part) sees exactly the data an uninterrupted one would. Held-out accuracy is measured on a
@@ -37,7 +41,8 @@ from ..bench.shapes import CLASSES, BackgroundBank, ShapesDataset
 from ..cam.classifiers import load_shapes_resnet50
 from ..errors import BadArgument
 from ..io.cards import write_model_card as _write_card_file
-from ..io.weights import safetensors_metadata
+from ..io.cards import sha256
+from ..io.weights import resolve_weights, safetensors_metadata
 from .cards import skipped_lines
 from .loop import Env, Settings, Task, fit
 
@@ -64,20 +69,21 @@ def accuracy(model, dataset, batch_size: int = 64, progress: bool = False) -> fl
 
 
 @torch.no_grad()
-def precise_bn(model, dataset, batch_size: int = 64, progress: bool = False):
+def precise_bn(model, *datasets, batch_size: int = 64, progress: bool = False):
     """Recompute every BatchNorm's running mean and variance as the plain average of batch statistics
-    over ``dataset`` ("precise BN", Wu & Johnson 2021): the statistics the trained weights meet on
-    un-augmented images, instead of a moving average over augmented training batches. In place;
-    returns ``model`` in eval mode."""
+    over the batches of ``datasets`` (e.g. one per image side) ("precise BN", Wu & Johnson 2021):
+    the statistics the trained weights meet on un-augmented images, instead of a moving average over
+    augmented training batches. In place; returns ``model`` in eval mode."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average of the batches seen
     model.train()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
-    for x, _, _ in tqdm(loader, desc="precise BN", disable=not progress, leave=False):
-        model(x.contiguous(memory_format=torch.channels_last))
+    for data in datasets:
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
+        for x, _, _ in tqdm(loader, desc="precise BN", disable=not progress, leave=False):
+            model(x.contiguous(memory_format=torch.channels_last))
     for bn, m in zip(bns, momenta):
         bn.momentum = m
     return model.eval()
@@ -90,25 +96,30 @@ PRECISE_BN_SEED = 5000
 def calibrate_bn(weights, backgrounds, val_backgrounds, n: int = 2000, batch_size: int = 64, command: str = "",
                  progress: bool = True) -> dict:
     """Precise BN on an exported model: ``n`` images of split :data:`PRECISE_BN_SEED` on ``backgrounds``
-    (the training photos); held-out accuracy before and after; the weights and card are rewritten
-    with the record's ``precise_bn`` entry. Returns that entry."""
+    (the training photos; half at each side for a model trained at two, ``mix_size``); held-out accuracy
+    before and after; the weights and card are rewritten with the record's ``precise_bn`` entry. Returns
+    that entry."""
     weights = Path(weights)
     record = json.loads(safetensors_metadata(weights).get("record", "{}"))
     if "precise_bn" in record:
         raise BadArgument(f"{weights} already had precise BN ({record['precise_bn']})")
     model = load_shapes_resnet50(weights).model.to(memory_format=torch.channels_last)
-    size = int(record.get("size", 128))
-    heldout = ShapesDataset(int(record.get("heldout_n", 2000)), seed=int(record.get("heldout_seed", VAL_SEED_OFFSET)),
-                            backgrounds=BackgroundBank(val_backgrounds) if val_backgrounds else None, size=size)
-    before = accuracy(model, heldout, progress=progress)
-    data = ShapesDataset(n, seed=PRECISE_BN_SEED, backgrounds=BackgroundBank(backgrounds) if backgrounds else None,
-                         size=size)
-    precise_bn(model, data, batch_size, progress)
-    after = accuracy(model, heldout, progress=progress)
+    sizes = [int(record.get("size", 128))] + ([int(record["mix_size"])] if record.get("mix_size") else [])
+    val_bank = BackgroundBank(val_backgrounds) if val_backgrounds else None
+    heldout = [ShapesDataset(int(record.get("heldout_n", 2000)), seed=int(record.get("heldout_seed", VAL_SEED_OFFSET)),
+                             backgrounds=val_bank, size=side) for side in sizes]
+    before = [accuracy(model, h, progress=progress) for h in heldout]
+    bank = BackgroundBank(backgrounds) if backgrounds else None
+    precise_bn(model, *[ShapesDataset(n // len(sizes), seed=PRECISE_BN_SEED, backgrounds=bank, size=side)
+                        for side in sizes], batch_size=batch_size, progress=progress)
+    after = [accuracy(model, h, progress=progress) for h in heldout]
     entry = {"n": n, "seed": PRECISE_BN_SEED, "backgrounds": str(backgrounds) if backgrounds else "procedural",
-             "batch_size": batch_size, "heldout_accuracy_before": before, "heldout_accuracy_after": after,
-             "command": command}
-    record = {**record, "precise_bn": entry, "heldout_accuracy": after}
+             "batch_size": batch_size, "sizes": sizes, "heldout_accuracy_before": before[0],
+             "heldout_accuracy_after": after[0], "command": command}
+    if len(sizes) > 1:
+        entry.update(heldout_accuracy_mix_before=before[1], heldout_accuracy_mix_after=after[1])
+    record = {**record, "precise_bn": entry, "heldout_accuracy": after[0],
+              **({"heldout_accuracy_mix": after[1]} if len(sizes) > 1 else {})}
     export_weights(model.to(memory_format=torch.contiguous_format), weights, record)
     write_model_card(weights)
     return entry
@@ -154,6 +165,8 @@ class ClassifierTrainConfig:
     augment: bool = False
     bf16: bool = False
     ema_decay: float = 0.0
+    init: str | None = None  # exported weights (a file or registry name) to start from; fresh runs only
+    mix_size: int | None = None  # after the warm-up, odd steps at this side
 
 
 class ClassifierTask(Task):
@@ -186,12 +199,18 @@ class ClassifierTask(Task):
                else torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True))
         start = 0
         # one dict per run of the command with other settings; a resume with other --steps moves the cosine
-        self.segments = []
+        self.segments, self.parent = [], None
         if state is not None:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             start = int(state["step"])
             self.segments = [_segment(s) for s in state.get("segments", [[0, start, 0]])]
+            self.parent = state.get("init")
+        elif cfg.init:
+            path = resolve_weights(cfg.init)
+            model.load_state_dict(load_shapes_resnet50(path).model.state_dict())
+            self.parent = {"file": path.name, "sha256": sha256(path),
+                           "record": json.loads(safetensors_metadata(path).get("record", "{}"))}
         settings = {"steps": cfg.steps, "lr": cfg.lr, "augment": int(cfg.augment), "bf16": int(cfg.bf16),
                     "ema_decay": cfg.ema_decay}
         if not self.segments or {k: self.segments[-1][k] for k in settings} != settings:
@@ -201,21 +220,25 @@ class ClassifierTask(Task):
         self.val_bank = BackgroundBank(cfg.val_backgrounds) if cfg.val_backgrounds else None
         ramp = max(1, cfg.curriculum_steps * cfg.batch_size)
         difficulty = (lambda i: min(1.0, i / ramp)) if cfg.curriculum_steps > 0 else 1.0
-        sizes = {cfg.size, cfg.warm_size}
+        sizes = {cfg.size, cfg.warm_size} | ({cfg.mix_size} if cfg.mix_size else set())
         self.train_sets = {sz: ShapesDataset(cfg.steps * cfg.batch_size, seed=cfg.seed, backgrounds=self.source,
                                              size=sz, difficulty=difficulty) for sz in sizes}
         self.val_sets = {sz: ShapesDataset(cfg.val_n, seed=cfg.seed + VAL_SEED_OFFSET, backgrounds=self.val_bank,
                                            size=sz) for sz in sizes}
 
     def checkpoint(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "segments": self.segments}
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "segments": self.segments,
+                "init": self.parent}
 
     def new_model(self) -> torch.nn.Module:
         return make_model().to(memory_format=torch.channels_last)
 
     def batch(self, step: int, part: slice):
         cfg = self.cfg
-        self.current = cfg.warm_size if step < cfg.warm_steps else cfg.size  # progressive resizing
+        if step < cfg.warm_steps:  # progressive resizing
+            self.current = cfg.warm_size
+        else:
+            self.current = cfg.mix_size if cfg.mix_size and step % 2 else cfg.size
         train_set, first = self.train_sets[self.current], step * cfg.batch_size
         items = [train_set[i] for i in range(first + part.start, first + part.stop)]
         return (torch.stack([it[0] for it in items]).contiguous(memory_format=torch.channels_last),
@@ -243,6 +266,14 @@ class ClassifierTask(Task):
                                   size=cfg.size)
         acc = accuracy(final, final_set, progress=self.env.progress)
         print(f"held-out accuracy {acc:.4f} on {cfg.final_val_n} images", file=sys.stderr)
+        extra = {}
+        if cfg.mix_size:
+            mix_set = ShapesDataset(cfg.final_val_n, seed=cfg.seed + VAL_SEED_OFFSET, backgrounds=self.val_bank,
+                                    size=cfg.mix_size)
+            extra["heldout_accuracy_mix"] = accuracy(final, mix_set, progress=self.env.progress)
+            print(f"held-out accuracy {extra['heldout_accuracy_mix']:.4f} at {cfg.mix_size} px", file=sys.stderr)
+        if self.parent:
+            extra["init"] = self.parent
         return {
             "command": cfg.command, "date": info["date"], "steps": cfg.steps, "batch_size": cfg.batch_size,
             "images_seen": cfg.steps * cfg.batch_size, "optimizer": cfg.optimizer, "lr": cfg.lr,
@@ -252,6 +283,7 @@ class ClassifierTask(Task):
             "train_backgrounds": str(cfg.backgrounds) if cfg.backgrounds else "procedural",
             "heldout_backgrounds": str(cfg.val_backgrounds) if cfg.val_backgrounds else "procedural",
             "heldout_seed": cfg.seed + VAL_SEED_OFFSET, "heldout_n": cfg.final_val_n, "heldout_accuracy": acc,
+            "mix_size": cfg.mix_size, **extra,
         }
 
     def export(self, model, path, record: dict) -> list[Path]:
@@ -294,7 +326,8 @@ def write_model_card(weights) -> Path:
     theta_path = weights.with_name(weights.name.removesuffix(".safetensors") + ".theta.json")
     lines = [
         f"# {weights.name}", "",
-        "A torchvision ResNet-50 (architecture unchanged, 8 outputs) trained from scratch to classify the",
+        "A torchvision ResNet-50 (architecture unchanged, 8 outputs) "
+        + ("fine-tuned from an earlier model (below)" if r.get("init") else "trained from scratch") + " to classify the",
         "shapes of `hdm.bench.shapes` (" + ", ".join(json.loads(meta.get("classes", "[]"))) + "): the model of the",
         "CAM benchmark (`hdm eval-cam`, results in `docs/results/cam.md`). It knows nothing else.", "",
         "Load it with `hdm.cam.classifiers.Classifier.from_pretrained(\"shapes_resnet50\")`. "
@@ -324,10 +357,20 @@ def write_model_card(weights) -> Path:
           if len(r.get("schedule_segments", [])) > 1 else []),
         f"- curriculum: difficulty 0 -> 1 over the first {r.get('curriculum_steps')} steps; "
         f"the first {r.get('warm_steps')} "
-        f"steps at {r.get('warm_size')} px, the rest at {r.get('size')} px (see `hdm/training/classifier.py`)", "",
+        f"steps at {r.get('warm_size')} px, the rest at {r.get('size')} px"
+        + (f", every other step at {r['mix_size']} px" if r.get("mix_size") else "")
+        + " (see `hdm/training/classifier.py`)",
+        *([f"- started from `{r['init']['file']}` (sha256 `{r['init']['sha256']}`), itself made by "
+           f"`{r['init']['record'].get('command') or 'hdm train-cam-model'}` "
+           f"({r['init']['record'].get('steps')} steps at {r['init']['record'].get('size')} px, held-out accuracy "
+           f"{r['init']['record'].get('heldout_accuracy', float('nan')):.4f})"] if r.get("init") else []), "",
         "## Metrics", "",
         f"- held-out top-1 accuracy: **{r.get('heldout_accuracy', float('nan')):.4f}** on {r.get('heldout_n')} images "
-        + ("(after precise BN, below)" if "precise_bn" in r else "(measured at the end of the training command)"),
+        + ("(after precise BN, below)" if "precise_bn" in r else "(measured at the end of the training command)")
+        + (f" at {r.get('size')} px" if r.get("mix_size") else ""),
+        *([f"- held-out top-1 accuracy at {r['mix_size']} px: **{r['heldout_accuracy_mix']:.4f}** "
+           + ("(after precise BN)" if "precise_bn" in r else "(measured at the end of the training command)")]
+          if r.get("heldout_accuracy_mix") is not None else []),
     ]
     if "precise_bn" in r:
         b = r["precise_bn"]
@@ -335,7 +378,10 @@ def write_model_card(weights) -> Path:
                      f"- precise BN after training: BatchNorm statistics recomputed as the average over {b['n']} "
                      f"un-augmented images (split seed {b['seed']}, backgrounds {b['backgrounds']}; "
                      f"`{b.get('command') or 'hdm calibrate-bn'}`): held-out accuracy "
-                     f"{b['heldout_accuracy_before']:.4f} -> {b['heldout_accuracy_after']:.4f}")
+                     f"{b['heldout_accuracy_before']:.4f} -> {b['heldout_accuracy_after']:.4f}"
+                     + (f" ({b['sizes'][0]} px), {b['heldout_accuracy_mix_before']:.4f} -> "
+                        f"{b['heldout_accuracy_mix_after']:.4f} ({b['sizes'][1]} px)" if "sizes" in b and
+                        len(b["sizes"]) > 1 else ""))
     if theta_path.is_file():
         t = json.loads(theta_path.read_text())
         lines += ["", "## HDM-CAM learned scale weights (eq. 13)", "",
