@@ -327,7 +327,8 @@ def write_model_card(weights) -> Path:
     lines = [
         f"# {weights.name}", "",
         "A torchvision ResNet-50 (architecture unchanged, 8 outputs) "
-        + ("fine-tuned from an earlier model (below)" if r.get("init") else "trained from scratch") + " to classify the",
+        + ("fine-tuned from an earlier model (below)" if r.get("init") else "trained from scratch")
+        + " to classify the",
         "shapes of `hdm.bench.shapes` (" + ", ".join(json.loads(meta.get("classes", "[]"))) + "): the model of the",
         "CAM benchmark (`hdm eval-cam`, results in `docs/results/cam.md`). It knows nothing else.", "",
         "Load it with `hdm.cam.classifiers.Classifier.from_pretrained(\"shapes_resnet50\")`. "
