@@ -11,9 +11,11 @@ descriptor to the target (1 at the start for the own descriptor). ``hdm eval-cam
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -31,7 +33,7 @@ from .cam import LAYERS, as_method, package_cam, centre_prior, random_map
 from .stats import ci_text, mean_ci, paired_bootstrap
 
 __all__ = ["FaceSample", "face_samples", "face_methods", "FaceResult", "evaluate_faces", "summarize_faces",
-           "markdown", "FACE_METRICS"]
+           "markdown", "write_csv", "FACE_METRICS"]
 
 #: (key, column title, higher is better)
 FACE_METRICS = [("deletion", "deletion AUC", False), ("insertion", "insertion AUC", True),
@@ -163,6 +165,20 @@ def evaluate_faces(embedder: FaceEmbedder, samples: list[FaceSample], methods: d
     return FaceResult({m: {k: np.asarray(a, dtype=np.float64) for k, a in d.items()} for m, d in values.items()},
                       {m: s / len(samples) for m, s in seconds.items()}, [s.name for s in samples],
                       [s.reference for s in samples], {"steps": steps, "road_percentiles": list(road_percentiles)})
+
+
+def write_csv(path, result: FaceResult) -> Path:
+    """The per-face values behind the table: one row per face and method, one column per metric (6 digits)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(next(iter(result.values.values())))
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["face", "method", *keys])
+        for method, values in result.values.items():
+            for i, name in enumerate(result.names):
+                w.writerow([name, method, *(f"{values[k][i]:.6g}" for k in keys)])
+    return path
 
 
 def summarize_faces(result: FaceResult, reference: str = "HDM-CAM (exp)", n_boot: int = 2000, seed: int = 0) -> dict:

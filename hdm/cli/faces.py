@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from ..bench import report
-from ..bench.face_cam import evaluate_faces, face_methods, face_samples, markdown, summarize_faces
+from ..bench.face_cam import evaluate_faces, face_methods, face_samples, markdown, summarize_faces, write_csv
 from ..bench.faces import DlibReference, chip_cost, folder_images, parity, sample_images
 from ..cam.metrics import ROAD_PERCENTILES
 from ..errors import BadArgument
@@ -103,11 +103,7 @@ def _cmd_eval_cam_face(args) -> int:
     if args.json:
         print(f"wrote {report.write(args.json, json.dumps(summary, indent=1))}")
     if args.csv:
-        rows = ["face,method," + ",".join(next(iter(result.values.values())))]
-        for method, values in result.values.items():
-            for i, name in enumerate(result.names):
-                rows.append(f'"{name}","{method}",' + ",".join(f"{v[i]:.6g}" for v in values.values()))
-        print(f"wrote {report.write(args.csv, chr(10).join(rows) + chr(10))}")
+        print(f"wrote {write_csv(args.csv, result)}")
     return 0
 
 
