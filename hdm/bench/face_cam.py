@@ -113,9 +113,9 @@ def face_methods(embedder: FaceEmbedder, layers=FACE_LAYERS, seed: int = 0,
         peer = package_cam(embedder, name, layers)
         if peer is not None:
             methods[f"{title} (stages 1-4)"] = peer
-    if score_cam and package_cam(embedder, "ScoreCAM", layers[-1:]) is not None:
-        methods["Score-CAM (last stage)"] = package_cam(embedder, "ScoreCAM", layers[-1:], images_per_call=1,
-                                                         batch_size=64)
+    score = package_cam(embedder, "ScoreCAM", layers[-1:], images_per_call=1, batch_size=64) if score_cam else None
+    if score is not None:
+        methods["Score-CAM (last stage)"] = score
     methods["HDM-CAM (exp)"] = as_method(HDMCAM(embedder, layers, alpha="exp"))
     methods["HDM-CAM tuned"] = as_method(HDMCAM(embedder, **tuned))
     methods["random"] = random_map(seed)
