@@ -13,6 +13,7 @@ from hdm.bench import cam as cb
 from hdm.bench.shapes import ShapesDataset, to_tensor
 from hdm.bench.stats import ci_text
 from hdm.cli import main
+from hdm.errors import BadArgument
 
 
 @pytest.fixture(scope="module")
@@ -297,3 +298,66 @@ def test_road_on_a_subset_of_images(resnet18):
     assert "ROAD (percentiles [50]): on the first 1 images" in text
     row = [line for line in text.splitlines() if line.startswith("| random | ")][-1]  # the comparisons table
     assert row.endswith("| - | - | - | " + " | ".join(ci_text(c[k], star=True) for k in ("avg_drop", "increase")) + " |")
+
+
+def test_a_stopped_evaluation_resumes_from_its_checkpoint(resnet18, tmp_path):
+    """A run that stops after its first batch and is started again with the same checkpoint folder gives the
+    values of an uninterrupted run; a finished run is read back without calling a method; other settings
+    start afresh in their own file."""
+    data = ShapesDataset(5, seed=0, size=32)
+    calls = []
+
+    def methods(fail_after=None):
+        def sobel(x, targets):
+            calls.append(len(x))
+            if fail_after is not None and len(calls) > fail_after:
+                raise KeyboardInterrupt
+            return cb.sobel_map(x)
+        return {"random": cb.random_map(3), "Sobel": sobel}
+
+    run = {"batch_size": 2, "steps": 2, "road": (50,), "progress": False}
+    whole = cb.evaluate(resnet18, data, methods(), **run)
+    with pytest.raises(KeyboardInterrupt):
+        cb.evaluate(resnet18, data, methods(fail_after=len(calls) + 1), checkpoint=tmp_path / "ck", **run)
+    files = list((tmp_path / "ck").glob("eval-*.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text())["done"] == 2
+    calls.clear()
+    resumed = cb.evaluate(resnet18, data, methods(), checkpoint=tmp_path / "ck", **run)
+    assert calls == [2, 1]  # images 2-3 and 4 only
+    assert resumed.meta["labels"] == whole.meta["labels"] and resumed.accuracy == whole.accuracy
+    for name, d in whole.values.items():
+        for k, v in d.items():
+            np.testing.assert_allclose(resumed.values[name][k], v, rtol=1e-6, err_msg=f"{name} {k}")
+    calls.clear()
+    again = cb.evaluate(resnet18, data, methods(), checkpoint=tmp_path / "ck", **run)
+    assert calls == [] and np.array_equal(again.values["Sobel"]["miou"], whole.values["Sobel"]["miou"])
+    cb.evaluate(resnet18, data, methods(), checkpoint=tmp_path / "ck", **{**run, "steps": 3})
+    assert len(list((tmp_path / "ck").glob("eval-*.json"))) == 2
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BadArgument, match="is a file"):
+        cb.evaluate(resnet18, data, methods(), checkpoint=tmp_path / "file", **run)
+
+
+def test_model_accuracy_per_side_and_fit_theta_at_the_training_side(tmp_path, tiny_resnet, capsys):
+    from hdm.cam.classifiers import load_shapes_resnet50
+    from hdm.training.classifier import export_weights
+
+    path = export_weights(tiny_resnet, tmp_path / "m.safetensors", {"size": 40, "heldout_accuracy": 0.5})
+    out = tmp_path / "acc.md"
+    assert main(["eval-cam-model", "--weights", str(path), "--sizes", "32", "48", "--n", "6", "--seed", "5",
+                 "--out", str(out)]) == 0
+    model = load_shapes_resnet50(path).model
+    expected = []
+    for side in (32, 48):
+        data = ShapesDataset(6, seed=5, size=side)
+        with torch.no_grad():
+            pred = model(torch.stack([data[i][0] for i in range(6)])).argmax(1)
+        expected.append(float((pred == torch.tensor([data[i][1] for i in range(6)])).float().mean()))
+    row = [line for line in out.read_text().splitlines() if line.startswith(f"| {path} |")]
+    assert len(row) == 1 and row[0].endswith(f"| {expected[0]:.4f} | {expected[1]:.4f} |") and "| 40 px |" in row[0]
+    assert main(["eval-cam-model", "--weights", str(path), "--sizes", "8"]) == 2
+    assert "at least 32 px" in capsys.readouterr().err
+    theta = tmp_path / "theta.json"
+    assert main(["fit-theta", "--weights", str(path), "--n", "2", "--batch", "2", "--epochs", "1",
+                 "--out", str(theta)]) == 0
+    assert json.loads(theta.read_text())["calibration"]["size"] == 40

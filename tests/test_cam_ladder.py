@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import torchvision
 
 from hdm.bench import cam_ladder as L
 from hdm.bench.cam import EvalResult
+from hdm.cam import HDMCAM, TUNED
 from hdm.cli import main
 
 BASE = np.array([0.20, 0.30, 0.25, 0.35, 0.15, 0.22])
@@ -129,3 +131,32 @@ def test_ladder_methods_build_every_rung(tmp_path):
     for fn in methods.values():
         cam = fn(x, [0, 3])
         assert cam.shape == (2, 64, 64) and cam.min() >= 0 and cam.max() <= 1 + 1e-6
+
+
+def test_tuned_is_the_end_of_the_published_ladder():
+    """``TUNED`` (the app's tuned variant) is the configuration the validation ladder ended on."""
+    record = json.loads((Path(__file__).parents[1] / "docs/results/cam_ladder_choices.json").read_text())
+    final = record["rungs"][-1]["config"]
+    assert TUNED == final
+    assert set(final) == set(L.START) and all(k in HDMCAM.__init__.__kwdefaults__ for k in final if k != "target_layers")
+
+
+def test_ladder_figure_script_draws_the_json_and_refuses_a_bad_file(tmp_path, capsys):
+    import importlib.util
+
+    from PIL import Image
+    spec = importlib.util.spec_from_file_location("cam_ladder_figure",
+                                                  Path(__file__).parents[1] / "scripts/cam_ladder_figure.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    ci = {"diff": 0.02, "diff_lo": 0.01, "diff_hi": 0.03, "n": 10}
+    rows = [{"rung": "0: start", "method": "a", "means": {}, "vs_previous": None},
+            {"rung": "1: fusion = product", "method": "b", "means": {}, "vs_previous": dict.fromkeys(
+                ("auc", "miou", "insertion", "road"), ci)},
+            {"rung": "1 paper: fusion = sum", "method": "c", "means": {}, "vs_previous": {"miou": ci}}]
+    (tmp_path / "l.json").write_text(json.dumps({"data": "d", "rows": rows}))
+    assert script.main(["--ladder", str(tmp_path / "l.json"), "--out", str(tmp_path / "f.png")]) == 0
+    assert Image.open(tmp_path / "f.png").size[0] > 400
+    (tmp_path / "bad.json").write_text("{")
+    assert script.main(["--ladder", str(tmp_path / "bad.json"), "--out", str(tmp_path / "g.png")]) == 2
+    assert "cannot read a ladder" in capsys.readouterr().err and not (tmp_path / "g.png").exists()

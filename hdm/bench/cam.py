@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
+import json
+import os
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +30,7 @@ from tqdm import tqdm
 from ..cam import HDMCAM, GradCAM, GradCAMPlusPlus, LayerCAM
 from ..cam import metrics as M
 from ..cam.hdm_cam import TUNED
+from ..errors import BadArgument
 from ..io.images import IMAGENET_MEAN, IMAGENET_STD
 from .shapes import ShapesDataset, to_tensor
 from .stats import ci_text, paired_bootstrap
@@ -63,11 +68,14 @@ Method = Callable[[torch.Tensor, list], np.ndarray]
 
 
 def random_map(seed: int = 0) -> Method:
-    """Floor: i.i.d. uniform noise per pixel (a fresh, seeded draw per call)."""
-    gen = torch.Generator().manual_seed(seed)
-
+    """Floor: i.i.d. uniform noise per pixel, drawn from ``seed`` and the image's bytes (so an image gets the
+    same map whatever batch it is in, and a resumed run the same maps as an uninterrupted one)."""
     def fn(x, targets):
-        return torch.rand(x.shape[0], *x.shape[-2:], generator=gen).numpy()
+        out = []
+        for image in x.detach().cpu().numpy():
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(image.tobytes()))
+            out.append(torch.rand(*x.shape[-2:], generator=gen).numpy())
+        return np.stack(out)
     return fn
 
 
@@ -226,13 +234,18 @@ class EvalResult:
 
 def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch_size: int = 16,
              faithfulness: bool = True, steps: int = 16, road=M.ROAD_PERCENTILES, road_n: int | None = None,
-             limits: dict | None = None, progress: bool = True) -> EvalResult:
+             limits: dict | None = None, progress: bool = True, checkpoint=None) -> EvalResult:
     """Run every method on every image of ``dataset`` (explaining the true class) and score it.
 
     ``road``: ROAD's percentiles (empty: no ROAD columns), on the first ``road_n`` images only if given (its
     imputation is the costliest metric); ROAD and the other faithfulness metrics need ``faithfulness``.
     ``limits`` ``{method: n}`` runs a costly method on the first ``n`` images only (its
-    other values are NaN; summaries and paired comparisons use the images it has)."""
+    other values are NaN; summaries and paired comparisons use the images it has).
+
+    ``checkpoint``: a folder where the values so far are saved after every batch, in a file named by a
+    fingerprint of the run (the model's weights, the first image, the method names and the settings); a
+    run with the same fingerprint continues from it, and a finished one is read back without running.
+    The methods' code is not in the fingerprint: resume with the code that started the run."""
     model.eval()
     # the many forward passes of deletion/insertion run on a channels-last copy (faster on CPU)
     scorer = copy.deepcopy(model).to(memory_format=torch.channels_last) if faithfulness else None
@@ -246,8 +259,23 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
     values = {name: {k: np.full(len(dataset), np.nan) for k in keys} for name in methods}
     seconds = {name: 0.0 for name in methods}
     counted = {name: 0 for name in methods}
-    labels_all, correct = [], 0
-    for start in tqdm(range(0, len(dataset), batch_size), desc="eval-cam", disable=not progress):
+    labels_all, correct, first = [], 0, 0
+    store = None
+    if checkpoint is not None:
+        store = _Checkpoint(checkpoint, _fingerprint(model, dataset, methods, {
+            "keys": keys, "batch_size": batch_size, "steps": steps, "road": list(road or ()), "road_n": road_n,
+            "limits": limits}))
+        state = store.load()
+        if state is not None:
+            first, labels_all, correct = state["done"], state["labels"], state["correct"]
+            seconds, counted = state["seconds"], state["counted"]
+            for name, d in state["values"].items():
+                for k, v in d.items():
+                    values[name][k][:] = np.array([np.nan if a is None else a for a in v], dtype=float)
+            if progress:
+                print(f"eval-cam: resuming from {store.path} ({first} of {len(dataset)} images done)")
+    for start in tqdm(range(first, len(dataset), batch_size), desc="eval-cam", disable=not progress,
+                      initial=first // batch_size, total=-(-len(dataset) // batch_size)):
         samples = [dataset.sample(i) for i in range(start, min(start + batch_size, len(dataset)))]
         x = torch.stack([to_tensor(s.image) for s in samples])
         labels = [s.label for s in samples]
@@ -286,11 +314,54 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
                     rows.update({k: np.full(take, np.nan) for k in ROAD_KEYS})
             for k in keys:
                 values[name][k][start:start + take] = rows[k]
+        if store is not None:
+            store.save({"done": start + len(samples), "labels": labels_all, "correct": correct, "seconds": seconds,
+                        "counted": counted, "values": values})
     n = len(dataset)
     return EvalResult(values, {m: seconds[m] / max(counted[m], 1) for m in methods}, n, correct / n,
                       {"steps": steps, "batch_size": batch_size, "road_percentiles": list(road or ()),
                        "road_n": None if road_n is None or road_n >= n else int(road_n),
                        "limits": limits, "labels": labels_all})
+
+
+def _fingerprint(model, dataset, methods, settings: dict) -> str:
+    """A short hash of what an evaluation's figures depend on (but the methods' code): the model's weights
+    and buffers, the number of images and the first one, the method names and the settings."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    s = dataset.sample(0)
+    h.update(np.ascontiguousarray(s.image).tobytes())
+    h.update(json.dumps({"n": len(dataset), "label": int(s.label), "methods": list(methods), **settings},
+                        sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+class _Checkpoint:
+    """One evaluation's progress as JSON (NaN as null) in ``folder/eval-<fingerprint>.json``, written atomically."""
+
+    def __init__(self, folder, fingerprint: str):
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise BadArgument(f"the checkpoint folder {folder} is a file; give a folder (it is created if missing)")
+        self.path = folder / f"eval-{fingerprint}.json"
+
+    def load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError) as e:
+            raise BadArgument(f"cannot read the checkpoint {self.path} ({e}); delete it to start the run afresh") from e
+
+    def save(self, state: dict) -> None:
+        state = {**state, "values": {m: {k: [None if np.isnan(v) else float(v) for v in a] for k, a in d.items()}
+                                     for m, d in state["values"].items()}}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.path)
 
 
 def write_csv(path, tables: dict[str, EvalResult]) -> Path:

@@ -21,7 +21,8 @@ from ..io.weights import (
     weights_path,
 )
 
-__all__ = ["Classifier", "CLASSIFIERS", "SHAPES_WEIGHTS", "load_resnet50", "load_shapes_resnet50", "shapes_theta_path",
+__all__ = ["Classifier", "CLASSIFIERS", "SHAPES_WEIGHTS", "SHAPES_WEIGHTS_BY_SIZE",
+           "load_resnet50", "load_shapes_resnet50", "shapes_theta_path",
            "imagenet_weights_path"]
 
 
@@ -102,8 +103,11 @@ def load_resnet50(weights: str = "imagenet", *, seed: int = 0, categories: list[
 
 #: The shipped shapes ResNet-50 of the CAM benchmark (see weights/shapes_resnet50.md).
 SHAPES_WEIGHTS = "shapes_resnet50"
+#: The shipped shapes classifier for each image side of the CAM benchmark (the 224 px one is the 128 px one
+#: fine-tuned at 224 px).
+SHAPES_WEIGHTS_BY_SIZE = {128: SHAPES_WEIGHTS, 224: "shapes_resnet50_224"}
 #: The shipped classifiers (:data:`hdm.io.weights.REGISTRY` names).
-CLASSIFIERS = (SHAPES_WEIGHTS,)
+CLASSIFIERS = tuple(SHAPES_WEIGHTS_BY_SIZE.values())
 
 
 def shapes_theta_path(weights: str | Path = SHAPES_WEIGHTS) -> Path:

@@ -41,10 +41,12 @@ __all__ = ["HDMCAM", "HDMResult", "TUNED", "fuse_scale_maps", "ALPHA_MODES", "LA
 #: Eq. (13)'s scale-weight modes, plus "equal" (all 1) for ablations.
 ALPHA_MODES = ("exp", "inverse", "learned", "equal")
 _BAND_INDEX = {name: i for i, name in enumerate(BANDS)}
-#: HDMCAM keyword arguments (and ``target_layers``) that localised best among the ablations on the CAM
-#: benchmark's validation split (``docs/results/cam_validation.md``; the choice and how each setting
-#: departs from the paper: docs/cam_benchmark.md). ``HDMCAM()``'s own defaults are the paper's method.
-TUNED = {"bands": "modulate", "layer_fusion": "mean", "target_layers": ["layer2", "layer3", "layer4"]}
+#: HDMCAM keyword arguments (and ``target_layers``): the end of the CAM benchmark's ablation ladder, each
+#: component chosen on the validation split (``docs/results/cam_ladder_choices.json``; the rule and how each
+#: setting departs from the paper: docs/cam_benchmark.md, docs/hdm_cam.md). ``HDMCAM()``'s own defaults are
+#: the paper's method.
+TUNED = {"target": "exp", "hessian": "none", "bands": "equal", "alpha": "equal", "layer_fusion": "product",
+         "target_layers": ["layer1", "layer2", "layer3", "layer4"]}
 #: Channels are processed in chunks of about this many gradient elements (speed, not results).
 _CHUNK_ELEMENTS = 1 << 19
 
@@ -313,16 +315,23 @@ class HDMCAM(BaseCAM):
         pixel = softmax_score_derivatives(u, probs, classes)
         d2, d3, d4 = pixel[2].abs(), pixel[3].abs(), pixel[4].abs()
         w2 = d2.new_ones(d2.shape[:2]) if self.hessian == "none" else d2.mean(dim=(-2, -1))  # eq. (7)
-        W3, sub3 = band_energy_weights(d3, J, gain)
-        W4, sub4 = band_energy_weights(d4, J, gain)
-        beta = (W3 + W4) / 2
         keys, raw = [], []
         for j, band, coeff in haar_wavedec2(u, J).bands():
             keys.append((j, band))
             D = softmax_score_derivatives(coeff, probs, classes)
             raw.append(w2 * (D[1].clamp_min(0) * D[2].abs()).sum(dim=(-2, -1)))
+        return self._band_weights(keys, raw, w2, lambda: d2, d3, d4, J, gain, keep_maps)
+
+    def _band_weights(self, keys, raw, w2, d2, d3, d4, J: int, gain: torch.Tensor, keep_maps: bool) -> dict:
+        """The tail of eqs. (8)-(11) shared by both targets: the band energies of the 3rd- and 4th-derivative maps
+        (eqs. 8-9), beta (eq. 10), and the band mix of the per-subband weights ``raw`` (a list of ``(B, Kc)``, one
+        per subband of ``keys``). ``d2``: a function giving the 2nd-derivative map, called only for ``keep_maps``."""
+        W3, sub3 = band_energy_weights(d3, J, gain)
+        W4, sub4 = band_energy_weights(d4, J, gain)
+        beta = (W3 + W4) / 2
         out = {"keys": keys, "raw": self._band_mix(torch.stack(raw, dim=-1), keys, beta, J)}
         if keep_maps:
+            d2 = d2()
             sub2 = band_energy_weights(d2, J, gain)[1]
             out.update(w2=w2, d2=d2, d3=d3, d4=d4, sub2=sub2, sub3=sub3, sub4=sub4, W3=W3, W4=W4, beta=beta)
         return out
@@ -348,20 +357,12 @@ class HDMCAM(BaseCAM):
             w2 = g.new_ones(g.shape[:2])
         else:
             w2 = hessian_weight(g, self.sigmas, self.hessian)  # (B, Kc)
-        W3, sub3 = band_energy_weights(d3, J, gain)
-        W4, sub4 = band_energy_weights(d4, J, gain)
-        beta = (W3 + W4) / 2
         keys, raw = [], []
         for j, band, coeff in haar_wavedec2(g, J).bands():
             keys.append((j, band))
             positive = (coeff.clamp_min(0) * coeff * coeff).sum(dim=(-2, -1))  # sum_p ReLU(G_p) G_p^2
             raw.append(w2 * positive)
-        out = {"keys": keys, "raw": self._band_mix(torch.stack(raw, dim=-1), keys, beta, J)}
-        if keep_maps:
-            d2 = derivative_map(g, 2)
-            sub2 = band_energy_weights(d2, J, gain)[1]
-            out.update(w2=w2, d2=d2, d3=d3, d4=d4, sub2=sub2, sub3=sub3, sub4=sub4, W3=W3, W4=W4, beta=beta)
-        return out
+        return self._band_weights(keys, raw, w2, lambda: derivative_map(g, 2), d3, d4, J, gain, keep_maps)
 
     @staticmethod
     def _scale_components(m: torch.Tensor, keys, a: torch.Tensor, J: int) -> torch.Tensor:

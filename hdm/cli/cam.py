@@ -16,14 +16,27 @@ from PIL import Image
 from ..bench import cam as cam_benchmark
 from ..bench import cam_ladder, cam_speed, report
 from ..bench.shapes import CLASSES, BackgroundBank, ShapesDataset
-from ..cam.classifiers import SHAPES_WEIGHTS, Classifier, load_shapes_resnet50, shapes_theta_path
+from ..cam.classifiers import (
+    SHAPES_WEIGHTS,
+    SHAPES_WEIGHTS_BY_SIZE,
+    Classifier,
+    load_shapes_resnet50,
+    shapes_theta_path,
+)
 from ..cam.explain import METHODS, explain_photo
 from ..cam.faces import explain_face
 from ..cam.metrics import ROAD_PERCENTILES
 from ..cam.theta import fit_theta, read_theta
 from ..faces.embedder import SAME_PERSON_DISTANCE
-from ..io.weights import resolve_weights
-from ..training.classifier import calibrate_bn, train, write_model_card
+from ..io.weights import resolve_weights, safetensors_metadata
+from ..training.classifier import (
+    VAL_SEED_OFFSET,
+    accuracy_at_sizes,
+    accuracy_markdown,
+    calibrate_bn,
+    train,
+    write_model_card,
+)
 from .common import existing_file, folders
 
 __all__ = ["add_parsers"]
@@ -106,6 +119,18 @@ def _cmd_calibrate_bn(args) -> int:
     return 0
 
 
+def _cmd_eval_cam_model(args) -> int:
+    rows = accuracy_at_sizes(args.weights, args.sizes, args.backgrounds, n=args.n, seed=args.seed)
+    data = (f"{args.n} hdm.bench.shapes images of split seed {args.seed} at each side, backgrounds "
+            f"{args.backgrounds or 'procedural'}")
+    text = "\n".join(report.header("The CAM benchmark's classifiers: top-1 accuracy per image side", data)
+                     + accuracy_markdown(rows)) + "\n"
+    print(text)
+    if args.out:
+        print(f"wrote {report.write(args.out, text)}")
+    return 0
+
+
 def _shapes_classifier(weights: str) -> Classifier:
     """The classifier for ``--weights`` of the benchmark commands: the shapes ResNet-50 (a file or the shipped
     name), or for ``random`` an untrained 8-class stand-in."""
@@ -125,6 +150,10 @@ def _cmd_fit_theta(args) -> int:
     classifier = _shapes_classifier(args.weights)
     if args.weights != "random":
         args.weights = str(resolve_weights(args.weights))  # a shipped name -> its file, beside which theta goes
+    if args.size is None:  # the side the model was trained at
+        record = {} if args.weights == "random" else json.loads(
+            safetensors_metadata(resolve_weights(args.weights)).get("record", "{}"))
+        args.size = int(record.get("size", 128))
     data = ShapesDataset(args.n, seed=args.seed, backgrounds=_bank(args.backgrounds), size=args.size)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch)
     fit = fit_theta(classifier.model, ((x, y) for x, y, _ in loader), levels=args.levels, epochs=args.epochs,
@@ -149,6 +178,11 @@ def _road(args):
 
 
 def _cmd_eval_cam(args) -> int:
+    if args.weights is None:
+        args.weights = SHAPES_WEIGHTS_BY_SIZE.get(args.size, SHAPES_WEIGHTS)
+        if args.size not in SHAPES_WEIGHTS_BY_SIZE:
+            print(f"note: no shipped classifier was trained at {args.size} px; using {args.weights} "
+                  f"(trained at 128 px: check its accuracy in the table)")
     classifier = _shapes_classifier(args.weights)
     bank = _bank(args.backgrounds)
     data = ShapesDataset(args.n, seed=args.seed, backgrounds=bank, size=args.size)
@@ -157,7 +191,7 @@ def _cmd_eval_cam(args) -> int:
                  f"{args.backgrounds or 'procedural'}; model {classifier.source}"
                  + (f" ({classifier.note})" if classifier.note else ""))
     run = {"batch_size": args.batch, "faithfulness": not args.no_faithfulness, "steps": args.steps,
-           "road": _road(args), "road_n": args.road_n}
+           "road": _road(args), "road_n": args.road_n, "checkpoint": args.checkpoint}
     if args.ladder_choose or args.ladder:
         return _eval_ladder(args, model, data, data_line, run)
     theta_file = (Path(args.theta) if args.theta else
@@ -316,6 +350,18 @@ def add_parsers(sub) -> None:
     p.add_argument("--n", type=int, default=2000)
     p.set_defaults(func=_cmd_calibrate_bn)
 
+    p = sub.add_parser("eval-cam-model", help="top-1 accuracy of shapes classifiers at several image sides",
+                       description="Measure each model's top-1 accuracy on a held-out split of hdm.bench.shapes "
+                                   "rendered at each side (e.g. whether a model trained at 128 px reads 224 px).")
+    p.add_argument("--weights", nargs="+", default=[shipped], help="safetensors files or shipped names")
+    p.add_argument("--sizes", type=int, nargs="+", default=[128, 224], help="image sides in px")
+    p.add_argument("--backgrounds", default=None, type=folders,
+                   help="photo folder for backgrounds (default: procedural)")
+    p.add_argument("--n", type=int, default=2000, help="images per side")
+    p.add_argument("--seed", type=int, default=VAL_SEED_OFFSET, help="split seed (default: the held-out split)")
+    p.add_argument("--out", default=None, help="also write the table here (e.g. docs/results/cam_models.md)")
+    p.set_defaults(func=_cmd_eval_cam_model)
+
     p = sub.add_parser("fit-theta", help="fit HDM-CAM's learned scale weights alpha_j = sigmoid(theta_j) (eq. 13)",
                        description="Fit theta by minimising the classifier's loss on x * CAM over a calibration split.")
     p.add_argument("--weights", default=shipped, help="shapes ResNet-50 safetensors (or 'random')")
@@ -323,7 +369,7 @@ def add_parsers(sub) -> None:
                    help="photo folder for the calibration images (default: procedural)")
     p.add_argument("--n", type=int, default=256, help="calibration images")
     p.add_argument("--seed", type=int, default=3000, help="calibration split seed (differs from training and test)")
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--size", type=int, default=None, help="image side in px (default: the model's training side)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--levels", type=int, default=2, help="DWT levels J (theta has J values)")
     p.add_argument("--epochs", type=int, default=10)
@@ -335,7 +381,9 @@ def add_parsers(sub) -> None:
                                         "hdm.bench.shapes",
                        description="Render --n images, run every CAM method, score them against the true masks "
                                    "and write a table (and JSON) with bootstrap CIs.")
-    p.add_argument("--weights", default=shipped, help="shapes ResNet-50 safetensors, or 'random' (untrained stand-in)")
+    p.add_argument("--weights", default=None,
+                   help="shapes ResNet-50 safetensors, or 'random' (untrained stand-in) (default: the shipped one "
+                        f"for --size: {', '.join(f'{k} px: {v}' for k, v in SHAPES_WEIGHTS_BY_SIZE.items())})")
     p.add_argument("--theta", default=None, type=existing_file,
                    help="theta JSON for HDM-CAM (learned) (default: the one beside the weights)")
     p.add_argument("--backgrounds", default=None, type=folders,
@@ -358,6 +406,9 @@ def add_parsers(sub) -> None:
                    help="report the ladder chosen by --ladder-choose on this split (a test split)")
     p.add_argument("--ladder-metric", default="miou", help="the ladder's primary metric (default: mean IoU)")
     p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--checkpoint", default=None, metavar="DIR",
+                   help="save the values after every batch in this folder; a stopped run given the same folder "
+                        "continues where it stopped, and a finished one is read back")
     p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/cam.md)")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     p.add_argument("--csv", default=None, help="also write the per-image values behind every table here")

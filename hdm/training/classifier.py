@@ -47,7 +47,7 @@ from .cards import skipped_lines
 from .loop import Env, Settings, Task, fit
 
 __all__ = ["ClassifierTrainConfig", "ClassifierTask", "train", "accuracy", "export_weights", "write_model_card",
-           "precise_bn", "calibrate_bn"]
+           "precise_bn", "calibrate_bn", "accuracy_at_sizes", "accuracy_markdown"]
 
 #: Seed offset of the held-out split (any split seed differs from the training seed by this).
 VAL_SEED_OFFSET = 1000
@@ -66,6 +66,43 @@ def accuracy(model, dataset, batch_size: int = 64, progress: bool = False) -> fl
     for x, y, _ in tqdm(loader, desc="accuracy", disable=not progress, leave=False):
         correct += (model(x.contiguous(memory_format=torch.channels_last)).argmax(1) == y).sum().item()
     return correct / len(dataset)
+
+
+def accuracy_at_sizes(weights, sizes, backgrounds=None, n: int = 2000, seed: int = VAL_SEED_OFFSET,
+                      progress: bool = True) -> list[dict]:
+    """Top-1 accuracy of each exported model of ``weights`` (files or registry names) on ``n`` images of split
+    ``seed`` rendered at each side of ``sizes`` (objects at the same fraction of the image) on
+    ``backgrounds`` (a folder, or procedural). Rows: ``weights``, ``sha256``, ``trained`` (the sides the
+    model was trained at), ``size``, ``accuracy``."""
+    if not sizes or min(sizes) < 32:
+        raise BadArgument(f"image sides must be at least 32 px, got {list(sizes)}")
+    bank = BackgroundBank(backgrounds) if backgrounds else None
+    rows = []
+    for w in weights:
+        path = resolve_weights(w)
+        record = json.loads(safetensors_metadata(path).get("record", "{}"))
+        trained = [int(record.get("size", 128))] + ([int(record["mix_size"])] if record.get("mix_size") else [])
+        model = load_shapes_resnet50(path).model.to(memory_format=torch.channels_last)
+        for side in sizes:
+            acc = accuracy(model, ShapesDataset(n, seed=seed, backgrounds=bank, size=side), progress=progress)
+            rows.append({"weights": str(w), "sha256": sha256(path), "trained": trained, "size": int(side),
+                         "accuracy": acc})
+    return rows
+
+
+def accuracy_markdown(rows: list[dict]) -> list[str]:
+    """:func:`accuracy_at_sizes`'s rows as a table: one row per model, one column per side."""
+    sizes = sorted({r["size"] for r in rows})
+    models = list(dict.fromkeys(r["weights"] for r in rows))
+    lines = ["| model | trained at | sha256 | " + " | ".join(f"accuracy at {s} px" for s in sizes) + " |",
+             "|---" * (len(sizes) + 3) + "|"]
+    for m in models:
+        mine = {r["size"]: r for r in rows if r["weights"] == m}
+        first = next(iter(mine.values()))
+        cells = [f"{mine[s]['accuracy']:.4f}" if s in mine else "-" for s in sizes]
+        lines.append(f"| {m} | {' and '.join(f'{t} px' for t in first['trained'])} | `{first['sha256'][:12]}` | "
+                     + " | ".join(cells) + " |")
+    return lines
 
 
 @torch.no_grad()
