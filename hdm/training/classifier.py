@@ -361,16 +361,21 @@ def write_model_card(weights) -> Path:
     meta = safetensors_metadata(weights)
     r = json.loads(meta.get("record", "{}"))
     theta_path = weights.with_name(weights.name.removesuffix(".safetensors") + ".theta.json")
+    size = int(r.get("size", 128))
+    results = "cam.md" if size == 128 else f"cam_{size}.md"
+    warm = (f"the first {r.get('warm_steps')} steps at {r.get('warm_size')} px, the rest at {size} px"
+            if r.get("warm_steps") else f"every step at {size} px")
     lines = [
         f"# {weights.name}", "",
         "A torchvision ResNet-50 (architecture unchanged, 8 outputs) "
         + ("fine-tuned from an earlier model (below)" if r.get("init") else "trained from scratch")
         + " to classify the",
         "shapes of `hdm.bench.shapes` (" + ", ".join(json.loads(meta.get("classes", "[]"))) + "): the model of the",
-        "CAM benchmark (`hdm eval-cam`, results in `docs/results/cam.md`). It knows nothing else.", "",
-        "Load it with `hdm.cam.classifiers.Classifier.from_pretrained(\"shapes_resnet50\")`. "
-        "Inputs: RGB in [0, 1], ImageNet-normalised, "
-        f"{r.get('size', 128)} px. Stored as fp16 safetensors (loaded as float32).", "",
+        f"CAM benchmark (`hdm eval-cam{'' if size == 128 else f' --size {size}'}`, results in "
+        f"`docs/results/{results}`). It knows nothing else.", "",
+        "Load it with `hdm.cam.classifiers.Classifier.from_pretrained"
+        f"(\"{weights.name.removesuffix('.safetensors')}\")`. Inputs: RGB in [0, 1], ImageNet-normalised, "
+        f"{size} px. Stored as fp16 safetensors (loaded as float32).", "",
         "## Data", "",
         f"- training: fresh `hdm.bench.shapes` images every step (split seed {r.get('seed')}, sample i = step x batch + k),"
         f" backgrounds and textures cut from `{r.get('train_backgrounds')}`"
@@ -393,10 +398,9 @@ def write_model_card(weights) -> Path:
              f"{g['ema_decay'] or 'off'}" + (f"; `{g['command']}`" if g.get("command") else "")
              for g in map(_segment, r["schedule_segments"])]
           if len(r.get("schedule_segments", [])) > 1 else []),
-        f"- curriculum: difficulty 0 -> 1 over the first {r.get('curriculum_steps')} steps; "
-        f"the first {r.get('warm_steps')} "
-        f"steps at {r.get('warm_size')} px, the rest at {r.get('size')} px"
-        + (f", every other step at {r['mix_size']} px" if r.get("mix_size") else "")
+        (f"- curriculum: difficulty 0 -> 1 over the first {r.get('curriculum_steps')} steps; "
+         if r.get("curriculum_steps") else "- no curriculum (full difficulty from the first step); ")
+        + warm + (f", every other step at {r['mix_size']} px" if r.get("mix_size") else "")
         + " (see `hdm/training/classifier.py`)",
         *([f"- started from `{r['init']['file']}` (sha256 `{r['init']['sha256']}`), itself made by "
            f"`{r['init']['record'].get('command') or 'hdm train-cam-model'}` "
