@@ -237,7 +237,8 @@ def build_demo() -> gr.Blocks:
                     cam_examples = _examples("cam", cam_file, cam_model)
                     cam_model.render()
                     cam_target.render()
-                    alpha = gr.Radio(list(ALPHAS), value="exp", label="HDM-CAM scale weights alpha_j (eq. 13)")
+                    alpha = gr.Radio(list(ALPHAS), value="exp",
+                                     label="HDM-CAM scale weights alpha_j (eq. 13; the paper variant)")
                     variant = gr.Radio(list(VARIANTS), value="paper",
                                        label="HDM-CAM variant (paper equations, or tuned on the benchmark)")
                     cam_button = gr.Button("Explain", variant="primary", elem_id="cam-run")

@@ -336,6 +336,11 @@ def test_a_stopped_evaluation_resumes_from_its_checkpoint(resnet18, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(BadArgument, match="is a file"):
         cb.evaluate(resnet18, data, methods(), checkpoint=tmp_path / "file", **run)
+    files[0].write_text('{"done": 2}')  # a damaged checkpoint: a clear error, never other figures
+    with pytest.raises(BadArgument, match="delete it"):
+        cb.evaluate(resnet18, data, methods(), checkpoint=tmp_path / "ck", **run)
+    cb.evaluate(resnet18, data, methods(), checkpoint=tmp_path / "ck", describe={"theta": [1.0]}, **run)
+    assert len(list((tmp_path / "ck").glob("eval-*.json"))) == 3  # what the methods depend on is in the name
 
 
 def test_model_accuracy_per_side_and_fit_theta_at_the_training_side(tmp_path, tiny_resnet, capsys):

@@ -23,6 +23,7 @@ from hdm.app import (
 )
 from hdm.app.cam import parse_target
 from hdm.app.subbands import pyramid_mosaic
+from hdm.cam.hdm_cam import TUNED
 from hdm.diffusion.denoiser import Denoiser
 from hdm.diffusion.loading import export_diffusion
 from hdm.diffusion.schedule import ResShiftSchedule
@@ -146,6 +147,7 @@ def test_cam_view_three_methods_and_stand_in_named(hub, photo):
     assert v.colour_bar is not None and v.colour_bar.shape[2] == 3
     tuned = cam_view(hub, photo, RANDOM, "7: class 7", "inverse", "tuned")
     assert "class 7" in tuned.caption and "layer_fusion" in tuned.details and tuned.explained == "class 7: class 7"
+    assert f"tuned variant, alpha={TUNED['alpha']}" in tuned.details  # the tuned variant's own alpha, whatever the radio
     with pytest.raises(ViewError, match="out of range"):
         cam_view(hub, photo, RANDOM, "1000", "exp", "paper")
     with pytest.raises(ViewError, match="fitted theta"):

@@ -89,20 +89,22 @@ def parse_target(target, num_classes: int) -> int | None:
 
 def hdm_options(classifier, variant: str, alpha: str, layers=LAYERS) -> dict:
     """HDMCAM keyword arguments for a UI ``variant`` and ``alpha`` mode (``learned`` needs a fitted theta).
-    ``layers``: the model's four stages (the tuned variant's ``target_layers`` are named among them)."""
+    The tuned variant is :data:`~hdm.cam.hdm_cam.TUNED` whole, its own alpha included (``alpha`` is the paper
+    variant's). ``layers``: the model's four stages (the tuned variant's ``target_layers`` are named among them)."""
     if variant not in VARIANTS:
         raise ViewError(f"HDM-CAM variant must be one of {VARIANTS}, got {variant!r}.")
     if alpha not in ALPHAS:
         raise ViewError(f"alpha must be one of {ALPHAS}, got {alpha!r}.")
+    if variant == "tuned":
+        options = dict(TUNED)
+        options["target_layers"] = [layers[LAYERS.index(name)] for name in TUNED["target_layers"]]
+        return options
     options = {"alpha": alpha}
     if alpha == "learned":
         theta = getattr(classifier, "theta", None)
         if theta is None:
             raise ViewError("alpha 'learned' needs a fitted theta (`hdm fit-theta`); this model has none.")
         options["theta"] = theta
-    if variant == "tuned":
-        options.update(TUNED)
-        options["target_layers"] = [layers[LAYERS.index(name)] for name in TUNED["target_layers"]]
     return options
 
 
@@ -116,9 +118,9 @@ def _face_embedder(hub: ModelHub):
         return hub.face_embedder()
 
 
-def _settings(variant: str, alpha: str, options: dict) -> str:
+def _settings(variant: str, options: dict) -> str:
     extra = ", ".join(f"{k}={v}" for k, v in options.items() if k not in ("theta", "alpha"))
-    return f"HDM-CAM: {variant} variant, alpha={alpha}" + (f", {extra}" if extra else "")
+    return f"HDM-CAM: {variant} variant, alpha={options.get('alpha', 'exp')}" + (f", {extra}" if extra else "")
 
 
 def _timed(seconds: dict) -> list[str]:
@@ -143,7 +145,7 @@ def cam_view(hub: ModelHub, image, model: str = AUTO, target=TOP, alpha: str = "
     classifier = served.obj
     category = parse_target(target, len(classifier.categories))
     options = hdm_options(classifier, variant, alpha)
-    settings = _settings(variant, alpha, options)
+    settings = _settings(variant, options)
     alpha = options.pop("alpha")
     start = time.perf_counter()
     with served.lock:
@@ -168,7 +170,7 @@ def _face_view(hub: ModelHub, rgb: np.ndarray, fit: Fit, alpha: str, variant: st
     """Face verification: what makes the most confident face's descriptor its own (:func:`explain_face`)."""
     served = _face_embedder(hub)
     options = hdm_options(served.obj, variant, alpha, layers=FACE_LAYERS)
-    settings = _settings(variant, alpha, options)
+    settings = _settings(variant, options)
     alpha = options.pop("alpha")
     start = time.perf_counter()
     with served.lock, shown_as("Cannot explain this face"):

@@ -27,6 +27,7 @@ import torch
 from scipy import ndimage
 from tqdm import tqdm
 
+from .. import __version__
 from ..cam import HDMCAM, GradCAM, GradCAMPlusPlus, LayerCAM
 from ..cam import metrics as M
 from ..cam.hdm_cam import TUNED
@@ -234,7 +235,8 @@ class EvalResult:
 
 def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch_size: int = 16,
              faithfulness: bool = True, steps: int = 16, road=M.ROAD_PERCENTILES, road_n: int | None = None,
-             limits: dict | None = None, progress: bool = True, checkpoint=None) -> EvalResult:
+             limits: dict | None = None, progress: bool = True, checkpoint=None,
+             describe: dict | None = None) -> EvalResult:
     """Run every method on every image of ``dataset`` (explaining the true class) and score it.
 
     ``road``: ROAD's percentiles (empty: no ROAD columns), on the first ``road_n`` images only if given (its
@@ -243,9 +245,10 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
     other values are NaN; summaries and paired comparisons use the images it has).
 
     ``checkpoint``: a folder where the values so far are saved after every batch, in a file named by a
-    fingerprint of the run (the model's weights, the first image, the method names and the settings); a
-    run with the same fingerprint continues from it, and a finished one is read back without running.
-    The methods' code is not in the fingerprint: resume with the code that started the run."""
+    fingerprint of the run (the model's weights, the first image, the method names, the settings, hdm's
+    version, :data:`~hdm.cam.hdm_cam.TUNED` and ``describe``: anything else the methods depend on, such as a
+    fitted theta); a run with the same fingerprint continues from it, and a finished one is read back
+    without running. The methods' code is not in the fingerprint: resume with the code that started the run."""
     model.eval()
     # the many forward passes of deletion/insertion run on a channels-last copy (faster on CPU)
     scorer = copy.deepcopy(model).to(memory_format=torch.channels_last) if faithfulness else None
@@ -264,7 +267,7 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
     if checkpoint is not None:
         store = _Checkpoint(checkpoint, _fingerprint(model, dataset, methods, {
             "keys": keys, "batch_size": batch_size, "steps": steps, "road": list(road or ()), "road_n": road_n,
-            "limits": limits}))
+            "limits": limits, "tuned": TUNED, "version": __version__, "describe": describe or {}}))
         state = store.load()
         if state is not None:
             first, labels_all, correct = state["done"], state["labels"], state["correct"]
@@ -345,23 +348,37 @@ class _Checkpoint:
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise BadArgument(f"the checkpoint folder {folder} is a file; give a folder (it is created if missing)")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BadArgument(f"cannot make the checkpoint folder {folder} ({e}); give a writable folder") from e
         self.path = folder / f"eval-{fingerprint}.json"
+
+    _KEYS = ("done", "labels", "correct", "seconds", "counted", "values")
 
     def load(self) -> dict | None:
         if not self.path.is_file():
             return None
         try:
-            return json.loads(self.path.read_text())
+            state = json.loads(self.path.read_text())
+            if not isinstance(state, dict) or any(k not in state for k in self._KEYS):
+                raise ValueError(f"it lacks some of {self._KEYS}")
         except (OSError, ValueError) as e:
             raise BadArgument(f"cannot read the checkpoint {self.path} ({e}); delete it to start the run afresh") from e
+        return state
 
     def save(self, state: dict) -> None:
         state = {**state, "values": {m: {k: [None if np.isnan(v) else float(v) for v in a] for k, a in d.items()}
                                      for m, d in state["values"].items()}}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.path)
+        try:
+            with tmp.open("w") as f:
+                f.write(json.dumps(state))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as e:
+            raise BadArgument(f"cannot write the checkpoint {self.path} ({e})") from e
 
 
 def write_csv(path, tables: dict[str, EvalResult]) -> Path:

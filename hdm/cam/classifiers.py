@@ -105,7 +105,8 @@ def load_resnet50(weights: str = "imagenet", *, seed: int = 0, categories: list[
 SHAPES_WEIGHTS = "shapes_resnet50"
 #: The shipped shapes classifier for each image side of the CAM benchmark (the 224 px one is the 128 px one
 #: fine-tuned at 224 px).
-SHAPES_WEIGHTS_BY_SIZE = {128: SHAPES_WEIGHTS, 224: "shapes_resnet50_224"}
+SHAPES_WEIGHTS_BY_SIZE = {size: name for size, name in {128: SHAPES_WEIGHTS, 224: "shapes_resnet50_224"}.items()
+                          if name in REGISTRY}
 #: The shipped classifiers (:data:`hdm.io.weights.REGISTRY` names).
 CLASSIFIERS = tuple(SHAPES_WEIGHTS_BY_SIZE.values())
 

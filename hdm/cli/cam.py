@@ -199,7 +199,8 @@ def _cmd_eval_cam(args) -> int:
     theta = read_theta(theta_file) if theta_file and theta_file.is_file() else None
     methods = cam_benchmark.default_methods(model, theta=theta["theta"] if theta else None, seed=args.seed,
                                             score_cam=args.score_cam > 0)
-    result = cam_benchmark.evaluate(model, data, methods, limits={cam_benchmark.SCORE_CAM: args.score_cam}, **run)
+    result = cam_benchmark.evaluate(model, data, methods, limits={cam_benchmark.SCORE_CAM: args.score_cam},
+                                    describe={"theta": theta["theta"] if theta else None}, **run)
     summary = cam_benchmark.summarize(result, n_boot=args.bootstrap)
     title = "CAM benchmark: localisation and faithfulness on hdm.bench.shapes"
     text = cam_benchmark.markdown(summary, report.header(title, data_line), theta=theta)

@@ -42,7 +42,7 @@ from ..cam.classifiers import load_shapes_resnet50
 from ..errors import BadArgument
 from ..io.cards import write_model_card as _write_card_file
 from ..io.cards import sha256
-from ..io.weights import resolve_weights, safetensors_metadata
+from ..io.weights import REGISTRY, resolve_weights, safetensors_metadata
 from .cards import skipped_lines
 from .loop import Env, Settings, Task, fit
 
@@ -361,7 +361,7 @@ def write_model_card(weights) -> Path:
     meta = safetensors_metadata(weights)
     r = json.loads(meta.get("record", "{}"))
     theta_path = weights.with_name(weights.name.removesuffix(".safetensors") + ".theta.json")
-    size = int(r.get("size", 128))
+    size, name = int(r.get("size", 128)), weights.name.removesuffix(".safetensors")
     results = "cam.md" if size == 128 else f"cam_{size}.md"
     warm = (f"the first {r.get('warm_steps')} steps at {r.get('warm_size')} px, the rest at {size} px"
             if r.get("warm_steps") else f"every step at {size} px")
@@ -374,7 +374,7 @@ def write_model_card(weights) -> Path:
         f"CAM benchmark (`hdm eval-cam{'' if size == 128 else f' --size {size}'}`, results in "
         f"`docs/results/{results}`). It knows nothing else.", "",
         "Load it with `hdm.cam.classifiers.Classifier.from_pretrained"
-        f"(\"{weights.name.removesuffix('.safetensors')}\")`. Inputs: RGB in [0, 1], ImageNet-normalised, "
+        f"(\"{name if name in REGISTRY else weights}\")`. Inputs: RGB in [0, 1], ImageNet-normalised, "
         f"{size} px. Stored as fp16 safetensors (loaded as float32).", "",
         "## Data", "",
         f"- training: fresh `hdm.bench.shapes` images every step (split seed {r.get('seed')}, sample i = step x batch + k),"
