@@ -28,7 +28,7 @@ from ..cam.faces import explain_face
 from ..cam.metrics import ROAD_PERCENTILES
 from ..cam.theta import fit_theta, read_theta
 from ..faces.embedder import SAME_PERSON_DISTANCE
-from ..io.weights import resolve_weights, safetensors_metadata
+from ..io.weights import resolve_weights
 from ..training.classifier import (
     VAL_SEED_OFFSET,
     accuracy_at_sizes,
@@ -139,7 +139,7 @@ def _shapes_classifier(weights: str) -> Classifier:
     torch.manual_seed(0)
     model = torchvision.models.resnet50(num_classes=len(CLASSES)).eval()
     return Classifier(model, "ResNet-50 (shapes)", "random stand-in", list(CLASSES),
-                      "untrained stand-in: random weights, so the figures mean nothing")
+                      "untrained stand-in: random weights, so the figures mean nothing", input_size=128)
 
 
 def _bank(folder):
@@ -151,9 +151,7 @@ def _cmd_fit_theta(args) -> int:
     if args.weights != "random":
         args.weights = str(resolve_weights(args.weights))  # a shipped name -> its file, beside which theta goes
     if args.size is None:  # the side the model was trained at
-        record = {} if args.weights == "random" else json.loads(
-            safetensors_metadata(resolve_weights(args.weights)).get("record", "{}"))
-        args.size = int(record.get("size", 128))
+        args.size = classifier.input_size
     data = ShapesDataset(args.n, seed=args.seed, backgrounds=_bank(args.backgrounds), size=args.size)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch)
     fit = fit_theta(classifier.model, ((x, y) for x, y, _ in loader), levels=args.levels, epochs=args.epochs,

@@ -68,6 +68,11 @@ def accuracy(model, dataset, batch_size: int = 64, progress: bool = False) -> fl
     return correct / len(dataset)
 
 
+def _trained_sizes(record: dict) -> list[int]:
+    """The image sides a training record's model was trained at: ``size``, then ``mix_size`` if any."""
+    return [int(record.get("size", 128))] + ([int(record["mix_size"])] if record.get("mix_size") else [])
+
+
 def accuracy_at_sizes(weights, sizes, backgrounds=None, n: int = 2000, seed: int = VAL_SEED_OFFSET,
                       progress: bool = True) -> list[dict]:
     """Top-1 accuracy of each exported model of ``weights`` (files or registry names) on ``n`` images of split
@@ -81,7 +86,7 @@ def accuracy_at_sizes(weights, sizes, backgrounds=None, n: int = 2000, seed: int
     for w in weights:
         path = resolve_weights(w)
         record = json.loads(safetensors_metadata(path).get("record", "{}"))
-        trained = [int(record.get("size", 128))] + ([int(record["mix_size"])] if record.get("mix_size") else [])
+        trained = _trained_sizes(record)
         model = load_shapes_resnet50(path).model.to(memory_format=torch.channels_last)
         for side in sizes:
             acc = accuracy(model, ShapesDataset(n, seed=seed, backgrounds=bank, size=side), progress=progress)
@@ -141,7 +146,7 @@ def calibrate_bn(weights, backgrounds, val_backgrounds, n: int = 2000, batch_siz
     if "precise_bn" in record:
         raise BadArgument(f"{weights} already had precise BN ({record['precise_bn']})")
     model = load_shapes_resnet50(weights).model.to(memory_format=torch.channels_last)
-    sizes = [int(record.get("size", 128))] + ([int(record["mix_size"])] if record.get("mix_size") else [])
+    sizes = _trained_sizes(record)
     val_bank = BackgroundBank(val_backgrounds) if val_backgrounds else None
     heldout = [ShapesDataset(int(record.get("heldout_n", 2000)), seed=int(record.get("heldout_seed", VAL_SEED_OFFSET)),
                              backgrounds=val_bank, size=side) for side in sizes]
