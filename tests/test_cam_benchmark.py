@@ -84,9 +84,13 @@ def test_eval_and_fit_theta_commands(tmp_path, capsys):
     assert len(fitted["theta"]) == 2 and set(fitted["objective"]) == {"exp", "inverse", "equal", "learned"}
     out, js = tmp_path / "cam.md", tmp_path / "cam.json"
     table = tmp_path / "cam.csv"
-    assert main(["eval-cam", "--weights", "random", "--theta", str(theta), "--n", "4", "--size", "32", "--batch", "4",
-                 "--steps", "2", "--bootstrap", "50", "--road-percentiles", "50", "--score-cam", "0",
-                 "--out", str(out), "--json", str(js), "--csv", str(table)]) == 0
+    argv = ["eval-cam", "--weights", "random", "--theta", str(theta), "--n", "4", "--size", "32", "--batch", "2",
+            "--steps", "2", "--bootstrap", "50", "--road-percentiles", "50", "--score-cam", "0",
+            "--checkpoint", str(tmp_path / "ck"), "--out", str(out), "--json", str(js), "--csv", str(table)]
+    capsys.readouterr()
+    assert main([*argv, "--shard", "2/2"]) == 0  # the second of two shards: no table until the first is done
+    assert "shard 2 of 2 is done" in capsys.readouterr().out and not out.exists()
+    assert main([*argv, "--shard", "1/2"]) == 0
     text = out.read_text()
     assert "- command: `" in text and "- date: " in text and "random stand-in" in text
     assert "HDM-CAM (learned)" in text and "Learned scale weights" in text and "ROAD" in text
@@ -320,7 +324,7 @@ def test_a_stopped_evaluation_resumes_from_its_checkpoint(resnet18, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         cb.evaluate(resnet18, data, methods(fail_after=len(calls) + 1), checkpoint=tmp_path / "ck", **run)
     files = list((tmp_path / "ck").glob("eval-*.json"))
-    assert len(files) == 1 and json.loads(files[0].read_text())["done"] == 2
+    assert len(files) == 1 and list(json.loads(files[0].read_text())["batches"]) == ["0"]
     calls.clear()
     resumed = cb.evaluate(resnet18, data, methods(), checkpoint=tmp_path / "ck", **run)
     assert calls == [2, 1]  # images 2-3 and 4 only
@@ -341,6 +345,39 @@ def test_a_stopped_evaluation_resumes_from_its_checkpoint(resnet18, tmp_path):
         cb.evaluate(resnet18, data, methods(), checkpoint=tmp_path / "ck", **run)
     cb.evaluate(resnet18, data, methods(), checkpoint=tmp_path / "ck", describe={"theta": [1.0]}, **run)
     assert len(list((tmp_path / "ck").glob("eval-*.json"))) == 3  # what the methods depend on is in the name
+
+
+def test_shards_share_an_evaluation_and_meet_in_the_checkpoint(resnet18, tmp_path):
+    """Two shards run alternate batches, each in its own file; the one that completes the folder returns the
+    values of a single whole run; a shard without a checkpoint or out of range is a clear error."""
+    data = ShapesDataset(5, seed=0, size=32)
+    calls = []
+
+    def sobel(x, targets):
+        calls.append(len(x))
+        return cb.sobel_map(x)
+
+    methods = {"random": cb.random_map(3), "Sobel": sobel}
+    run = {"batch_size": 2, "steps": 2, "road": (50,), "road_n": 3, "progress": False}
+    whole = cb.evaluate(resnet18, data, methods, **run)
+    calls.clear()
+    assert cb.evaluate(resnet18, data, methods, checkpoint=tmp_path, shard=(1, 2), **run) is None
+    assert calls == [2]  # the second batch (images 2-3) only
+    calls.clear()
+    first = cb.evaluate(resnet18, data, methods, checkpoint=tmp_path, shard=(0, 2), **run)
+    assert calls == [2, 1]  # images 0-1 and 4; the folder is then complete
+    assert sorted(p.name.split(".")[1] for p in tmp_path.glob("eval-*.json")) == ["shard1of2", "shard2of2"]
+    assert first.meta["labels"] == whole.meta["labels"] and first.accuracy == whole.accuracy
+    for name, d in whole.values.items():
+        for k, v in d.items():
+            np.testing.assert_allclose(first.values[name][k], v, rtol=1e-6, err_msg=f"{name} {k}")
+    calls.clear()
+    again = cb.evaluate(resnet18, data, methods, checkpoint=tmp_path, **run)  # no shard: reads both, runs none
+    assert calls == [] and np.array_equal(again.values["Sobel"]["road"], whole.values["Sobel"]["road"], equal_nan=True)
+    with pytest.raises(BadArgument, match="needs a checkpoint"):
+        cb.evaluate(resnet18, data, methods, shard=(0, 2), **run)
+    with pytest.raises(BadArgument, match="does not exist"):
+        cb.evaluate(resnet18, data, methods, checkpoint=tmp_path, shard=(2, 2), **run)
 
 
 def test_model_accuracy_per_side_and_fit_theta_at_the_training_side(tmp_path, tiny_resnet, capsys):

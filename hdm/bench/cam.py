@@ -236,7 +236,7 @@ class EvalResult:
 def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch_size: int = 16,
              faithfulness: bool = True, steps: int = 16, road=M.ROAD_PERCENTILES, road_n: int | None = None,
              limits: dict | None = None, progress: bool = True, checkpoint=None,
-             describe: dict | None = None) -> EvalResult:
+             describe: dict | None = None, shard: tuple[int, int] | None = None) -> EvalResult | None:
     """Run every method on every image of ``dataset`` (explaining the true class) and score it.
 
     ``road``: ROAD's percentiles (empty: no ROAD columns), on the first ``road_n`` images only if given (its
@@ -244,11 +244,22 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
     ``limits`` ``{method: n}`` runs a costly method on the first ``n`` images only (its
     other values are NaN; summaries and paired comparisons use the images it has).
 
-    ``checkpoint``: a folder where the values so far are saved after every batch, in a file named by a
+    ``checkpoint``: a folder where the values so far are saved after every batch, in files named by a
     fingerprint of the run (the model's weights, the first image, the method names, the settings, hdm's
     version, :data:`~hdm.cam.hdm_cam.TUNED` and ``describe``: anything else the methods depend on, such as a
-    fitted theta); a run with the same fingerprint continues from it, and a finished one is read back
-    without running. The methods' code is not in the fingerprint: resume with the code that started the run."""
+    fitted theta); a run with the same fingerprint continues from them, and a finished one is read back
+    without running. The methods' code is not in the fingerprint: resume with the code that started the run.
+
+    ``shard`` ``(i, k)`` (needs ``checkpoint``): run only batches ``i, i + k, i + 2k, ...`` (``0 <= i < k``),
+    so that ``k`` processes share the work (each in its own file of the folder); returns ``None`` while
+    another shard's batches are missing, and the result once every batch is in the folder. A run without
+    ``shard`` does every batch still missing."""
+    if shard is not None:
+        i, k = shard
+        if checkpoint is None:
+            raise BadArgument("a shard needs a checkpoint folder, where the shards' values meet")
+        if not (k >= 1 and 0 <= i < k):
+            raise BadArgument(f"shard {i + 1} of {k} does not exist: give i/k with 1 <= i <= k")
     model.eval()
     # the many forward passes of deletion/insertion run on a channels-last copy (faster on CPU)
     scorer = copy.deepcopy(model).to(memory_format=torch.channels_last) if faithfulness else None
@@ -259,72 +270,86 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
         skip |= set(ROAD_KEYS)
     keys = [k for k, *_ in METRICS if k not in skip]
     limits = {m: int(v) for m, v in (limits or {}).items() if m in methods}
-    values = {name: {k: np.full(len(dataset), np.nan) for k in keys} for name in methods}
-    seconds = {name: 0.0 for name in methods}
-    counted = {name: 0 for name in methods}
-    labels_all, correct, first = [], 0, 0
+    starts = list(range(0, len(dataset), batch_size))
+    batches: dict[int, dict] = {}
     store = None
     if checkpoint is not None:
         store = _Checkpoint(checkpoint, _fingerprint(model, dataset, methods, {
             "keys": keys, "batch_size": batch_size, "steps": steps, "road": list(road or ()), "road_n": road_n,
-            "limits": limits, "tuned": TUNED, "version": __version__, "describe": describe or {}}))
-        state = store.load()
-        if state is not None:
-            first, labels_all, correct = state["done"], state["labels"], state["correct"]
-            seconds, counted = state["seconds"], state["counted"]
-            for name, d in state["values"].items():
-                for k, v in d.items():
-                    values[name][k][:] = np.array([np.nan if a is None else a for a in v], dtype=float)
-            if progress:
-                print(f"eval-cam: resuming from {store.path} ({first} of {len(dataset)} images done)")
-    for start in tqdm(range(first, len(dataset), batch_size), desc="eval-cam", disable=not progress,
-                      initial=first // batch_size, total=-(-len(dataset) // batch_size)):
-        samples = [dataset.sample(i) for i in range(start, min(start + batch_size, len(dataset)))]
-        x = torch.stack([to_tensor(s.image) for s in samples])
-        labels = [s.label for s in samples]
-        labels_all += labels
-        with torch.no_grad():
-            correct += int((model(x).argmax(1) == torch.tensor(labels)).sum())
-        for name, fn in methods.items():
-            take = min(len(samples), limits.get(name, len(dataset)) - start)
-            if take <= 0:
-                continue
-            t0 = time.perf_counter()
-            cams = np.asarray(fn(x[:take], labels[:take]), dtype=np.float32)
-            seconds[name] += time.perf_counter() - t0
-            counted[name] += take
-            rows = {k: [] for k in keys}
-            for cam, s in zip(cams, samples):
-                rows["auc"].append(M.pixel_auc(cam, s.mask))
-                rows["energy"].append(M.energy_inside(cam, s.mask))
-                rows["pointing"].append(M.pointing_game(cam, s.mask))
-                ious = [M.threshold_iou(cam, s.mask, t) for t in M.IOU_THRESHOLDS]
-                for t, iou in zip(M.IOU_THRESHOLDS, ious):
-                    rows[f"iou@{t}"].append(iou)
-                rows["miou"].append(float(np.mean(ious)))
-                rows["box_acc"].append(M.box_accuracy(cam, s.boxes))
-            if faithfulness:
-                cams_t = torch.from_numpy(cams)
-                rows["deletion"], rows["insertion"] = M.deletion_insertion(scorer, x[:take], cams_t, labels[:take],
-                                                                           steps=steps)
-                rows["avg_drop"], rows["increase"] = M.drop_and_increase(scorer, x[:take], cams_t, labels[:take])
-                take_road = min(take, (len(dataset) if road_n is None else road_n) - start)
-                if road and take_road > 0:
-                    scores = M.road(scorer, x[:take_road], cams[:take_road], labels[:take_road], percentiles=road,
-                                    seed=start)
-                    rows.update({k: np.concatenate([v, np.full(take - take_road, np.nan)]) for k, v in scores.items()})
-                elif road:
-                    rows.update({k: np.full(take, np.nan) for k in ROAD_KEYS})
-            for k in keys:
-                values[name][k][start:start + take] = rows[k]
+            "limits": limits, "tuned": TUNED, "version": __version__, "describe": describe or {}}), shard)
+        batches = store.load()
+        if batches and progress:
+            print(f"eval-cam: resuming from {store.folder} ({len(batches)} of {len(starts)} batches done)")
+    todo = [s for b, s in enumerate(starts) if s not in batches and (shard is None or b % shard[1] == shard[0])]
+    mine = {s: r for s, r in batches.items() if store is not None and s in store.own}
+    for start in tqdm(todo, desc="eval-cam", disable=not progress):
+        batches[start] = mine[start] = _score_batch(model, scorer, dataset, methods, start, batch_size, keys,
+                                                    steps=steps, road=road, road_n=road_n, limits=limits)
         if store is not None:
-            store.save({"done": start + len(samples), "labels": labels_all, "correct": correct, "seconds": seconds,
-                        "counted": counted, "values": values})
+            store.save(mine)
+    if any(s not in batches for s in starts):
+        return None
     n = len(dataset)
+    values = {name: {k: np.full(n, np.nan) for k in keys} for name in methods}
+    seconds = {name: 0.0 for name in methods}
+    counted = {name: 0 for name in methods}
+    labels, correct = [], 0
+    for start in starts:
+        r = batches[start]
+        labels += r["labels"]
+        correct += r["correct"]
+        for name in methods:
+            seconds[name] += r["seconds"].get(name, 0.0)
+            counted[name] += r["counted"].get(name, 0)
+            for k, v in r["values"].get(name, {}).items():
+                values[name][k][start:start + len(v)] = v
     return EvalResult(values, {m: seconds[m] / max(counted[m], 1) for m in methods}, n, correct / n,
                       {"steps": steps, "batch_size": batch_size, "road_percentiles": list(road or ()),
                        "road_n": None if road_n is None or road_n >= n else int(road_n),
-                       "limits": limits, "labels": labels_all})
+                       "limits": limits, "labels": labels})
+
+
+def _score_batch(model, scorer, dataset, methods, start, batch_size, keys, *, steps, road, road_n,
+                 limits) -> dict:
+    """One batch's record: its labels, how many the model gets right, and every method's time and values."""
+    samples = [dataset.sample(i) for i in range(start, min(start + batch_size, len(dataset)))]
+    x = torch.stack([to_tensor(s.image) for s in samples])
+    labels = [int(s.label) for s in samples]
+    with torch.no_grad():
+        correct = int((model(x).argmax(1) == torch.tensor(labels)).sum())
+    record = {"labels": labels, "correct": correct, "seconds": {}, "counted": {}, "values": {}}
+    for name, fn in methods.items():
+        take = min(len(samples), limits.get(name, len(dataset)) - start)
+        if take <= 0:
+            continue
+        t0 = time.perf_counter()
+        cams = np.asarray(fn(x[:take], labels[:take]), dtype=np.float32)
+        record["seconds"][name] = time.perf_counter() - t0
+        record["counted"][name] = take
+        rows = {k: [] for k in keys}
+        for cam, s in zip(cams, samples):
+            rows["auc"].append(M.pixel_auc(cam, s.mask))
+            rows["energy"].append(M.energy_inside(cam, s.mask))
+            rows["pointing"].append(M.pointing_game(cam, s.mask))
+            ious = [M.threshold_iou(cam, s.mask, t) for t in M.IOU_THRESHOLDS]
+            for t, iou in zip(M.IOU_THRESHOLDS, ious):
+                rows[f"iou@{t}"].append(iou)
+            rows["miou"].append(float(np.mean(ious)))
+            rows["box_acc"].append(M.box_accuracy(cam, s.boxes))
+        if scorer is not None:
+            cams_t = torch.from_numpy(cams)
+            rows["deletion"], rows["insertion"] = M.deletion_insertion(scorer, x[:take], cams_t, labels[:take],
+                                                                       steps=steps)
+            rows["avg_drop"], rows["increase"] = M.drop_and_increase(scorer, x[:take], cams_t, labels[:take])
+            take_road = min(take, (len(dataset) if road_n is None else road_n) - start)
+            if road and take_road > 0:
+                scores = M.road(scorer, x[:take_road], cams[:take_road], labels[:take_road], percentiles=road,
+                                seed=start)
+                rows.update({k: np.concatenate([v, np.full(take - take_road, np.nan)]) for k, v in scores.items()})
+            elif road:
+                rows.update({k: np.full(take, np.nan) for k in ROAD_KEYS})
+        record["values"][name] = {k: np.asarray(rows[k], dtype=float) for k in keys}
+    return record
 
 
 def _fingerprint(model, dataset, methods, settings: dict) -> str:
@@ -342,9 +367,11 @@ def _fingerprint(model, dataset, methods, settings: dict) -> str:
 
 
 class _Checkpoint:
-    """One evaluation's progress as JSON (NaN as null) in ``folder/eval-<fingerprint>.json``, written atomically."""
+    """One evaluation's finished batches as JSON (NaN as null), written atomically after every batch:
+    ``folder/eval-<fingerprint>.json``, or ``eval-<fingerprint>.shard<i>of<k>.json`` for a shard (1-based);
+    :meth:`load` gathers the batches of every file of the run."""
 
-    def __init__(self, folder, fingerprint: str):
+    def __init__(self, folder, fingerprint: str, shard: tuple[int, int] | None = None):
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise BadArgument(f"the checkpoint folder {folder} is a file; give a folder (it is created if missing)")
@@ -352,24 +379,37 @@ class _Checkpoint:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise BadArgument(f"cannot make the checkpoint folder {folder} ({e}); give a writable folder") from e
-        self.path = folder / f"eval-{fingerprint}.json"
+        self.folder, self.fingerprint = folder, fingerprint
+        self.path = folder / (f"eval-{fingerprint}.json" if shard is None else
+                              f"eval-{fingerprint}.shard{shard[0] + 1}of{shard[1]}.json")
+        self.own: set[int] = set()
 
-    _KEYS = ("done", "labels", "correct", "seconds", "counted", "values")
+    _KEYS = ("labels", "correct", "seconds", "counted", "values")
 
-    def load(self) -> dict | None:
-        if not self.path.is_file():
-            return None
-        try:
-            state = json.loads(self.path.read_text())
-            if not isinstance(state, dict) or any(k not in state for k in self._KEYS):
-                raise ValueError(f"it lacks some of {self._KEYS}")
-        except (OSError, ValueError) as e:
-            raise BadArgument(f"cannot read the checkpoint {self.path} ({e}); delete it to start the run afresh") from e
-        return state
+    def load(self) -> dict[int, dict]:
+        """Every finished batch of the run, by its first image's index (this file's batches in :attr:`own`)."""
+        batches = {}
+        for path in sorted(self.folder.glob(f"eval-{self.fingerprint}*.json")):
+            try:
+                state = json.loads(path.read_text())
+                records = state["batches"]
+                if not all(isinstance(r, dict) and all(k in r for k in self._KEYS) for r in records.values()):
+                    raise ValueError(f"a batch lacks some of {self._KEYS}")
+                read = {int(s): {**r, "values": {m: {k: np.array([np.nan if a is None else a for a in v], dtype=float)
+                                                     for k, v in d.items()} for m, d in r["values"].items()}}
+                        for s, r in records.items()}
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                raise BadArgument(f"cannot read the checkpoint {path} ({e}); delete it to run its batches "
+                                  f"afresh") from e
+            batches.update(read)
+            if path == self.path:
+                self.own = set(read)
+        return batches
 
-    def save(self, state: dict) -> None:
-        state = {**state, "values": {m: {k: [None if np.isnan(v) else float(v) for v in a] for k, a in d.items()}
-                                     for m, d in state["values"].items()}}
+    def save(self, batches: dict[int, dict]) -> None:
+        state = {"batches": {str(s): {**r, "values": {m: {k: [None if np.isnan(v) else float(v) for v in a]
+                                                          for k, a in d.items()} for m, d in r["values"].items()}}
+                             for s, r in sorted(batches.items())}}
         tmp = self.path.with_suffix(".tmp")
         try:
             with tmp.open("w") as f:

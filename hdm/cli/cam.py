@@ -27,6 +27,7 @@ from ..cam.explain import METHODS, explain_photo
 from ..cam.faces import explain_face
 from ..cam.metrics import ROAD_PERCENTILES
 from ..cam.theta import fit_theta, read_theta
+from ..errors import BadArgument
 from ..faces.embedder import SAME_PERSON_DISTANCE
 from ..io.weights import resolve_weights
 from ..training.classifier import (
@@ -37,7 +38,7 @@ from ..training.classifier import (
     train,
     write_model_card,
 )
-from .common import existing_file, folders
+from .common import existing_file, folders, shard
 
 __all__ = ["add_parsers"]
 
@@ -189,7 +190,11 @@ def _cmd_eval_cam(args) -> int:
                  f"{args.backgrounds or 'procedural'}; model {classifier.source}"
                  + (f" ({classifier.note})" if classifier.note else ""))
     run = {"batch_size": args.batch, "faithfulness": not args.no_faithfulness, "steps": args.steps,
-           "road": _road(args), "road_n": args.road_n, "checkpoint": args.checkpoint}
+           "road": _road(args), "road_n": args.road_n, "checkpoint": args.checkpoint, "shard": args.shard}
+    if args.shard and not args.checkpoint:
+        raise BadArgument("--shard needs --checkpoint: the shards' values meet in that folder")
+    if args.shard and args.ladder_choose:
+        raise BadArgument("--shard runs the method table or --ladder; --ladder-choose runs whole")
     if args.ladder_choose or args.ladder:
         return _eval_ladder(args, model, data, data_line, run)
     theta_file = (Path(args.theta) if args.theta else
@@ -199,6 +204,8 @@ def _cmd_eval_cam(args) -> int:
                                             score_cam=args.score_cam > 0)
     result = cam_benchmark.evaluate(model, data, methods, limits={cam_benchmark.SCORE_CAM: args.score_cam},
                                     describe={"theta": theta["theta"] if theta else None}, **run)
+    if result is None:
+        return _shard_done(args)
     summary = cam_benchmark.summarize(result, n_boot=args.bootstrap)
     title = "CAM benchmark: localisation and faithfulness on hdm.bench.shapes"
     text = cam_benchmark.markdown(summary, report.header(title, data_line), theta=theta)
@@ -210,6 +217,14 @@ def _cmd_eval_cam(args) -> int:
     if args.json:
         summary["data"] = data_line
         _write_json(args.json, summary)
+    return 0
+
+
+def _shard_done(args) -> int:
+    i, k = args.shard
+    print(f"eval-cam: shard {i + 1} of {k} is done; other shards' batches are still missing from {args.checkpoint}. "
+          f"Run the other shards with the same command (or the command without --shard, which does every batch "
+          f"still missing); the run that completes the folder writes the table.")
     return 0
 
 
@@ -242,6 +257,8 @@ def _eval_ladder(args, model, data, data_line, run) -> int:
         records = record["rungs"]
         methods = cam_ladder.ladder_methods(model, records)
         result = cam_benchmark.evaluate(model, data, methods, **run)
+        if result is None:
+            return _shard_done(args)
         tables = {"ladder": result}
         rows = cam_ladder.ladder_summary(result, records, n_boot=args.bootstrap)
         lines = cam_ladder.ladder_markdown(rows, records)
@@ -408,6 +425,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--checkpoint", default=None, metavar="DIR",
                    help="save the values after every batch in this folder; a stopped run given the same folder "
                         "continues where it stopped, and a finished one is read back")
+    p.add_argument("--shard", default=None, type=shard, metavar="I/K",
+                   help="with --checkpoint: run only every K-th batch from the I-th (1/2 and 2/2 in two processes "
+                        "share the work); the run that completes the folder writes the table")
     p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/cam.md)")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     p.add_argument("--csv", default=None, help="also write the per-image values behind every table here")

@@ -11,7 +11,7 @@ from pathlib import Path
 from ..bench import report
 from ..errors import BadArgument
 
-__all__ = ["folders", "existing_file", "run_training", "without_nan"]
+__all__ = ["folders", "existing_file", "shard", "run_training", "without_nan"]
 
 
 def folders(value: str) -> str:
@@ -60,3 +60,14 @@ def without_nan(value):
     if isinstance(value, list):
         return [without_nan(v) for v in value]
     return value
+
+
+def shard(text: str) -> tuple[int, int]:
+    """``I/K`` (the I-th of K shares of a job, 1-based) -> ``(I - 1, K)``."""
+    try:
+        i, k = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/K (e.g. 1/2: the first of two shards)") from None
+    if not (k >= 1 and 1 <= i <= k):
+        raise argparse.ArgumentTypeError(f"shard {text}: I must be between 1 and K")
+    return i - 1, k
