@@ -300,6 +300,19 @@ def test_road_on_a_subset_of_images(resnet18):
     assert c["road"]["n"] == 1 and np.isnan(c["road"]["diff"]) and c["insertion"]["n"] == 3  # one pair: no interval
     text = cb.markdown(summary, ["# t"])
     assert "ROAD (percentiles [50]): on the first 1 images" in text
+    # all the faithfulness metrics on the first 2 images (ROAD still on the first 1), the maps on all 3
+    part = cb.evaluate(resnet18, data, methods, batch_size=2, steps=2, road=(50,), road_n=1, faithfulness_n=2,
+                       progress=False)
+    for name, d in part.values.items():
+        for k in ("deletion", "insertion", "avg_drop", "increase"):
+            np.testing.assert_allclose(d[k][:2], result.values[name][k][:2], rtol=1e-6, err_msg=f"{name} {k}")
+            assert np.isnan(d[k][2])
+        assert np.array_equal(d["road"], result.values[name]["road"], equal_nan=True)
+        assert np.array_equal(d["miou"], result.values[name]["miou"])
+    part_text = cb.markdown(cb.summarize(part, references=("centre prior",), baselines=["random"], n_boot=10),
+                            ["# t"])
+    assert "Average Drop and Increase in Confidence: on the first 2 images" in part_text
+    assert "ROAD (percentiles [50]): on the first 1 images" in part_text
     row = [line for line in text.splitlines() if line.startswith("| random | ")][-1]  # the comparisons table
     assert row.endswith("| - | - | - | " + " | ".join(ci_text(c[k], star=True) for k in ("avg_drop", "increase")) + " |")
 

@@ -235,12 +235,15 @@ class EvalResult:
 
 def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch_size: int = 16,
              faithfulness: bool = True, steps: int = 16, road=M.ROAD_PERCENTILES, road_n: int | None = None,
-             limits: dict | None = None, progress: bool = True, checkpoint=None,
-             describe: dict | None = None, shard: tuple[int, int] | None = None) -> EvalResult | None:
+             faithfulness_n: int | None = None, limits: dict | None = None, progress: bool = True,
+             checkpoint=None, describe: dict | None = None,
+             shard: tuple[int, int] | None = None) -> EvalResult | None:
     """Run every method on every image of ``dataset`` (explaining the true class) and score it.
 
     ``road``: ROAD's percentiles (empty: no ROAD columns), on the first ``road_n`` images only if given (its
-    imputation is the costliest metric); ROAD and the other faithfulness metrics need ``faithfulness``.
+    imputation is the costliest metric); ROAD and the other faithfulness metrics need ``faithfulness``, and
+    all of them (deletion/insertion, Average Drop, ROAD) run on the first ``faithfulness_n`` images only if
+    given (each image costs them tens of forward passes per method, the maps one or two).
     ``limits`` ``{method: n}`` runs a costly method on the first ``n`` images only (its
     other values are NaN; summaries and paired comparisons use the images it has).
 
@@ -274,9 +277,12 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
     batches: dict[int, dict] = {}
     store = None
     if checkpoint is not None:
-        store = _Checkpoint(checkpoint, _fingerprint(model, dataset, methods, {
-            "keys": keys, "batch_size": batch_size, "steps": steps, "road": list(road or ()), "road_n": road_n,
-            "limits": limits, "tuned": TUNED, "version": __version__, "describe": describe or {}}), shard)
+        settings = {"keys": keys, "batch_size": batch_size, "steps": steps, "road": list(road or ()),
+                    "road_n": road_n, "limits": limits, "tuned": TUNED, "version": __version__,
+                    "describe": describe or {}}
+        if faithfulness_n is not None:
+            settings["faithfulness_n"] = faithfulness_n
+        store = _Checkpoint(checkpoint, _fingerprint(model, dataset, methods, settings), shard)
         batches = store.load()
         if batches and progress:
             print(f"eval-cam: resuming from {store.folder} ({len(batches)} of {len(starts)} batches done)")
@@ -284,7 +290,8 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
     mine = {s: r for s, r in batches.items() if store is not None and s in store.own}
     for start in tqdm(todo, desc="eval-cam", disable=not progress):
         batches[start] = mine[start] = _score_batch(model, scorer, dataset, methods, start, batch_size, keys,
-                                                    steps=steps, road=road, road_n=road_n, limits=limits)
+                                                    steps=steps, road=road, road_n=road_n,
+                                                    faithfulness_n=faithfulness_n, limits=limits)
         if store is not None:
             store.save(mine)
     if any(s not in batches for s in starts):
@@ -306,11 +313,13 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
     return EvalResult(values, {m: seconds[m] / max(counted[m], 1) for m in methods}, n, correct / n,
                       {"steps": steps, "batch_size": batch_size, "road_percentiles": list(road or ()),
                        "road_n": None if road_n is None or road_n >= n else int(road_n),
+                       "faithfulness_n": None if faithfulness_n is None or faithfulness_n >= n
+                       else int(faithfulness_n),
                        "limits": limits, "labels": labels})
 
 
 def _score_batch(model, scorer, dataset, methods, start, batch_size, keys, *, steps, road, road_n,
-                 limits) -> dict:
+                 faithfulness_n, limits) -> dict:
     """One batch's record: its labels, how many the model gets right, and every method's time and values."""
     samples = [dataset.sample(i) for i in range(start, min(start + batch_size, len(dataset)))]
     x = torch.stack([to_tensor(s.image) for s in samples])
@@ -337,19 +346,33 @@ def _score_batch(model, scorer, dataset, methods, start, batch_size, keys, *, st
             rows["miou"].append(float(np.mean(ious)))
             rows["box_acc"].append(M.box_accuracy(cam, s.boxes))
         if scorer is not None:
-            cams_t = torch.from_numpy(cams)
-            rows["deletion"], rows["insertion"] = M.deletion_insertion(scorer, x[:take], cams_t, labels[:take],
-                                                                       steps=steps)
-            rows["avg_drop"], rows["increase"] = M.drop_and_increase(scorer, x[:take], cams_t, labels[:take])
-            take_road = min(take, (len(dataset) if road_n is None else road_n) - start)
-            if road and take_road > 0:
-                scores = M.road(scorer, x[:take_road], cams[:take_road], labels[:take_road], percentiles=road,
-                                seed=start)
-                rows.update({k: np.concatenate([v, np.full(take - take_road, np.nan)]) for k, v in scores.items()})
-            elif road:
-                rows.update({k: np.full(take, np.nan) for k in ROAD_KEYS})
+            rows.update(_faithfulness(scorer, x, cams, labels, start, take, len(dataset), steps=steps, road=road,
+                                      road_n=road_n, faithfulness_n=faithfulness_n))
         record["values"][name] = {k: np.asarray(rows[k], dtype=float) for k in keys}
     return record
+
+
+def _faithfulness(scorer, x, cams, labels, start, take, n, *, steps, road, road_n, faithfulness_n) -> dict:
+    """Deletion/insertion, Average Drop terms and ROAD of the first ``take`` maps of a batch that starts at
+    image ``start``; NaN past the first ``faithfulness_n`` images (ROAD: ``road_n``) of the ``n``."""
+    def first(limit):
+        return max(0, min(take, (n if limit is None else limit) - start))
+
+    def pad(v, k):
+        return np.concatenate([np.asarray(v, dtype=float), np.full(take - k, np.nan)])
+
+    rows, k = {}, first(faithfulness_n)
+    cams_t = torch.from_numpy(cams[:k])
+    deletion, insertion = M.deletion_insertion(scorer, x[:k], cams_t, labels[:k], steps=steps) if k else ([], [])
+    drop, increase = M.drop_and_increase(scorer, x[:k], cams_t, labels[:k]) if k else ([], [])
+    rows.update(deletion=pad(deletion, k), insertion=pad(insertion, k), avg_drop=pad(drop, k),
+                increase=pad(increase, k))
+    if road:
+        k_road = min(k, first(road_n))
+        scores = (M.road(scorer, x[:k_road], cams[:k_road], labels[:k_road], percentiles=road, seed=start)
+                  if k_road else {key: [] for key in ROAD_KEYS})
+        rows.update({key: pad(v, k_road) for key, v in scores.items()})
+    return rows
 
 
 def _fingerprint(model, dataset, methods, settings: dict) -> str:
@@ -535,8 +558,12 @@ def markdown(summary: dict | None, header: list[str], ladder: list[str] | None =
         cells = " | ".join(_fmt(d[k], k) for k, _ in keys)
         lines.append(f"| {name} | {cells} | {1000 * d['seconds_per_image']:.1f} |")
     meta = summary.get("meta", {})
+    if meta.get("faithfulness_n"):
+        lines += ["", f"Deletion/insertion, Average Drop and Increase in Confidence: on the first "
+                      f"{meta['faithfulness_n']} images; their comparisons pair those images."]
     if meta.get("road_percentiles"):
-        on = f"the first {meta['road_n']} images" if meta.get("road_n") else "every image"
+        road_n = min(v for v in (meta.get("road_n"), meta.get("faithfulness_n"), summary["n"]) if v)
+        on = f"the first {road_n} images" if road_n < summary["n"] else "every image"
         lines += ["", f"ROAD (percentiles {meta['road_percentiles']}): on {on}; its comparisons pair those images."]
     for m, n in limits.items():
         lines += ["", f"† {m}: on the first {min(n, summary['n'])} images only (its cost); its comparisons pair "

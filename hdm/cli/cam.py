@@ -190,7 +190,8 @@ def _cmd_eval_cam(args) -> int:
                  f"{args.backgrounds or 'procedural'}; model {classifier.source}"
                  + (f" ({classifier.note})" if classifier.note else ""))
     run = {"batch_size": args.batch, "faithfulness": not args.no_faithfulness, "steps": args.steps,
-           "road": _road(args), "road_n": args.road_n, "checkpoint": args.checkpoint, "shard": args.shard}
+           "road": _road(args), "road_n": args.road_n,
+           "faithfulness_n": args.faithfulness_n, "checkpoint": args.checkpoint, "shard": args.shard}
     if args.shard and not args.checkpoint:
         raise BadArgument("--shard needs --checkpoint: the shards' values meet in that folder")
     if args.shard and args.ladder_choose:
@@ -414,6 +415,9 @@ def add_parsers(sub) -> None:
                    help="ROAD's percentiles (removing 100 - P %% of the pixels each)")
     p.add_argument("--no-road", action="store_true", help="skip ROAD (its imputation is the costliest metric)")
     p.add_argument("--road-n", type=int, default=None, metavar="N", help="ROAD on the first N images only")
+    p.add_argument("--faithfulness-n", type=int, default=None, metavar="N",
+                   help="deletion/insertion, Average Drop and ROAD on the first N images only (the maps and "
+                        "localisation on all)")
     p.add_argument("--score-cam", type=int, default=16, metavar="N",
                    help="run Score-CAM (2048 forward passes per image) on the first N images only; 0: not at all")
     p.add_argument("--ladder-choose", default=None, metavar="JSON",
