@@ -204,7 +204,7 @@ def test_score_cam_peer_runs_image_by_image_without_progress_bars(capsys):
     with pgc.ScoreCAM(model, [model.layer4]) as ref:
         ref.batch_size = 4
         expected = ref(input_tensor=x, targets=[ClassifierOutputTarget(c) for c in (0, 1, 2)])
-    np.testing.assert_allclose(ours, expected, atol=1e-6)
+    np.testing.assert_allclose(ours, expected, atol=1e-5)  # one image vs three per call: float32 rounding
 
 
 def test_centre_prior_is_a_centred_gaussian_of_the_stated_width():
