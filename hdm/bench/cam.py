@@ -280,20 +280,18 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
         settings = {"keys": keys, "batch_size": batch_size, "steps": steps, "road": list(road or ()),
                     "road_n": road_n, "limits": limits, "tuned": TUNED, "version": __version__,
                     "describe": describe or {}}
-        if faithfulness_n is not None:
+        if faithfulness_n is not None:  # only when given: runs without it keep their fingerprints
             settings["faithfulness_n"] = faithfulness_n
         store = _Checkpoint(checkpoint, _fingerprint(model, dataset, methods, settings), shard)
         batches = store.load()
         if batches and progress:
             print(f"eval-cam: resuming from {store.folder} ({len(batches)} of {len(starts)} batches done)")
     todo = [s for b, s in enumerate(starts) if s not in batches and (shard is None or b % shard[1] == shard[0])]
-    mine = {s: r for s, r in batches.items() if store is not None and s in store.own}
     for start in tqdm(todo, desc="eval-cam", disable=not progress):
-        batches[start] = mine[start] = _score_batch(model, scorer, dataset, methods, start, batch_size, keys,
-                                                    steps=steps, road=road, road_n=road_n,
-                                                    faithfulness_n=faithfulness_n, limits=limits)
+        batches[start] = _score_batch(model, scorer, dataset, methods, start, batch_size, keys, steps=steps,
+                                      road=road, road_n=road_n, faithfulness_n=faithfulness_n, limits=limits)
         if store is not None:
-            store.save(mine)
+            store.save(batches, start)
     if any(s not in batches for s in starts):
         return None
     n = len(dataset)
@@ -429,10 +427,12 @@ class _Checkpoint:
                 self.own = set(read)
         return batches
 
-    def save(self, batches: dict[int, dict]) -> None:
-        state = {"batches": {str(s): {**r, "values": {m: {k: [None if np.isnan(v) else float(v) for v in a]
-                                                          for k, a in d.items()} for m, d in r["values"].items()}}
-                             for s, r in sorted(batches.items())}}
+    def save(self, batches: dict[int, dict], new: int) -> None:
+        """Add batch ``new`` to this file's batches (:attr:`own`) and rewrite the file with them."""
+        self.own.add(new)
+        state = {"batches": {str(s): {**batches[s], "values": {
+            m: {k: [None if np.isnan(v) else float(v) for v in a] for k, a in d.items()}
+            for m, d in batches[s]["values"].items()}} for s in sorted(self.own)}}
         tmp = self.path.with_suffix(".tmp")
         try:
             with tmp.open("w") as f:
