@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         ax.set_title(f"{title}: minus the rung before")
         ax.grid(axis="x", alpha=0.3)
     axes[0].set_yticks(range(len(labels)), labels, fontsize=8)
-    fig.suptitle(f"HDM-CAM ablation ladder on the test split ({record.get('data', '')[:110]})", fontsize=9)
+    fig.suptitle(f"HDM-CAM ablation ladder on the test split ({record.get('data', '').split('; model file')[0]})", fontsize=9)
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=110)
