@@ -89,8 +89,12 @@ def _bilinear_matrix(n_in, n_out):
     return m
 
 
-def _reference(layers_data, size, *, levels, hessian, gain, beta_of=None):
+def _reference(layers_data, size, *, levels, hessian, gain, beta_of=None, apply_to="channels"):
     """HDM-CAM of each image from the equations -> ``cam`` ``(B, H, W)``, layer maps, and ``W3, W4, beta``.
+
+    ``apply_to="channels"``: eq. (13)'s sum over scales and bands gives one weight per channel, which multiplies
+    the channel's activation map (eq. 14 as written); ``"subbands"``: each subband of the channel's activation
+    takes its own weight and the inverse DWT rebuilds the map (docs/hdm_cam.md, "Two readings").
 
     ``beta_of(W3, W4)`` replaces eq. (11)'s band weight (only to show that the comparison notices a wrong one)."""
     beta_of = beta_of or (lambda W3, W4: (W3 + W4) / 2)  # beta_{j,b} = (W^(3) + W^(4)) / 2 (docs/hdm_cam.md eq. 10)
@@ -119,8 +123,11 @@ def _reference(layers_data, size, *, levels, hessian, gain, beta_of=None):
         for l, ((A, _), (J, weights)) in enumerate(zip(layers_data, raw)):
             a = A[i]
             M = np.zeros(a.shape[1:])
-            for k in range(a.shape[0]):  # eq. (14) literally: each channel's weighted subbands, inverse DWT, sum
-                parts = {(j, b): np.exp(-j) * weights[(j, b)][k] / total * c  # eq. (13), alpha_j = exp(-j)
+            for k in range(a.shape[0]):
+                if apply_to == "channels":  # eq. (13): H_k = sum_j alpha_j sum_b w, alpha_j = exp(-j); eq. (14)
+                    M += sum(np.exp(-j) * weights[(j, b)][k] / total for (j, b) in weights) * a[k]
+                    continue
+                parts = {(j, b): np.exp(-j) * weights[(j, b)][k] / total * c  # each weighted subband, inverse DWT
                          for (j, b), c in _subbands(a[k], J).items()}
                 M += _inverse(parts, J, a.shape[1:])
             layer_maps[l].append(np.maximum(M, 0))
@@ -140,11 +147,14 @@ CASES = [  # (levels, hessian, band_gain)
 ]
 
 
+@pytest.mark.parametrize("apply_to", ["channels", "subbands"])
 @pytest.mark.parametrize("levels, hessian, gain", CASES)
-def test_weighted_bands_equal_the_equations(small_cnn, batch, levels, hessian, gain):
+def test_weighted_bands_equal_the_equations(small_cnn, batch, levels, hessian, gain, apply_to):
     data = _activations_and_gradients(small_cnn, batch, TARGETS, LAYERS)
-    ref_cam, ref_layers, ref_bands = _reference(data, batch.shape[-2:], levels=levels, hessian=hessian, gain=gain)
-    method = HDMCAM(small_cnn, LAYERS, levels=levels, hessian=hessian, band_gain=gain)  # bands="weighted", alpha="exp"
+    ref_cam, ref_layers, ref_bands = _reference(data, batch.shape[-2:], levels=levels, hessian=hessian, gain=gain,
+                                                apply_to=apply_to)
+    method = HDMCAM(small_cnn, LAYERS, levels=levels, hessian=hessian, band_gain=gain,
+                    apply_to=apply_to)  # bands="weighted", alpha="exp"
     result = method.explain(batch, TARGETS)
     for l, name in enumerate(LAYERS):
         for key, n in (("W3", 0), ("W4", 1), ("beta", 2)):
@@ -194,12 +204,15 @@ def test_band_gain_rescales_the_band_weights_as_eq_9_10_predict(small_cnn, batch
 
 
 def test_gain_on_one_band_keeps_only_that_part_of_the_map(small_cnn, batch):
-    """lambda = (1, 0, 0, 0): every detail band has beta = 0, so only LL_J is weighted and each layer map is
-    constant on the 2^J x 2^J blocks of the Haar tree. lambda = (0, 1, 1, 1): LL_J has beta = 0 (eq. 11), so
-    each layer map (before the ReLU) sums to zero over those blocks (the Haar details have zero mean)."""
+    """With the weights on the subbands: lambda = (1, 0, 0, 0): every detail band has beta = 0, so only LL_J is
+    weighted and each layer map is constant on the 2^J x 2^J blocks of the Haar tree. lambda = (0, 1, 1, 1): LL_J
+    has beta = 0 (eq. 11), so each layer map (before the ReLU) sums to zero over those blocks (the Haar details
+    have zero mean)."""
     J = 2
-    only_ll = HDMCAM(small_cnn, LAYERS, levels=J, band_gain=(1.0, 0.0, 0.0, 0.0)).explain(batch, TARGETS)
-    no_ll = HDMCAM(small_cnn, LAYERS, levels=J, band_gain=(0.0, 1.0, 1.0, 1.0)).explain(batch, TARGETS)
+    only_ll = HDMCAM(small_cnn, LAYERS, levels=J, band_gain=(1.0, 0.0, 0.0, 0.0), apply_to="subbands"
+                     ).explain(batch, TARGETS)
+    no_ll = HDMCAM(small_cnn, LAYERS, levels=J, band_gain=(0.0, 1.0, 1.0, 1.0), apply_to="subbands"
+                   ).explain(batch, TARGETS)
     n = 2**J
     for name in LAYERS:
         assert only_ll.levels[name] == J

@@ -19,13 +19,18 @@ import torch.nn.functional as F
 from ..errors import BadArgument
 from .targets import ClassifierOutputTarget
 
-__all__ = ["BaseCAM", "CAMResult", "LayerSpec", "TargetSpec", "normalize_maps", "upsample_maps", "eval_mode"]
+__all__ = ["BaseCAM", "CAMResult", "LayerSpec", "TargetSpec", "normalize_maps", "flat_maps", "upsample_maps",
+           "eval_mode", "FLAT_RTOL"]
 
 LayerSpec = Union[str, nn.Module]
 TargetSpec = Union[int, Callable[[torch.Tensor], torch.Tensor]]
 
 #: pytorch-grad-cam's min-max convention: ``(x - min) / (max - min + 1e-7)``.
 NORM_EPS = 1e-7
+#: A map whose values spread over less than this fraction of its largest magnitude is flat: no spatial evidence
+#: survives the float32 rounding of the channel sums that built it (a sum over 2048 channels may be off by
+#: ~2e-4 of its magnitude), so stretching it to [0, 1] would show rounding noise as a picture.
+FLAT_RTOL = 1e-3
 
 # Leaf modules through which a score stays piecewise linear in an earlier activation (a module of another
 # class says so with a class attribute ``piecewise_linear = True``).
@@ -56,14 +61,29 @@ class CAMResult:
     logits: np.ndarray
     extras: dict = field(default_factory=dict)
 
+    @property
+    def flat(self) -> np.ndarray:
+        """``(B,)`` bool: the map has no spatial evidence (it is all zeros: nothing positive, or constant to
+        float precision before normalisation, :func:`flat_maps`). Say so rather than show it."""
+        return ~(np.asarray(self.cam).reshape(len(self.cam), -1) > 0).any(axis=1)
+
+
+def flat_maps(maps: torch.Tensor, rtol: float = FLAT_RTOL) -> torch.Tensor:
+    """``(B,)`` bool for maps ``(B, h, w)``: ``max - min <= rtol * max |value|`` (all-zero maps included)."""
+    flat = maps.reshape(maps.shape[0], -1)
+    lo, hi = flat.min(dim=1).values, flat.max(dim=1).values
+    return (hi - lo) <= rtol * torch.maximum(hi.abs(), lo.abs())
+
 
 def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise each map of ``(B, h, w)`` to [0, 1] (pytorch-grad-cam's ``scale_cam_image``)."""
+    """Min-max normalise each map of ``(B, h, w)`` to [0, 1] (pytorch-grad-cam's ``scale_cam_image``); a flat
+    map (:func:`flat_maps`) becomes all zeros instead of its rounding noise stretched to [0, 1]."""
     flat = maps.reshape(maps.shape[0], -1)
     lo = flat.min(dim=1, keepdim=True).values
-    flat = flat - lo
-    hi = flat.max(dim=1, keepdim=True).values
-    return (flat / (hi + NORM_EPS)).reshape(maps.shape)
+    out = flat - lo
+    hi = out.max(dim=1, keepdim=True).values
+    out = out / (hi + NORM_EPS)
+    return torch.where(flat_maps(maps)[:, None], torch.zeros_like(out), out).reshape(maps.shape)
 
 
 def upsample_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -14,7 +14,7 @@ from .base import normalize_maps
 from .classifiers import Classifier
 from .overlay import overlay_heatmap
 
-__all__ = ["METHODS", "PhotoExplanation", "explain_photo", "top_k"]
+__all__ = ["METHODS", "PhotoExplanation", "explain_photo", "top_k", "flat_note"]
 
 #: Display name -> constructor(model, layers, hdm_options); ``hdm_options`` are HDMCAM's keyword arguments.
 METHODS = {
@@ -37,6 +37,16 @@ class PhotoExplanation:
     seconds: dict[str, float]
     layer_maps: dict[str, np.ndarray]  # HDM-CAM's per-layer maps, each normalised to [0, 1]
     top: list[tuple[int, str, float]]
+
+
+def flat_note(maps: dict[str, np.ndarray]) -> str:
+    """One sentence naming the methods whose map ``(H, W)`` is flat (all zeros: no spatial evidence, see
+    :attr:`hdm.cam.CAMResult.flat`), or ``""``."""
+    flat = [name for name, m in maps.items() if not (np.asarray(m) > 0).any()]
+    if not flat:
+        return ""
+    return (f"{' and '.join(flat)} found no spatial evidence (the map is constant to float precision), so "
+            f"{'it is' if len(flat) == 1 else 'they are'} shown empty.")
 
 
 def top_k(classifier: Classifier, x: torch.Tensor, k: int = 5) -> list[tuple[int, str, float]]:

@@ -17,9 +17,13 @@ instead, :func:`softmax_score_derivatives`):
    with respect to the wavelet coefficients, the DWT being orthonormal) and
    ``tr H_p = w^(2)_k * G_p^2``                                                  (eq. 11, eq. 6)
 5. ``w / sum_{l,k,j,b} |w|``                                                     (eq. 12)
-6. multiplier ``alpha_j * w`` on each subband's coefficients of each channel    (eq. 13)
-7. ``M^(l) = IDWT(sum_k alpha_j w_{k,j,b} DWT(A_k)_{j,b})``, and
-   ``A_c = ReLU(sum_l upsample(M^(l)))``                                          (eq. 14)
+6. ``H_k = sum_j alpha_j sum_b w_{k,j,b}``: one weight per channel                (eq. 13)
+7. ``M^(l) = sum_k H_k A_k`` and ``A_c = ReLU(sum_l upsample(M^(l)))``            (eq. 14)
+
+Steps 6-7 are eqs. (13)-(14) as written (``apply_to="channels"``, the default). The other reading the paper's
+prose allows, ``apply_to="subbands"``, multiplies each subband of ``A`` by its own weight and inverts the DWT:
+``M^(l) = IDWT(sum_k alpha_j w_{k,j,b} DWT(A_k)_{j,b})``. Behind a global-average-pooled head it keeps only
+the coarsest LL band of the last layer (a constant map on a 4x4 ``layer4``): docs/hdm_cam.md, "Two readings".
 """
 from __future__ import annotations
 
@@ -35,11 +39,13 @@ from ..ops.wavelets import BANDS, haar_dwt2, haar_wavedec2, haar_waverec2, max_l
 from .base import BaseCAM, CAMResult, normalize_maps, upsample_maps
 from .channel_cam import combine_layer_maps
 
-__all__ = ["HDMCAM", "HDMResult", "TUNED", "fuse_scale_maps", "ALPHA_MODES", "LAYER_FUSIONS", "TARGETS",
+__all__ = ["HDMCAM", "HDMResult", "TUNED", "fuse_scale_maps", "ALPHA_MODES", "LAYER_FUSIONS", "TARGETS", "APPLY_TO",
            "softmax_score_derivatives", "scale_weights", "band_energy_weights", "default_target_layers"]
 
 #: Eq. (13)'s scale-weight modes, plus "equal" (all 1) for ablations.
 ALPHA_MODES = ("exp", "inverse", "learned", "equal")
+#: What eq. (14) multiplies by eq. (13)'s weights: each channel's activation map (as written) or each subband of it.
+APPLY_TO = ("channels", "subbands")
 _BAND_INDEX = {name: i for i, name in enumerate(BANDS)}
 #: HDMCAM keyword arguments (and ``target_layers``): the end of the CAM benchmark's ablation ladder, each
 #: component chosen on the validation split (``docs/results/cam_ladder_choices.json``; the rule and how each
@@ -204,10 +210,13 @@ class HDMResult(CAMResult):
         derivative_subbands: ``{2|3|4: [(LL_j, LH_j, HL_j, HH_j) for j = 1..J]}``, each ``(B, K, h_j, w_j)``
             (level ``j`` transforms ``LL_{j-1}``; the 3rd/4th-order ones feed eq. 9).
         band_weights: ``{"W3"|"W4"|"beta": (B, K, J, 4)}`` over bands ``LL, LH, HL, HH`` (eqs. 9-10).
-        subband_weights: ``{(j, band): (B, K)}`` the final multipliers ``alpha_j w`` of eqs. (11)-(13)
-            on the subbands of the DWT partition of ``A`` (``LL`` only at level ``J``).
+        subband_weights: ``{(j, band): (B, K)}`` the terms ``alpha_j w`` of eqs. (11)-(13) per subband of the DWT
+            partition (``LL`` only at level ``J``): their sum over subbands is the channel weight ``H_k``
+            (``apply_to="channels"``), or each multiplies its subband of ``A`` (``"subbands"``).
         scale_maps: ``(B, max(J, 1), h, w)`` the per-scale maps ``C_j`` with ``M = sum_j alpha_j C_j``
-            (before the ReLU; :func:`fuse_scale_maps` turns them into the CAM for any alpha).
+            (before the ReLU; :func:`fuse_scale_maps` turns them into the CAM for any alpha): with
+            ``apply_to="channels"`` ``C_j = sum_k (sum_b w_{k,j,b}) A_k``, with ``"subbands"`` the inverse DWT of
+            the weighted level-``j`` subbands.
         activations: ``(B, K, h, w)`` the layer's activation ``A`` (with ``keep_maps`` only).
     """
 
@@ -257,6 +266,10 @@ class HDMCAM(BaseCAM):
         layer_fusion: ``"sum"`` (eq. 14, default), ``"mean"`` (mean of per-layer normalised maps,
             as pytorch-grad-cam combines layers) or ``"product"`` (product of per-layer normalised maps, as
             pytorch-grad-cam's RefineCAM fuses them); exactly: :func:`_fuse_layer_maps`.
+        apply_to: what eq. (14) weights: ``"channels"`` (default; eqs. 13-14 as written: the band and scale
+            weights of a channel sum to one channel weight ``H_k``, and ``M = sum_k H_k A_k``) or ``"subbands"``
+            (each subband of each channel's activation takes its own weight, then the inverse DWT). With
+            ``bands="equal"`` and ``alpha="equal"`` the two are the same map.
     """
 
     needs_piecewise_linear = True
@@ -264,7 +277,7 @@ class HDMCAM(BaseCAM):
     def __init__(self, model: nn.Module, target_layers=None, *, alpha="exp", theta=None, levels: int = 2,
                  hessian: str = "diag", sigmas: Sequence[float] = (0.5, 1.0, 2.0),
                  band_gain: Sequence[float] = (1.0, 1.0, 1.0, 1.0), bands: str = "weighted",
-                 layer_fusion: str = "sum", target: str = "exp"):
+                 layer_fusion: str = "sum", target: str = "exp", apply_to: str = "channels"):
         if target_layers is None:
             target_layers = default_target_layers(model)
         super().__init__(model, target_layers)
@@ -284,13 +297,15 @@ class HDMCAM(BaseCAM):
             raise BadArgument(f"levels must be >= 0, got {levels}")
         if target not in TARGETS:
             raise BadArgument(f"target must be one of {TARGETS}, got {target!r}")
+        if apply_to not in APPLY_TO:
+            raise BadArgument(f"apply_to must be one of {APPLY_TO}, got {apply_to!r}")
         if target == "softmax" and hessian == "eigen":
             raise BadArgument("hessian='eigen' needs the exp target (its neighbour coupling has a closed form only "
                               "for exp(S)); use hessian='diag' or 'none' with target='softmax'")
         self.target = target
         self.alpha, self.theta, self.levels = alpha, theta, int(levels)
         self.hessian, self.sigmas, self.band_gain = hessian, tuple(float(s) for s in sigmas), tuple(float(v) for v in band_gain)
-        self.bands, self.layer_fusion = bands, layer_fusion
+        self.bands, self.layer_fusion, self.apply_to = bands, layer_fusion, apply_to
 
     def _gradients(self, scores, logits, acts, categories):
         if self.target == "exp":
@@ -364,13 +379,18 @@ class HDMCAM(BaseCAM):
             raw.append(w2 * positive)
         return self._band_weights(keys, raw, w2, lambda: derivative_map(g, 2), d3, d4, J, gain, keep_maps)
 
-    @staticmethod
-    def _scale_components(m: torch.Tensor, keys, a: torch.Tensor, J: int) -> torch.Tensor:
-        """``C_j = IDWT(subbands of level j of sum_k m_kb DWT(A_k)_b)`` -> ``(B, max(J, 1), h, w)``.
+    def _scale_components(self, m: torch.Tensor, keys, a: torch.Tensor, J: int) -> torch.Tensor:
+        """The per-scale maps ``C_j`` ``(B, max(J, 1), h, w)`` with ``M = sum_j alpha_j C_j``; ``m`` ``(B, K, bands)``
+        are eq. (12)'s normalised weights of the subbands ``keys`` (``LL_J`` counts as level J).
 
-        ``m`` ``(B, K, bands)`` are eq. (12)'s normalised weights. ``sum_k m_kb DWT(A_k)_b =
-        DWT(sum_k m_kb A_k)_b`` (the DWT is linear): one weighted channel sum per subband (a single
-        batched product over A), then the DWT of those few maps."""
+        ``apply_to="channels"``: ``C_j = sum_k (sum_{b at level j} m_kb) A_k``. ``"subbands"``: ``C_j = IDWT(subbands
+        of level j of sum_k m_kb DWT(A_k)_b)``, where ``sum_k m_kb DWT(A_k)_b = DWT(sum_k m_kb A_k)_b`` (the DWT is
+        linear): one weighted channel sum per subband (a single batched product over A), then the DWT of those
+        few maps."""
+        if self.apply_to == "channels":
+            level = torch.tensor([max(j, 1) - 1 for j, _ in keys], device=m.device)
+            per_level = torch.nn.functional.one_hot(level, max(J, 1)).to(m.dtype)  # (bands, levels)
+            return torch.einsum("bkn,nl,bkhw->blhw", m, per_level, a)
         mixed = torch.einsum("bkn,bkhw->bnhw", m, a)  # (B, bands, h, w)
         pyramid = haar_wavedec2(mixed, J)
         index = {key: i for i, key in enumerate(keys)}
@@ -426,8 +446,8 @@ class HDMCAM(BaseCAM):
         total = sum(raw.abs().sum(dim=(1, 2)) for *_, raw in per_layer)
         total = total.clamp_min(torch.finfo(dtype).tiny).view(-1, 1, 1)
 
-        # Eqs. (13)-(14): weight each subband of each channel, reconstruct, sum the layers. The
-        # reconstruction is linear, so it is kept per scale j (``C_j``, from the subbands of level j,
+        # Eqs. (13)-(14): weight each channel (or each subband of each channel), sum the layers. Both readings
+        # are linear in the weights, so the map is kept per scale j (``C_j``, from the subbands of level j,
         # LL_J counting as level J) and the layer map is M = sum_j alpha_j C_j: the same map, and the
         # C_j let alpha be fitted without recomputing anything (hdm.cam.theta).
         maps = []

@@ -3,7 +3,7 @@
 Localisation (pure functions of one map ``(H, W)`` float >= 0 and one mask ``(H, W)`` bool):
 :func:`pixel_auc`, :func:`energy_inside`, :func:`pointing_game`, :func:`threshold_iou`,
 :func:`box_accuracy`. A map that is constant (or all zero) carries no information and scores as such:
-AUC 0.5, energy share = mask fraction, IoU = IoU of the whole image.
+AUC 0.5, energy share = pointing = mask fraction, IoU = IoU of the whole image.
 
 Faithfulness (need the model): :func:`deletion_insertion` (Petsiuk et al., RISE, BMVC 2018) and
 :func:`drop_and_increase` (Average Drop and Increase in Confidence, Chattopadhyay et al.,
@@ -67,8 +67,11 @@ def energy_inside(cam, mask) -> float:
 
 
 def pointing_game(cam, mask) -> float:
-    """1 if the map's maximum (the first in raster order when tied) lies in the mask, else 0."""
+    """1 if the map's maximum (the first in raster order when tied) lies in the mask, else 0; a constant map
+    points nowhere and scores the mask's area fraction (the hit rate of a point drawn at random)."""
     cam, mask = _check(cam, mask)
+    if cam.max() == cam.min():
+        return float(mask.mean())
     return float(mask.ravel()[int(np.argmax(cam))])
 
 
