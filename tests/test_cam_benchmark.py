@@ -416,3 +416,63 @@ def test_model_accuracy_per_side_and_fit_theta_at_the_training_side(tmp_path, ti
     assert main(["fit-theta", "--weights", str(path), "--n", "2", "--batch", "2", "--epochs", "1",
                  "--out", str(theta)]) == 0
     assert json.loads(theta.read_text())["calibration"]["size"] == 40
+
+
+def test_a_flat_map_is_scored_as_uninformative(resnet18):
+    """A method that finds no evidence (all-zero maps): flagged in the flat column, AUC 0.5, pointing and energy
+    the mask's area fraction, and the random floor's pixel order for every faithfulness metric."""
+    data = ShapesDataset(3, seed=0, size=32)
+    methods = {"nothing": lambda x, targets: np.zeros((len(x), *x.shape[-2:]), np.float32),
+               "random 0": cb.random_map(0), "Sobel": cb.sobel_map}
+    r = cb.evaluate(resnet18, data, methods, batch_size=2, steps=2, road=(50,), progress=False)
+    area = np.array([data.sample(i).mask.mean() for i in range(3)])
+    assert r.values["nothing"]["flat"].tolist() == [1.0] * 3 and r.values["Sobel"]["flat"].tolist() == [0.0] * 3
+    np.testing.assert_allclose(r.values["nothing"]["auc"], 0.5)
+    np.testing.assert_allclose(r.values["nothing"]["pointing"], area)
+    np.testing.assert_allclose(r.values["nothing"]["energy"], area)
+    for key in cb.FAITHFULNESS:
+        np.testing.assert_allclose(r.values["nothing"][key], r.values["random 0"][key], err_msg=key)
+    text = cb.markdown(cb.summarize(r, n_boot=20), ["# t"])
+    assert "Flat maps" in text and "| nothing | 0.500 |" in text
+
+
+def test_remeasured_rows_and_carried_rows_make_the_table_of_a_whole_run(tmp_path, capsys):
+    """``--remeasure ROW ... --base JSON`` re-runs those rows, re-checks the maps of the others and carries their
+    values: the table equals a whole run's; a carried row whose maps changed, an unknown row or a missing base
+    are clear errors."""
+    common = ["eval-cam", "--weights", "random", "--n", "4", "--size", "32", "--batch", "2", "--steps", "2",
+              "--bootstrap", "50", "--road-percentiles", "50", "--score-cam", "0"]
+    whole = tmp_path / "whole.json"
+    assert main([*common, "--json", str(whole), "--csv", str(whole.with_suffix(".csv")),
+                 "--out", str(whole.with_suffix(".md"))]) == 0
+    part = tmp_path / "part.json"
+    rows = ["HDM-CAM (exp)", "Sobel"]
+    assert main([*common, "--remeasure", *rows, "--base", str(whole), "--json", str(part),
+                 "--csv", str(part.with_suffix(".csv")), "--out", str(part.with_suffix(".md"))]) == 0
+    a, b = cb.read_result(whole), cb.read_result(part)
+    assert list(a.values) == list(b.values) and a.meta["labels"] == b.meta["labels"]
+    for name, d in a.values.items():
+        for k, v in d.items():
+            np.testing.assert_allclose(b.values[name][k], v, rtol=1e-6, err_msg=f"{name} {k}")
+    text = part.with_suffix(".md").read_text()
+    assert "Re-measured by this run: HDM-CAM (exp), Sobel." in text
+    assert "found every localisation value of every image unchanged: Grad-CAM (layer4)" in text
+    assert f"(run of {a.meta['date']})" in text
+
+    lines = whole.with_suffix(".csv").read_text().splitlines()
+    head = lines[0].split(",")
+    for i, line in enumerate(lines):
+        cells = line.split(",")
+        if cells[3] == "Grad-CAM (layer4)" and cells[1] == "0":
+            cells[head.index("auc")] = "0.123"
+            lines[i] = ",".join(cells)
+    whole.with_suffix(".csv").write_text("\n".join(lines) + "\n")
+    capsys.readouterr()
+    assert main([*common, "--remeasure", *rows, "--base", str(whole)]) == 2
+    assert "maps of 'Grad-CAM (layer4)' changed" in capsys.readouterr().err
+    assert main([*common, "--remeasure", "HDM-CAM (nope)", "--base", str(whole)]) == 2
+    assert "no row named 'HDM-CAM (nope)'" in capsys.readouterr().err
+    assert main([*common, "--remeasure", "Sobel"]) == 2
+    assert "--remeasure needs --base" in capsys.readouterr().err
+    assert main([*common, "--steps", "3", "--remeasure", "Sobel", "--base", str(whole)]) == 2
+    assert "steps = 2" in capsys.readouterr().err

@@ -6,6 +6,11 @@
 the peers (hdm's and the grad-cam package's), the HDM-CAM modes and three floors;
 :mod:`hdm.bench.cam_ladder` walks HDM-CAM's components one at a time. :func:`write_csv` writes the per-image
 values behind a table, :func:`goal_check` says whether a method meets the goal against the best peer.
+
+A flat map (constant: no spatial evidence, e.g. an hdm CAM that found none, :attr:`hdm.cam.CAMResult.flat`) is
+scored as uninformative: the localisation metrics give it their no-information values (:mod:`hdm.cam.metrics`),
+the faithfulness metrics take the random floor's pixel order in its place, and the ``flat`` column counts them.
+:func:`read_result` reads a published table back and :func:`carry_rows` re-measures some of its rows.
 """
 from __future__ import annotations
 
@@ -36,7 +41,7 @@ from ..io.images import IMAGENET_MEAN, IMAGENET_STD
 from .shapes import ShapesDataset, to_tensor
 from .stats import ci_text, paired_bootstrap
 
-__all__ = ["LAYERS", "default_methods", "package_peers", "centre_prior", "evaluate", "EvalResult", "summarize",
+__all__ = ["LAYERS", "default_methods", "read_result", "carry_rows", "check_settings", "run_meta", "LOCALISATION", "package_peers", "centre_prior", "evaluate", "EvalResult", "summarize",
            "markdown", "write_csv", "goal_check", "peers_of", "METRICS", "REFERENCES", "BASELINES", "FLOORS",
            "tuned_hdm_cam", "CENTRE_SIGMA", "SCORE_CAM", "as_method", "package_cam", "random_map", "sobel_map"]
 
@@ -45,12 +50,14 @@ LAYERS = ["layer1", "layer2", "layer3", "layer4"]
 METRICS = [
     ("auc", "pixel AUC", True), ("energy", "energy pointing game", True), ("pointing", "pointing", True),
     ("iou@0.15", "IoU@.15", True), ("iou@0.25", "IoU@.25", True), ("iou@0.5", "IoU@.5", True),
-    ("miou", "mean IoU", True), ("box_acc", "box acc", True),
+    ("miou", "mean IoU", True), ("box_acc", "box acc", True), ("flat", "flat maps", False),
     ("deletion", "deletion AUC", False), ("insertion", "insertion AUC", True),
     ("road_morf", "ROAD MoRF", False), ("road_lerf", "ROAD LeRF", True), ("road", "ROAD", True),
     ("avg_drop", "Avg Drop %", False), ("increase", "Incr. Conf. %", True),
 ]
 FAITHFULNESS = ("deletion", "insertion", "road_morf", "road_lerf", "road", "avg_drop", "increase")
+#: The metrics of the maps alone (no model call): what :func:`carry_rows` recomputes to check a carried row.
+LOCALISATION = ("auc", "energy", "pointing", "iou@0.15", "iou@0.25", "iou@0.5", "miou", "box_acc")
 ROAD_KEYS = ("road_morf", "road_lerf", "road")
 #: The centre prior's standard deviation, as a fraction of the image side.
 CENTRE_SIGMA = 0.25
@@ -200,8 +207,9 @@ def tuned_hdm_cam(model, **overrides) -> HDMCAM:
 
 
 def default_methods(model, theta=None, seed: int = 0, score_cam: bool = True) -> dict[str, Method]:
-    """Peers (hdm's and :func:`package_peers`), HDM-CAM in each alpha mode (``learned`` only with ``theta``),
-    the tuned HDM-CAM, and the three floors."""
+    """Peers (hdm's and :func:`package_peers`), HDM-CAM in each alpha mode (``learned`` only with ``theta``) and
+    with eq. (13)'s weights on ``A``'s subbands (the other reading of eq. 14), the tuned HDM-CAM, and the three
+    floors."""
     methods = {
         "Grad-CAM (layer4)": as_method(GradCAM(model, ["layer4"])),
         "Grad-CAM (layers 1-4)": as_method(GradCAM(model, LAYERS)),
@@ -212,6 +220,7 @@ def default_methods(model, theta=None, seed: int = 0, score_cam: bool = True) ->
     methods.update(package_peers(model, score_cam=score_cam))
     for mode in ("exp", "inverse", "equal"):
         methods[f"HDM-CAM ({mode})"] = as_method(HDMCAM(model, LAYERS, alpha=mode))
+    methods["HDM-CAM (exp, on subbands)"] = as_method(HDMCAM(model, LAYERS, apply_to="subbands"))
     if theta is not None:
         methods["HDM-CAM (learned)"] = as_method(HDMCAM(model, LAYERS, alpha="learned", theta=theta))
     methods["HDM-CAM tuned"] = as_method(tuned_hdm_cam(model))
@@ -308,12 +317,9 @@ def evaluate(model, dataset: ShapesDataset, methods: dict[str, Method], *, batch
             counted[name] += r["counted"].get(name, 0)
             for k, v in r["values"].get(name, {}).items():
                 values[name][k][start:start + len(v)] = v
+    meta = run_meta(n, steps=steps, road=road, road_n=road_n, faithfulness_n=faithfulness_n)
     return EvalResult(values, {m: seconds[m] / max(counted[m], 1) for m in methods}, n, correct / n,
-                      {"steps": steps, "batch_size": batch_size, "road_percentiles": list(road or ()),
-                       "road_n": None if road_n is None or road_n >= n else int(road_n),
-                       "faithfulness_n": None if faithfulness_n is None or faithfulness_n >= n
-                       else int(faithfulness_n),
-                       "limits": limits, "labels": labels})
+                      {**meta, "batch_size": batch_size, "limits": limits, "labels": labels})
 
 
 def _score_batch(model, scorer, dataset, methods, start, batch_size, keys, *, steps, road, road_n,
@@ -334,6 +340,8 @@ def _score_batch(model, scorer, dataset, methods, start, batch_size, keys, *, st
         record["seconds"][name] = time.perf_counter() - t0
         record["counted"][name] = take
         rows = {k: [] for k in keys}
+        flat = cams.reshape(len(cams), -1).max(axis=1) == cams.reshape(len(cams), -1).min(axis=1)
+        rows["flat"] = flat.astype(float).tolist()
         for cam, s in zip(cams, samples):
             rows["auc"].append(M.pixel_auc(cam, s.mask))
             rows["energy"].append(M.energy_inside(cam, s.mask))
@@ -344,10 +352,17 @@ def _score_batch(model, scorer, dataset, methods, start, batch_size, keys, *, st
             rows["miou"].append(float(np.mean(ious)))
             rows["box_acc"].append(M.box_accuracy(cam, s.boxes))
         if scorer is not None:
+            if flat.any():  # no pixel order of its own: the random floor's (an uninformative order)
+                cams = cams.copy()
+                cams[flat] = _UNINFORMATIVE(x[:take][torch.from_numpy(flat)], None)
             rows.update(_faithfulness(scorer, x, cams, labels, start, take, len(dataset), steps=steps, road=road,
                                       road_n=road_n, faithfulness_n=faithfulness_n))
         record["values"][name] = {k: np.asarray(rows[k], dtype=float) for k in keys}
     return record
+
+
+#: The pixel order that the faithfulness metrics give a flat map.
+_UNINFORMATIVE = random_map(0)
 
 
 def _faithfulness(scorer, x, cams, labels, start, take, n, *, steps, road, road_n, faithfulness_n) -> dict:
@@ -462,6 +477,105 @@ def write_csv(path, tables: dict[str, EvalResult]) -> Path:
     return path
 
 
+def read_result(path, table: str = "methods") -> EvalResult:
+    """A table written by ``hdm eval-cam`` read back: the per-image values of ``table`` from the CSV beside the
+    JSON ``path`` (same name, ``.csv``), and from the JSON (where it has them) the accuracy, each method's seconds
+    per image, the run's settings (``meta``) and the date in the ``.md`` beside it (``meta["date"]``)."""
+    path = Path(path)
+    csv_path = path.with_suffix(".csv")
+    try:
+        record = json.loads(path.read_text())
+        with csv_path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["table"] == table]
+    except (OSError, ValueError, KeyError) as e:
+        raise BadArgument(f"cannot read the table {path} and its values {csv_path} ({e}): give the JSON that "
+                          f"hdm eval-cam --json wrote, with its --csv beside it") from e
+    if not rows:
+        raise BadArgument(f"{csv_path} has no rows of the table {table!r}")
+    n = 1 + max(int(r["image"]) for r in rows)
+    keys = [k for k, *_ in METRICS if k in rows[0]]
+    values: dict[str, dict[str, np.ndarray]] = {}
+    labels = [None] * n
+    for r in rows:
+        d = values.setdefault(r["method"], {k: np.full(n, np.nan) for k in keys if r.get(k, "") != ""})
+        i = int(r["image"])
+        labels[i] = int(r["label"]) if r["label"] != "" else None
+        for k in d:
+            d[k][i] = float(r[k]) if r.get(k, "") != "" else np.nan
+    for d in values.values():  # a column empty for every image of a method (e.g. "flat" before it existed)
+        for k in [k for k, a in d.items() if np.isnan(a).all()]:
+            del d[k]
+    methods = record.get("methods", {})
+    meta = {**record.get("meta", {}), "labels": labels}
+    md = path.with_suffix(".md")
+    date = next((line.split(":", 1)[1].strip() for line in md.read_text().splitlines()
+                 if line.startswith("- date:")), None) if md.is_file() else None
+    meta["date"] = date
+    return EvalResult(values, {m: methods.get(m, {}).get("seconds_per_image", float("nan")) for m in values}, n,
+                      float(record.get("accuracy", float("nan"))), meta)
+
+
+def check_settings(base: EvalResult, meta: dict, source: str = "") -> None:
+    """Raise :class:`BadArgument` where ``base`` was measured with other faithfulness settings than ``meta``
+    (an :attr:`EvalResult.meta`, or :func:`run_meta` of a run's options)."""
+    for key in ("steps", "road_percentiles", "road_n", "faithfulness_n"):
+        if key in base.meta and base.meta[key] != meta.get(key):
+            raise BadArgument(f"{source or 'the base table'} was measured with {key} = {base.meta[key]!r}, this run "
+                              f"with {meta.get(key)!r}: give the same options as its command")
+
+
+def run_meta(n: int, *, steps: int, road=M.ROAD_PERCENTILES, road_n=None, faithfulness_n=None, **_) -> dict:
+    """The settings :func:`evaluate` records in :attr:`EvalResult.meta` for a run of ``n`` images."""
+    return {"steps": steps, "road_percentiles": list(road or ()),
+            "road_n": None if road_n is None or road_n >= n else int(road_n),
+            "faithfulness_n": None if faithfulness_n is None or faithfulness_n >= n else int(faithfulness_n)}
+
+
+def carry_rows(fresh: EvalResult, maps: EvalResult, base: EvalResult, order: list[str], source: str = "",
+               atol: float = 1e-9) -> EvalResult:
+    """A table whose rows in ``fresh`` were re-measured and whose other rows carry ``base``'s values.
+
+    ``maps`` holds this run's maps-only values (no faithfulness) of the carried rows it could afford: a row
+    there is carried only if every localisation value (:data:`LOCALISATION`) of every image equals ``base``'s to
+    ``atol`` (then its maps are unchanged, and so are its faithfulness values); its seconds and ``flat`` column
+    come from this run. A ``base`` row absent from ``maps`` is carried unchecked (said in the table). ``order``:
+    the rows' order; ``source``: how the table names ``base``. Raises :class:`BadArgument` where the images or
+    settings differ, or a carried row's maps changed (re-measure that row)."""
+    labels = fresh.meta.get("labels") or maps.meta.get("labels")
+    if base.n != fresh.n or (base.meta.get("labels") and labels and list(base.meta["labels"]) != list(labels)):
+        raise BadArgument(f"{source or 'the base table'} was measured on other images ({base.n} images, or other "
+                          "labels): re-measure every row")
+    check_settings(base, fresh.meta, source)
+    values, seconds, checked, unchecked = {}, {}, [], []
+    for name in order:
+        if name in fresh.values:
+            values[name], seconds[name] = fresh.values[name], fresh.seconds[name]
+            continue
+        if name not in base.values:
+            continue
+        values[name] = {k: v.copy() for k, v in base.values[name].items() if k != "flat"}
+        seconds[name] = base.seconds[name]
+        if name not in maps.values:
+            values[name]["flat"] = np.full(base.n, np.nan)
+            unchecked.append(name)
+            continue
+        for key in LOCALISATION:
+            old, new = base.values[name].get(key), maps.values[name].get(key)
+            if old is None or new is None:
+                continue
+            same = np.isclose(old, new, rtol=0, atol=atol) | (np.isnan(old) & np.isnan(new))
+            if not same.all():
+                i = int(np.flatnonzero(~same)[0])
+                raise BadArgument(f"the maps of {name!r} changed since {source or 'the base table'} ({key} of image "
+                                  f"{i}: {old[i]!r} then, {new[i]!r} now): re-measure that row too")
+        values[name]["flat"] = maps.values[name]["flat"]
+        seconds[name] = maps.seconds[name]
+        checked.append(name)
+    meta = {**fresh.meta, "carried": {"source": source, "date": base.meta.get("date"), "checked": checked,
+                                      "unchecked": unchecked, "remeasured": [m for m in order if m in fresh.values]}}
+    return EvalResult(values, seconds, fresh.n, fresh.accuracy, meta)
+
+
 def summarize(result: EvalResult, references=REFERENCES, baselines=None, n_boot: int = 2000,
               seed: int = 0) -> dict:
     """Means per method and metric, and paired-bootstrap comparisons of each of ``references`` with
@@ -534,6 +648,8 @@ def _yes(flag: bool) -> str:
 
 
 def _fmt(v: float, key: str) -> str:
+    if not np.isfinite(v):
+        return "-"
     return f"{v:.1f}" if key in ("avg_drop", "increase") else f"{v:.3f}"
 
 
@@ -568,6 +684,22 @@ def markdown(summary: dict | None, header: list[str], ladder: list[str] | None =
     for m, n in limits.items():
         lines += ["", f"† {m}: on the first {min(n, summary['n'])} images only (its cost); its comparisons pair "
                       "those images."]
+    if any("flat" in d for d in methods.values()):
+        lines += ["", "Flat maps: the share of maps that are constant (no spatial evidence). They are scored as "
+                      "uninformative: pixel AUC 0.5, energy share and pointing = the mask's area fraction, IoU of "
+                      "the whole image, and the random floor's pixel order for deletion/insertion, Average Drop and "
+                      "ROAD."]
+    carried = meta.get("carried")
+    if carried:
+        lines += ["", f"Re-measured by this run: {', '.join(carried['remeasured'])}. The other rows carry the "
+                      f"per-image values of {carried['source']}"
+                      + (f" (run of {carried['date']})" if carried.get("date") else "") + "."]
+        if carried["checked"]:
+            lines[-1] += (" This run recomputed their maps and found every localisation value of every image "
+                          f"unchanged: {', '.join(carried['checked'])}.")
+        if carried["unchecked"]:
+            lines[-1] += (f" Carried without that check (too costly to recompute): {', '.join(carried['unchecked'])}"
+                          "; their flat-map share is not known.")
     for ref, comps in summary.get("comparisons", {}).items():
         lines += ["", f"## {ref} minus each baseline (mean difference, 95 % paired-bootstrap CI)", "",
                   "`*` marks an interval that excludes zero.", ""]

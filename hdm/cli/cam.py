@@ -23,7 +23,7 @@ from ..cam.classifiers import (
     load_shapes_resnet50,
     shapes_theta_path,
 )
-from ..cam.explain import METHODS, explain_photo
+from ..cam.explain import METHODS, explain_photo, flat_note
 from ..cam.faces import explain_face
 from ..cam.metrics import ROAD_PERCENTILES
 from ..cam.theta import fit_theta, read_theta
@@ -65,6 +65,8 @@ def _cmd_cam(args) -> int:
     _save_overlays(args.out, Path(args.image).stem, result.overlays,
                    lambda name: f"{name:11s} class {result.category} ({result.category_name}): "
                                 f"{result.seconds[name]:.3f} s")
+    if flat_note(result.maps):
+        print(f"note: {flat_note(result.maps)}")
     return 0
 
 
@@ -79,6 +81,8 @@ def _cmd_cam_face(args) -> int:
     _save_overlays(args.out, f"{stem}_face", e.overlays,
                    lambda name: f"{name:11s} score {e.score:.4f}: {e.seconds[name]:.3f} s")
     Image.fromarray(e.chip).save(Path(args.out) / f"{stem}_chip.png")
+    if flat_note(e.maps):
+        print(f"note: {flat_note(e.maps)}")
     return 0
 
 
@@ -194,6 +198,8 @@ def _cmd_eval_cam(args) -> int:
            "faithfulness_n": args.faithfulness_n, "checkpoint": args.checkpoint, "shard": args.shard}
     if args.shard and not args.checkpoint:
         raise BadArgument("--shard needs --checkpoint: the shards' values meet in that folder")
+    if args.remeasure and args.ladder_choose:
+        raise BadArgument("--remeasure re-measures rows of the method table or of --ladder; --ladder-choose runs whole")
     if args.shard and args.ladder_choose:
         raise BadArgument("--shard runs the method table or --ladder; --ladder-choose runs whole")
     if args.ladder_choose or args.ladder:
@@ -203,8 +209,8 @@ def _cmd_eval_cam(args) -> int:
     theta = read_theta(theta_file) if theta_file and theta_file.is_file() else None
     methods = cam_benchmark.default_methods(model, theta=theta["theta"] if theta else None, seed=args.seed,
                                             score_cam=args.score_cam > 0)
-    result = cam_benchmark.evaluate(model, data, methods, limits={cam_benchmark.SCORE_CAM: args.score_cam},
-                                    describe={"theta": theta["theta"] if theta else None}, **run)
+    result = _evaluate(args, model, data, methods, run, limits={cam_benchmark.SCORE_CAM: args.score_cam},
+                       describe={"theta": theta["theta"] if theta else None})
     if result is None:
         return _shard_done(args)
     summary = cam_benchmark.summarize(result, n_boot=args.bootstrap)
@@ -219,6 +225,29 @@ def _cmd_eval_cam(args) -> int:
         summary["data"] = data_line
         _write_json(args.json, summary)
     return 0
+
+
+def _evaluate(args, model, data, methods, run, table="methods", **kw):
+    """:func:`hdm.bench.cam.evaluate` of every method, or with ``--remeasure``: of those rows only, the others
+    carried from ``--base`` after this run re-checks their maps (:func:`hdm.bench.cam.carry_rows`)."""
+    if not args.remeasure:
+        return cam_benchmark.evaluate(model, data, methods, **kw, **run)
+    if not args.base:
+        raise BadArgument("--remeasure needs --base: the JSON of the table whose other rows are carried over")
+    unknown = [m for m in args.remeasure if m not in methods]
+    if unknown:
+        raise BadArgument(f"--remeasure: no row named {', '.join(map(repr, unknown))}; the rows are: "
+                          f"{', '.join(methods)}")
+    base = cam_benchmark.read_result(args.base, table)
+    cam_benchmark.check_settings(base, cam_benchmark.run_meta(len(data), **run), f"`{args.base}`")
+    limits = kw.get("limits") or {}
+    fresh = cam_benchmark.evaluate(model, data, {m: methods[m] for m in args.remeasure}, **kw, **run)
+    carried = {m: fn for m, fn in methods.items() if m not in args.remeasure and m in base.values
+               and limits.get(m, len(data)) >= len(data)}  # a row run on a subset (Score-CAM) is carried unchecked
+    maps = cam_benchmark.evaluate(model, data, carried, **kw, **{**run, "faithfulness": False, "road": ()})
+    if fresh is None or maps is None:
+        return None
+    return cam_benchmark.carry_rows(fresh, maps, base, list(methods), source=f"`{args.base}`")
 
 
 def _shard_done(args) -> int:
@@ -257,7 +286,7 @@ def _eval_ladder(args, model, data, data_line, run) -> int:
         record = json.loads(Path(args.ladder).read_text())
         records = record["rungs"]
         methods = cam_ladder.ladder_methods(model, records)
-        result = cam_benchmark.evaluate(model, data, methods, **run)
+        result = _evaluate(args, model, data, methods, run, table="ladder")
         if result is None:
             return _shard_done(args)
         tables = {"ladder": result}
@@ -432,6 +461,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--shard", default=None, type=shard, metavar="I/K",
                    help="with --checkpoint: run only every K-th batch from the I-th (1/2 and 2/2 in two processes "
                         "share the work); the run that completes the folder writes the table")
+    p.add_argument("--remeasure", nargs="+", default=None, metavar="ROW",
+                   help="re-measure only these rows (method names as in the table); the other rows carry the "
+                        "values of --base, after this run recomputes their maps and finds them unchanged")
+    p.add_argument("--base", default=None, type=existing_file, metavar="JSON",
+                   help="with --remeasure: the table's JSON (its --csv beside it) whose other rows are carried")
     p.add_argument("--out", default=None, help="write the table here (e.g. docs/results/cam.md)")
     p.add_argument("--json", default=None, help="also write the figures as JSON here")
     p.add_argument("--csv", default=None, help="also write the per-image values behind every table here")
