@@ -169,3 +169,13 @@ def test_flat_note_names_the_methods_without_evidence():
     note = flat_note({"Grad-CAM": real, "HDM-CAM": np.zeros((4, 4), np.float32)})
     assert note.startswith("HDM-CAM found no spatial evidence") and "it is shown empty" in note
     assert "they are shown empty" in flat_note({"A": np.zeros((2, 2)), "B": np.zeros((2, 2))})
+
+
+def test_a_tiny_but_real_map_is_shown_whole_with_eps_zero():
+    """A layer with tiny gradients gives a map of range ~1e-9: pytorch-grad-cam's eps (1e-7) dims it to ~1 %,
+    ``eps=0`` (the per-layer display) normalises it like any other; neither stretches a flat map."""
+    m = torch.zeros(1, 4, 4, dtype=torch.float64)
+    m[0, 1, 2] = 1e-9
+    assert normalize_maps(m).max() < 0.011
+    assert normalize_maps(m, eps=0).max() == 1.0
+    assert not normalize_maps(torch.full((1, 4, 4), 1e-9), eps=0).any()

@@ -75,14 +75,17 @@ def flat_maps(maps: torch.Tensor, rtol: float = FLAT_RTOL) -> torch.Tensor:
     return (hi - lo) <= rtol * torch.maximum(hi.abs(), lo.abs())
 
 
-def normalize_maps(maps: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise each map of ``(B, h, w)`` to [0, 1] (pytorch-grad-cam's ``scale_cam_image``); a flat
-    map (:func:`flat_maps`) becomes all zeros instead of its rounding noise stretched to [0, 1]."""
+def normalize_maps(maps: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
+    """Min-max normalise each map of ``(B, h, w)`` to [0, 1]: ``(x - min) / (max - min + eps)``; a flat map
+    (:func:`flat_maps`) becomes all zeros instead of its rounding noise stretched to [0, 1].
+
+    ``eps = 1e-7`` is pytorch-grad-cam's ``scale_cam_image`` (it dims a map whose range is near 1e-7, e.g. a
+    layer with tiny gradients); ``eps = 0`` normalises whatever the map's magnitude (what a display wants)."""
     flat = maps.reshape(maps.shape[0], -1)
     lo = flat.min(dim=1, keepdim=True).values
     out = flat - lo
     hi = out.max(dim=1, keepdim=True).values
-    out = out / (hi + NORM_EPS)
+    out = out / (hi + eps).clamp_min(torch.finfo(out.dtype).tiny)
     return torch.where(flat_maps(maps)[:, None], torch.zeros_like(out), out).reshape(maps.shape)
 
 

@@ -87,6 +87,6 @@ def explain_photo(classifier: Classifier, image, *, methods=("Grad-CAM", "Grad-C
         overlays[name] = overlay_heatmap(rgb, result.cam[0])
         if name == "HDM-CAM":
             for layer, m in result.layer_maps.items():
-                layer_maps[layer] = normalize_maps(torch.from_numpy(m[:1]))[0].numpy()
+                layer_maps[layer] = normalize_maps(torch.from_numpy(m[:1]), eps=0)[0].numpy()
     return PhotoExplanation(rgb, int(category), classifier.categories[int(category)], maps, overlays, seconds, layer_maps,
                             ranked)

@@ -93,6 +93,6 @@ def explain_face(image, reference=None, *, embedder: FaceEmbedder | None = None,
         overlays[name] = overlay_heatmap(chip, result.cam[0])
         if name == "HDM-CAM":
             for layer, m in result.layer_maps.items():
-                layer_maps[layer] = normalize_maps(torch.from_numpy(m[:1]))[0].numpy()
+                layer_maps[layer] = normalize_maps(torch.from_numpy(m[:1]), eps=0)[0].numpy()
     return FaceExplanation(chip, np.asarray(box), maps, overlays, seconds, layer_maps, kind, score, similarity,
                            distance, ref_chip)
