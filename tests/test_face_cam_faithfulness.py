@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hdm.bench.cam import random_map
 from hdm.bench.face_cam import evaluate_faces, face_samples, markdown, summarize_faces
 from hdm.bench.faces import sample_images
 from hdm.bench.stats import mean_ci
@@ -135,6 +136,15 @@ def test_evaluation_equals_the_metrics_called_directly(embedder, samples, one_to
         evaluate_faces(embedder, [], methods)
 
 
+def test_a_flat_face_map_takes_the_random_floors_pixel_order(embedder, samples, one_torch_thread):
+    methods = {"nothing": lambda x, t: np.zeros((len(x), *x.shape[-2:]), np.float32), "random 0": random_map(0)}
+    result = evaluate_faces(embedder, samples, methods, steps=4, road_percentiles=(50,), progress=False)
+    assert result.values["nothing"]["flat"].tolist() == [1.0, 1.0]
+    assert result.values["random 0"]["flat"].tolist() == [0.0, 0.0]
+    for key in ("deletion", "insertion", "road"):
+        np.testing.assert_allclose(result.values["nothing"][key], result.values["random 0"][key], err_msg=key)
+
+
 def test_eval_cam_face_command(tmp_path, capsys):
     pairs = tmp_path / "pairs.txt"
     pairs.write_text("# one person\nastronaut.png\n")
@@ -144,5 +154,5 @@ def test_eval_cam_face_command(tmp_path, capsys):
     assert main(["eval-cam-face", "--steps", "2", "--bootstrap", "50", "--road-percentiles", "50", "--no-score-cam",
                  "--csv", str(out), "--out", str(table)]) == 0
     rows = out.read_text().splitlines()
-    assert rows[0] == "face,method,deletion,insertion,road,road_morf,road_lerf" and len(rows) == 1 + 2 * 12
+    assert rows[0] == "face,method,deletion,insertion,road,road_morf,road_lerf,flat" and len(rows) == 1 + 2 * 12
     assert "CAM faithfulness on a real network" in table.read_text()

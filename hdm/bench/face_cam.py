@@ -37,7 +37,10 @@ __all__ = ["FaceSample", "face_samples", "face_methods", "FaceResult", "evaluate
 
 #: (key, column title, higher is better)
 FACE_METRICS = [("deletion", "deletion AUC", False), ("insertion", "insertion AUC", True),
-                ("road", "ROAD (combined)", True), ("road_morf", "ROAD MoRF", False), ("road_lerf", "ROAD LeRF", True)]
+                ("road", "ROAD (combined)", True), ("road_morf", "ROAD MoRF", False), ("road_lerf", "ROAD LeRF", True),
+                ("flat", "flat maps", False)]
+#: The pixel order the metrics give a flat map (no spatial evidence): the random floor's.
+_UNINFORMATIVE = random_map(0)
 
 Method = Callable[[torch.Tensor, list], np.ndarray]
 
@@ -155,6 +158,10 @@ def evaluate_faces(embedder: FaceEmbedder, samples: list[FaceSample], methods: d
             t0 = time.perf_counter()
             cams = torch.from_numpy(np.asarray(fn(x, explain), dtype=np.float32))
             seconds[name] += time.perf_counter() - t0
+            flat = cams.flatten(1).amax(dim=1) == cams.flatten(1).amin(dim=1)
+            if flat.any():
+                cams = cams.clone()
+                cams[flat] = torch.from_numpy(_UNINFORMATIVE(x[flat], None))
             deletion, insertion = M.deletion_insertion(embedder, x, cams, score, steps=steps, fill=fill)
             road = M.road(embedder, x, cams, score, percentiles=road_percentiles)
             v = values[name]
@@ -162,6 +169,7 @@ def evaluate_faces(embedder: FaceEmbedder, samples: list[FaceSample], methods: d
             v["insertion"] += insertion.tolist()
             for k in ("road", "road_morf", "road_lerf"):
                 v[k] += road[k].tolist()
+            v["flat"] += flat.double().tolist()
     return FaceResult({m: {k: np.asarray(a, dtype=np.float64) for k, a in d.items()} for m, d in values.items()},
                       {m: s / len(samples) for m, s in seconds.items()}, [s.name for s in samples],
                       [s.reference for s in samples], {"steps": steps, "road_percentiles": list(road_percentiles)})
@@ -202,7 +210,8 @@ def markdown(summary: dict, header: list[str], faces: list[tuple[str, str]] | No
     lines = list(header)
     if faces:
         lines += ["", f"{len(faces)} faces:", ""] + [f"- {name}: {ref}" for name, ref in faces]
-    lines += ["", "Mean over faces [95 % bootstrap CI]. Arrows: which way is better.", ""]
+    lines += ["", "Mean over faces [95 % bootstrap CI]. Arrows: which way is better. Flat maps: the share of maps "
+                  "that are constant (no spatial evidence); they are scored with the random floor's pixel order.", ""]
     lines.append("| method | " + " | ".join(f"{t} {'↑' if better[k] else '↓'}" for k, t in keys) + " | ms/face |")
     lines.append("|---" * (len(keys) + 2) + "|")
     for m, d in summary["methods"].items():
