@@ -65,11 +65,11 @@ REGISTRY: dict[str, ShippedWeights] = {
     "shapes_resnet50": ShippedWeights("shapes_resnet50", "ResNet-50 of the CAM benchmark (8 shape classes) and HDM-CAM's fitted theta", (
         ("shapes_resnet50.safetensors", "78c9a22b8cbe9aed359130ec1cec958b44a3c0c74bdd7424c749b305459df59d"),
         ("shapes_resnet50.theta.json", "28057d2fdf3a158a84ccb3e58da7323187c4efd8f99a532a4ac1bbd2fe3671cb"),
-        ("shapes_resnet50.md", "483ffed83c6c379f4cf997ca2c66aba255e9a85621a2195c94097df817f9d958"))),
+        ("shapes_resnet50.md", "75004cc9c661006bb1603a49bcb175159cba965526ca939c341918cad54b7da7"))),
     "shapes_resnet50_224": ShippedWeights("shapes_resnet50_224", "the CAM benchmark's ResNet-50 fine-tuned at 224 px, and HDM-CAM's fitted theta", (
         ("shapes_resnet50_224.safetensors", "8a45598ece1da76c6cc66e59b366f39fd92d4d7644aa682744b6d7db03c1b590"),
         ("shapes_resnet50_224.theta.json", "340d46dbcfa9320264a35c2cc0077495d9a882c87b0f6fc3edbb1500e813479d"),
-        ("shapes_resnet50_224.md", "38e3febb2195987c6cd1aaaf23b7a93ad33fc33bf7e48eb34f2062aa45a96fbf"))),
+        ("shapes_resnet50_224.md", "d77d78b398ad05893b7ba3071b686f0cf7238cc4795c882d596e4a39b94392db"))),
     "sr_general_x4": ShippedWeights("sr_general_x4", "compact RRDBNet x4, the general SR model", (
         ("sr_general_x4.safetensors", "74faaa211ba05f4803f4f6b6efa7fd2b796687c5145ea37bb73e43bd8da1976b"),
         ("sr_general_x4.md", "ea98a8369867290497efe5098c25908c363a1a7291bdca2a420798442621180e"))),
