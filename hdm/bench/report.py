@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ def hdm_command() -> str:
     (a training record stores it; a call from Python has no command line to record)."""
     argv0 = Path(sys.argv[0]) if sys.argv else Path()
     if argv0.name == "hdm" or (argv0.name == "__main__.py" and argv0.parent.name == "hdm"):
-        return " ".join(["hdm", *sys.argv[1:]])
+        return shlex.join(["hdm", *sys.argv[1:]])  # quoted as a shell needs it ("HDM-CAM (exp)")
     return ""
 
 

@@ -142,4 +142,13 @@ def load_shapes_resnet50(path: str | Path = SHAPES_WEIGHTS) -> Classifier:
             if "heldout_accuracy" in record else "")
     names = classes or [f"class {i}" for i in range(model.fc.out_features)]
     size = int(record.get("size", 128))
-    return Classifier(model.eval(), "ResNet-50 (shapes)", f"file: {path}", names, note, input_size=size)
+    return Classifier(model.eval(), "ResNet-50 (shapes)", f"file: {_shown(path)}", names, note, input_size=size)
+
+
+def _shown(path: Path) -> str:
+    """``path`` as a record shows it: relative to the working directory when inside it (a checkout's
+    ``weights/...``, not the machine's absolute path), else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
