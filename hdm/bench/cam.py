@@ -41,7 +41,8 @@ from ..io.images import IMAGENET_MEAN, IMAGENET_STD
 from .shapes import ShapesDataset, to_tensor
 from .stats import ci_text, paired_bootstrap
 
-__all__ = ["LAYERS", "default_methods", "read_result", "carry_rows", "check_settings", "run_meta", "LOCALISATION", "package_peers", "centre_prior", "evaluate", "EvalResult", "summarize",
+__all__ = ["LAYERS", "default_methods", "read_result", "carry_rows", "check_settings", "run_meta", "LOCALISATION",
+           "CARRY_TOLERANCE", "package_peers", "centre_prior", "evaluate", "EvalResult", "summarize",
            "markdown", "write_csv", "goal_check", "peers_of", "METRICS", "REFERENCES", "BASELINES", "FLOORS",
            "tuned_hdm_cam", "CENTRE_SIGMA", "SCORE_CAM", "as_method", "package_cam", "random_map", "sobel_map"]
 
