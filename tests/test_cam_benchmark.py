@@ -55,8 +55,9 @@ def test_evaluate_runs_every_method_and_metric(tiny_resnet, tmp_path):
     diff = result.values["HDM-CAM tuned"]["miou"] - result.values["HDM-CAM (exp)"]["miou"]
     assert c["diff"] == pytest.approx(diff.mean()) and c["diff_lo"] <= c["diff"] <= c["diff_hi"]
     text = cb.markdown(summary, ["# title", ""])
-    # method table: 4 alpha modes + tuned; the tuned one's CI table: 1 row for the paper's; goal table: 1 row each
-    assert text.count("\n| HDM-CAM (") == 4 + 1 + 1 and text.count("\n| HDM-CAM tuned |") == 1 + 1 and "Goal" in text
+    # method table: 4 alpha modes + the subband reading + tuned; the tuned one's CI table: 1 row for the paper's;
+    # goal table: 1 row each
+    assert text.count("\n| HDM-CAM (") == 5 + 1 + 1 and text.count("\n| HDM-CAM tuned |") == 1 + 1 and "Goal" in text
 
 
 def test_floors_behave_as_floors():
