@@ -160,7 +160,7 @@ def cam_view(hub: ModelHub, image, model: str = AUTO, target=TOP, alpha: str = "
     chance = f" ({p:.0%} probable)" if p is not None and fit.fits else ""
     caption = (f"{sentence(served.label)} explained why it sees **{result.category_name}**{chance} "
                f"with {METHODS} in {took:.1f} s." + (f" {fit.reason}" if not fit.fits else "")
-               + (f" {flat_note(result.maps)}" if flat_note(result.maps) else ""))
+               + (f" {note}" if (note := flat_note(result.maps)) else ""))
     details = details_markdown([fit.reason if fit.fits else "", f"model: {served.label} ({fit.model})", *served.details,
                                 f"model input: {classifier.input_size} px", settings, *_timed(result.seconds)])
     return CamView(overlays, probabilities, layers, caption, details, explained, colour_bar(), fit.model,
@@ -183,7 +183,7 @@ def _face_view(hub: ModelHub, rgb: np.ndarray, fit: Fit, alpha: str, variant: st
                f"{stages.get(name, name)} ({m.shape[0]} px)") for name, m in e.layer_maps.items()]
     x0, y0, x1, y1, p = (float(v) for v in e.box[:5])
     caption = (f"dlib's face-recognition network explained what makes the face it found its own (its 128-d descriptor) "
-               f"with {METHODS} in {took:.1f} s." + (f" {flat_note(e.maps)}" if flat_note(e.maps) else ""))
+               f"with {METHODS} in {took:.1f} s." + (f" {note}" if (note := flat_note(e.maps)) else ""))
     details = details_markdown([
         fit.reason, f"model: {served.label}", *served.details,
         f"the face: MTCNN box ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f}) px, probability {p:.3f}; aligned to dlib's "

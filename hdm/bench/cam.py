@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..cam import HDMCAM, GradCAM, GradCAMPlusPlus, LayerCAM
+from ..cam.base import constant_maps
 from ..cam import metrics as M
 from ..cam.hdm_cam import TUNED
 from ..errors import BadArgument
@@ -41,7 +42,7 @@ from ..io.images import IMAGENET_MEAN, IMAGENET_STD
 from .shapes import ShapesDataset, to_tensor
 from .stats import ci_text, paired_bootstrap
 
-__all__ = ["LAYERS", "default_methods", "read_result", "carry_rows", "check_settings", "run_meta", "LOCALISATION",
+__all__ = ["LAYERS", "default_methods", "uninformative_where_flat", "read_result", "carry_rows", "check_settings", "run_meta", "LOCALISATION",
            "CARRY_TOLERANCE", "package_peers", "centre_prior", "evaluate", "EvalResult", "summarize",
            "markdown", "write_csv", "goal_check", "peers_of", "METRICS", "REFERENCES", "BASELINES", "FLOORS",
            "tuned_hdm_cam", "CENTRE_SIGMA", "SCORE_CAM", "as_method", "package_cam", "random_map", "sobel_map"]
@@ -343,7 +344,7 @@ def _score_batch(model, scorer, dataset, methods, start, batch_size, keys, *, st
         record["seconds"][name] = time.perf_counter() - t0
         record["counted"][name] = take
         rows = {k: [] for k in keys}
-        flat = cams.reshape(len(cams), -1).max(axis=1) == cams.reshape(len(cams), -1).min(axis=1)
+        ordered, flat = uninformative_where_flat(x[:take], cams)
         rows["flat"] = flat.astype(float).tolist()
         for cam, s in zip(cams, samples):
             rows["auc"].append(M.pixel_auc(cam, s.mask))
@@ -355,10 +356,7 @@ def _score_batch(model, scorer, dataset, methods, start, batch_size, keys, *, st
             rows["miou"].append(float(np.mean(ious)))
             rows["box_acc"].append(M.box_accuracy(cam, s.boxes))
         if scorer is not None:
-            if flat.any():  # no pixel order of its own: the random floor's (an uninformative order)
-                cams = cams.copy()
-                cams[flat] = _UNINFORMATIVE(x[:take][torch.from_numpy(flat)], None)
-            rows.update(_faithfulness(scorer, x, cams, labels, start, take, len(dataset), steps=steps, road=road,
+            rows.update(_faithfulness(scorer, x, ordered, labels, start, take, len(dataset), steps=steps, road=road,
                                       road_n=road_n, faithfulness_n=faithfulness_n))
         record["values"][name] = {k: np.asarray(rows[k], dtype=float) for k in keys}
     return record
@@ -366,6 +364,18 @@ def _score_batch(model, scorer, dataset, methods, start, batch_size, keys, *, st
 
 #: The pixel order that the faithfulness metrics give a flat map.
 _UNINFORMATIVE = random_map(0)
+
+
+def uninformative_where_flat(x: torch.Tensor, cams: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The maps ``(B, H, W)`` the faithfulness metrics score, and which were flat ``(B,)``: a flat map (constant,
+    :func:`hdm.cam.base.constant_maps`) has no pixel order of its own, so it takes the random floor's (seed 0)
+    for the images ``x`` ``(B, C, H, W)``."""
+    cams = np.asarray(cams, dtype=np.float32)
+    flat = constant_maps(cams)
+    if flat.any():
+        cams = cams.copy()
+        cams[flat] = _UNINFORMATIVE(x[torch.from_numpy(flat)], None)
+    return cams, flat
 
 
 def _faithfulness(scorer, x, cams, labels, start, take, n, *, steps, road, road_n, faithfulness_n) -> dict:

@@ -29,7 +29,7 @@ from ..cam.hdm_cam import TUNED
 from ..cam.targets import SimilarityTarget
 from ..errors import BadArgument
 from ..faces.embedder import FaceEmbedder, face_distance
-from .cam import LAYERS, as_method, package_cam, centre_prior, random_map
+from .cam import LAYERS, as_method, package_cam, centre_prior, random_map, uninformative_where_flat
 from .stats import ci_text, mean_ci, paired_bootstrap
 
 __all__ = ["FaceSample", "face_samples", "face_methods", "FaceResult", "evaluate_faces", "summarize_faces",
@@ -39,8 +39,6 @@ __all__ = ["FaceSample", "face_samples", "face_methods", "FaceResult", "evaluate
 FACE_METRICS = [("deletion", "deletion AUC", False), ("insertion", "insertion AUC", True),
                 ("road", "ROAD (combined)", True), ("road_morf", "ROAD MoRF", False), ("road_lerf", "ROAD LeRF", True),
                 ("flat", "flat maps", False)]
-#: The pixel order the metrics give a flat map (no spatial evidence): the random floor's.
-_UNINFORMATIVE = random_map(0)
 
 Method = Callable[[torch.Tensor, list], np.ndarray]
 
@@ -156,12 +154,10 @@ def evaluate_faces(embedder: FaceEmbedder, samples: list[FaceSample], methods: d
         score = [SimilarityTarget(torch.from_numpy(s.target), cosine=True) for s in batch]
         for name, fn in methods.items():
             t0 = time.perf_counter()
-            cams = torch.from_numpy(np.asarray(fn(x, explain), dtype=np.float32))
+            cams = fn(x, explain)
             seconds[name] += time.perf_counter() - t0
-            flat = cams.flatten(1).amax(dim=1) == cams.flatten(1).amin(dim=1)
-            if flat.any():
-                cams = cams.clone()
-                cams[flat] = torch.from_numpy(_UNINFORMATIVE(x[flat], None))
+            cams, flat = uninformative_where_flat(x, cams)
+            cams = torch.from_numpy(cams)
             deletion, insertion = M.deletion_insertion(embedder, x, cams, score, steps=steps, fill=fill)
             road = M.road(embedder, x, cams, score, percentiles=road_percentiles)
             v = values[name]
@@ -169,7 +165,7 @@ def evaluate_faces(embedder: FaceEmbedder, samples: list[FaceSample], methods: d
             v["insertion"] += insertion.tolist()
             for k in ("road", "road_morf", "road_lerf"):
                 v[k] += road[k].tolist()
-            v["flat"] += flat.double().tolist()
+            v["flat"] += flat.astype(float).tolist()
     return FaceResult({m: {k: np.asarray(a, dtype=np.float64) for k, a in d.items()} for m, d in values.items()},
                       {m: s / len(samples) for m, s in seconds.items()}, [s.name for s in samples],
                       [s.reference for s in samples], {"steps": steps, "road_percentiles": list(road_percentiles)})

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from ..errors import BadArgument
 from .targets import ClassifierOutputTarget
 
-__all__ = ["BaseCAM", "CAMResult", "LayerSpec", "TargetSpec", "normalize_maps", "flat_maps", "upsample_maps",
-           "eval_mode", "FLAT_RTOL"]
+__all__ = ["BaseCAM", "CAMResult", "LayerSpec", "TargetSpec", "normalize_maps", "flat_maps", "constant_maps",
+           "upsample_maps", "eval_mode", "FLAT_RTOL"]
 
 LayerSpec = Union[str, nn.Module]
 TargetSpec = Union[int, Callable[[torch.Tensor], torch.Tensor]]
@@ -65,7 +65,14 @@ class CAMResult:
     def flat(self) -> np.ndarray:
         """``(B,)`` bool: the map has no spatial evidence (it is all zeros: nothing positive, or constant to
         float precision before normalisation, :func:`flat_maps`). Say so rather than show it."""
-        return ~(np.asarray(self.cam).reshape(len(self.cam), -1) > 0).any(axis=1)
+        return constant_maps(self.cam)
+
+
+def constant_maps(maps) -> np.ndarray:
+    """``(B,)`` bool for finished maps ``(B, H, W)`` (an array): each is one value everywhere. A normalised map
+    is constant exactly when it is all zeros, which is how :func:`normalize_maps` returns a flat one."""
+    flat = np.asarray(maps).reshape(len(maps), -1)
+    return flat.max(axis=1) == flat.min(axis=1)
 
 
 def flat_maps(maps: torch.Tensor, rtol: float = FLAT_RTOL) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from ..errors import BadArgument
 from ..io.images import load_rgb, to_model_input
 from . import HDMCAM, GradCAM, GradCAMPlusPlus
-from .base import normalize_maps
+from .base import constant_maps, normalize_maps
 from .classifiers import Classifier
 from .overlay import overlay_heatmap
 
@@ -42,7 +42,7 @@ class PhotoExplanation:
 def flat_note(maps: dict[str, np.ndarray]) -> str:
     """One sentence naming the methods whose map ``(H, W)`` is flat (all zeros: no spatial evidence, see
     :attr:`hdm.cam.CAMResult.flat`), or ``""``."""
-    flat = [name for name, m in maps.items() if not (np.asarray(m) > 0).any()]
+    flat = [name for name, m in maps.items() if constant_maps(np.asarray(m)[None])[0]]
     if not flat:
         return ""
     return (f"{' and '.join(flat)} found no spatial evidence (the map is constant to float precision), so "

@@ -65,8 +65,9 @@ def _cmd_cam(args) -> int:
     _save_overlays(args.out, Path(args.image).stem, result.overlays,
                    lambda name: f"{name:11s} class {result.category} ({result.category_name}): "
                                 f"{result.seconds[name]:.3f} s")
-    if flat_note(result.maps):
-        print(f"note: {flat_note(result.maps)}")
+    note = flat_note(result.maps)
+    if note:
+        print(f"note: {note}")
     return 0
 
 
@@ -81,8 +82,9 @@ def _cmd_cam_face(args) -> int:
     _save_overlays(args.out, f"{stem}_face", e.overlays,
                    lambda name: f"{name:11s} score {e.score:.4f}: {e.seconds[name]:.3f} s")
     Image.fromarray(e.chip).save(Path(args.out) / f"{stem}_chip.png")
-    if flat_note(e.maps):
-        print(f"note: {flat_note(e.maps)}")
+    note = flat_note(e.maps)
+    if note:
+        print(f"note: {note}")
     return 0
 
 
