@@ -1,4 +1,6 @@
-"""TensorRT engines from the exported ONNX files (optional: ``pip install tensorrt`` on a CUDA machine).
+"""TensorRT engines from the exported ONNX files (optional: TensorRT 10 on a CUDA machine,
+``pip install "tensorrt-cu13>=10.13.2,<11"`` for the pinned torch's CUDA 13; TensorRT 11 dropped the
+``BuilderFlag.FP16`` the fp16 engines are built with; docs/export.md).
 
 :func:`build_engine` parses the ONNX file, builds an fp16 engine with one optimisation profile
 (``min``/``opt``/``max`` input shapes) and serialises it. Engines only run on the GPU model and the
@@ -29,7 +31,8 @@ def tensorrt_status() -> tuple[bool, str]:
     try:
         import tensorrt as trt  # optional: a CUDA machine's own install
     except ImportError:
-        return False, "the tensorrt package is not installed (pip install tensorrt, on a machine with a CUDA GPU)"
+        return False, ("the tensorrt package is not installed (on a machine with a CUDA GPU: pip install "
+                       "'tensorrt-cu13>=10.13.2,<11', which fetches NVIDIA's libraries from pypi.nvidia.com)")
     if not torch.cuda.is_available():
         return False, f"TensorRT {trt.__version__} is installed but there is no CUDA GPU here"
     return True, ""
