@@ -10,6 +10,6 @@
 __version__ = "0.1.0"
 
 from .errors import BadArgument, HDMError, ImageError, MissingFile, TrainingError, WeightsUnavailable  # noqa: E402
-from .sr.pipeline import upscale  # noqa: E402
+from .upscaling import upscale  # noqa: E402
 
 __all__ = ["__version__", "upscale", "HDMError", "ImageError", "WeightsUnavailable", "BadArgument", "MissingFile", "TrainingError"]

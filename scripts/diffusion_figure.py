@@ -39,15 +39,16 @@ def main(argv=None) -> int:
     from skimage import data
 
     from hdm.bench.diffusion import hf_error
-    from hdm.diffusion.loading import load_diffusion
-    from hdm.ops.metrics import psnr_ssim_y, to_uint8
+    from hdm.diffusion import DiffusionSR
+    from hdm.io.images import to_uint8
+    from hdm.ops.metrics import psnr_ssim_y
     from hdm.ops.resize import bicubic_downsample, bicubic_upsample
 
     missing = [c for c in COLUMNS if not (Path(args.weights) / f"{c}.safetensors").is_file()]
     if missing:
         print(f"error: no {', '.join(missing)} in {args.weights}", file=sys.stderr)
         return 1
-    models = {c: load_diffusion(Path(args.weights) / f"{c}.safetensors") for c in COLUMNS}
+    models = {c: DiffusionSR.from_pretrained(Path(args.weights) / f"{c}.safetensors") for c in COLUMNS}
     fig, axes = plt.subplots(len(CROPS), len(COLUMNS) + 2, figsize=(2.6 * (len(COLUMNS) + 2), 3.2 * len(CROPS)))
     for row, (photo, top, left, side) in zip(axes, CROPS):
         hr_u8 = getattr(data, photo)()[top:top + side, left:left + side]

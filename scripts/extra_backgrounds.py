@@ -41,7 +41,7 @@ def main(argv=None) -> int:
     from skimage import data
 
     sys.path.insert(0, str(ROOT))
-    from hdm.training.data import folder_digests, image_digest  # the digest train-sr --exclude uses
+    from hdm.data.folders import folder_digests, image_digest  # the digest train-sr --exclude uses
 
     try:
         excluded = folder_digests(args.exclude)

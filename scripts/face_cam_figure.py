@@ -27,8 +27,8 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hdm.bench.faces import sample_images
     from hdm.cam.faces import explain_face
+    from hdm.data.samples import sample_images
     from hdm.faces import FaceEmbedder
 
     collins, hopper = sample_images().values()

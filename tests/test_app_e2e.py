@@ -50,10 +50,11 @@ def _free_port() -> int:
 def served(tmp_path_factory):
     """The app on tiny generators and the shipped face and shapes networks, offline (ImageNet not cached)."""
     from hdm.diffusion.denoiser import Denoiser
-    from hdm.diffusion.loading import export_diffusion
+    from hdm.diffusion.file import export_diffusion
     from hdm.diffusion.schedule import ResShiftSchedule
-    from hdm.io.weights import CHECKOUT_WEIGHTS, REGISTRY
-    from hdm.sr.rrdbnet import RRDBNet
+    from hdm.io.registry import MODELS
+    from hdm.io.weights import CHECKOUT_WEIGHTS
+    from hdm.sr.archs.rrdbnet import RRDBNet
     from hdm.training.sr import export_generator
 
     weights = tmp_path_factory.mktemp("weights")
@@ -63,7 +64,7 @@ def served(tmp_path_factory):
     export_diffusion(Denoiser(width=8, blocks=1), ResShiftSchedule.resshift(4),
                      weights / "diffusion_student_hf_x4.safetensors", "student", {})
     for name in ("dlib_face_resnet_v1", "shapes_resnet50"):
-        for file, _ in REGISTRY[name].files:
+        for file, _ in MODELS[name].files:
             (weights / file).symlink_to(CHECKOUT_WEIGHTS / file)
     port = _free_port()
     env = {**os.environ, "HDM_WEIGHTS_DIR": str(weights), "HDM_PORT": str(port), "HDM_HOST": "127.0.0.1",

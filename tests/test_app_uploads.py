@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from test_image_fuzz import awkward_files, base_images, build_corpus
 
-import app
+import hdm.app.ui as app
 from hdm.app import RANDOM
 from hdm.errors import ImageError
 from hdm.io.images import read_image

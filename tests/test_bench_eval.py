@@ -19,8 +19,8 @@ from hdm.bench import sr as bench_sr
 from hdm.bench.evaluate import Records, bicubic, evaluate, method_means, paired_differences, summarize_records
 from hdm.bench.stats import ci_text, paired_bootstrap
 from hdm.errors import HDMError, ImageError, WeightsUnavailable
+from hdm.io.images import to_uint8
 from hdm.losses import lpips as L
-from hdm.ops.metrics import to_uint8
 from hdm.ops.resize import bicubic_downsample, bicubic_upsample
 
 
@@ -246,7 +246,7 @@ def test_sr_benchmark_identity_columns_agree_with_dlib(tmp_path):
     model that blurs faces; the summary pairs the face model with the other one and the table shows both."""
     import dlib
 
-    from hdm.bench.faces import sample_images
+    from hdm.data.samples import sample_images
     from hdm.faces import FaceDetector, FaceEmbedder, extract_chip
     from hdm.faces.dlib_format import default_dat_path
 

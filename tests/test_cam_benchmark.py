@@ -10,10 +10,11 @@ import torch
 import torchvision
 
 from hdm.bench import cam as cb
-from hdm.bench.shapes import ShapesDataset, to_tensor
 from hdm.bench.stats import ci_text
 from hdm.cli import main
+from hdm.data.shapes import ShapesDataset
 from hdm.errors import BadArgument
+from hdm.io.images import to_model_input
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +72,7 @@ def test_floors_behave_as_floors():
     # Sobel: zero on flat regions, highest on edges, whatever the model
     img = np.full((32, 32, 3), 90, dtype=np.uint8)
     img[8:24, 8:24] = 230
-    sob = cb.sobel_map(to_tensor(img)[None])[0]
+    sob = cb.sobel_map(to_model_input(img, size=None))[0]
     assert sob.min() >= 0 and sob.max() == pytest.approx(1, abs=1e-6)
     assert sob[12:20, 12:20].max() == 0 and sob[:5].max() == 0
     assert sob[8, 12:20].min() > 0.5 and sob[16, 7] > 0.5
@@ -117,8 +118,8 @@ def test_commands_fail_clearly(tmp_path, capsys):
 def test_exported_weights_load_back_with_their_card(tmp_path, tiny_resnet):
     import hashlib
 
-    from hdm.bench.shapes import CLASSES
     from hdm.cam.classifiers import load_shapes_resnet50, shapes_theta_path
+    from hdm.data.shapes import CLASSES
     from hdm.training.classifier import export_weights, write_model_card
 
     path = export_weights(tiny_resnet, tmp_path / "m.safetensors", {"heldout_accuracy": 0.5, "steps": 3})

@@ -181,8 +181,7 @@ def _road_case():
 
 
 def test_road_agrees_with_the_grad_cam_package():
-    from pytorch_grad_cam.metrics.road import (ROADCombined, ROADLeastRelevantFirstAverage,
-                                               ROADMostRelevantFirstAverage)
+    from pytorch_grad_cam.metrics.road import ROADCombined, ROADLeastRelevantFirstAverage, ROADMostRelevantFirstAverage
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
     model, x, cams, _ = _road_case()

@@ -4,11 +4,11 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from PIL import Image
 from skimage import data
@@ -91,7 +91,7 @@ def test_state_dict_files_round_trip(tmp_path):
 def test_app_callbacks_show_messages_not_tracebacks(monkeypatch, tmp_path):
     import gradio as gr
 
-    import app
+    import hdm.app.ui as app
 
     demo = app.build_demo()
     assert isinstance(demo, gr.Blocks)

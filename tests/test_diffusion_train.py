@@ -9,7 +9,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from hdm.cli import main
-from hdm.diffusion.loading import load_diffusion
+from hdm.diffusion import DiffusionSR
 from hdm.training.diffusion import DiffusionTrainConfig, train
 
 
@@ -38,7 +38,7 @@ def test_teacher_with_the_hf_loss_resumes_exactly(hr_folder, tmp_path):
     log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
     assert all(e["hf"] > 0 and e["mse"] > 0 for e in log) and "val_psnr" in log[-1]
     assert any("HaarPSI" in n for n in record["notes"])
-    teacher = load_diffusion(tmp_path / "t.safetensors")
+    teacher = DiffusionSR.from_pretrained(tmp_path / "t.safetensors")
     assert not teacher.one_step and teacher.evaluations == 4
     sr = teacher(torch.rand(1, 3, 16, 20), seed=1)
     assert sr.shape == (1, 3, 64, 80) and 0 <= sr.min() and sr.max() <= 1
@@ -48,7 +48,7 @@ def test_student_with_both_terms_resumes_exactly(hr_folder, tmp_path):
     """A student run with the HF and ground-truth terms, stopped and resumed, ends bit for bit where an
     uninterrupted one does: weights, average, optimiser state and log."""
     from hdm.diffusion.denoiser import Denoiser
-    from hdm.diffusion.loading import export_diffusion
+    from hdm.diffusion.file import export_diffusion
     from hdm.diffusion.schedule import ResShiftSchedule
 
     torch.manual_seed(3)
@@ -73,7 +73,7 @@ def test_student_with_both_terms_resumes_exactly(hr_folder, tmp_path):
 
 def test_student_distils_the_teacher_in_one_step(hr_folder, tmp_path):
     from hdm.diffusion.denoiser import Denoiser
-    from hdm.diffusion.loading import export_diffusion
+    from hdm.diffusion.file import export_diffusion
     from hdm.diffusion.sampler import DiffusionSR
     from hdm.diffusion.schedule import ResShiftSchedule
 
@@ -89,8 +89,8 @@ def test_student_distils_the_teacher_in_one_step(hr_folder, tmp_path):
                  "--lr", "2e-3", "--ema", "0.5", "--export", str(tmp_path / "s.safetensors")]) == 0
     log = [json.loads(line) for line in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
     assert "gt" not in log[0]  # the ground-truth term is off by default
-    teacher = load_diffusion(tmp_path / "t.safetensors")
-    student = load_diffusion(tmp_path / "s.safetensors")
+    teacher = DiffusionSR.from_pretrained(tmp_path / "t.safetensors")
+    student = DiffusionSR.from_pretrained(tmp_path / "s.safetensors")
     # distillation works: the one-step student is closer to the teacher's deterministic result than the
     # teacher's own one-step answer (the student's starting point) is
     lr = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(9))
@@ -114,7 +114,7 @@ def test_student_distils_the_teacher_in_one_step(hr_folder, tmp_path):
     with pytest.raises(ValueError, match="not a teacher"):
         train(tiny(hr_folder, tmp_path / "x", stage="student", teacher=str(tmp_path / "s.safetensors")), progress=False)
     with pytest.raises(ValueError, match="one-step student"):
-        load_diffusion(tmp_path / "s.safetensors", one_step=False)
+        DiffusionSR.from_pretrained(tmp_path / "s.safetensors", one_step=False)
     with pytest.raises(ValueError, match="hr_size"):
         train(tiny(hr_folder, tmp_path / "x", hr_size=64), progress=False)
 
@@ -125,7 +125,7 @@ def test_student_ground_truth_term_uses_the_distilled_output(hr_folder, tmp_path
     import torch.nn.functional as F
 
     from hdm.diffusion.denoiser import Denoiser
-    from hdm.diffusion.loading import export_diffusion
+    from hdm.diffusion.file import export_diffusion
     from hdm.diffusion.schedule import ResShiftSchedule
 
     torch.manual_seed(3)

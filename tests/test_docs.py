@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import importlib
 import re
 from pathlib import Path
@@ -34,7 +35,8 @@ def _ids(docs):
     return [str(d.relative_to(ROOT)) for d in docs]
 
 
-def _package_strings() -> set[str]:
+@functools.lru_cache(maxsize=1)
+def _package_strings() -> frozenset[str]:
     """Every string constant of the package's source (ONNX metadata keys such as ``hdm.scale`` are names the
     package writes, not modules)."""
     found = set()
@@ -42,7 +44,7 @@ def _package_strings() -> set[str]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 found.add(node.value)
-    return found
+    return frozenset(found)
 
 
 def _resolve(dotted: str) -> bool:
@@ -70,6 +72,17 @@ def test_file_paths_exist(doc):
     missing = sorted({p for p in PY_PATH.findall(text) if not (ROOT / p).is_file()}
                      | {d for d in PACKAGE_DIR.findall(text) if not (ROOT / d).is_dir()})
     assert not missing, f"{doc.name} names files that do not exist: {missing}"
+
+
+CODE = sorted((ROOT / "hdm").rglob("*.py")) + [ROOT / "app.py", *sorted((ROOT / "scripts").glob("*.py"))]
+
+
+@pytest.mark.parametrize("source", CODE, ids=_ids(CODE))
+def test_docstrings_and_comments_name_modules_that_exist(source):
+    """A moved or renamed module leaves no stale ``hdm.x.y`` in the code's docstrings and comments."""
+    strings = _package_strings()
+    missing = sorted(n for n in set(DOTTED.findall(_text(source))) if n not in strings and not _resolve(n))
+    assert not missing, f"{source.name} names modules or objects that do not exist: {missing}"
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=_ids(DOCS))

@@ -12,8 +12,9 @@ import torch
 from hdm.cli import main as hdm_main
 from hdm.export.tensorrt_engine import tensorrt_status
 from hdm.export.to_onnx import check_parity, export_onnx
-from hdm.sr.onnx_runtime import OnnxSR, read_metadata
-from hdm.sr.rrdbnet import RRDBNet
+from hdm.formats.onnx_metadata import read_metadata
+from hdm.sr.archs.rrdbnet import RRDBNet
+from hdm.sr.onnx_runtime import OnnxSR
 
 
 def main(argv):
@@ -159,8 +160,9 @@ def test_cpu_peak_memory_grows_with_the_input(tmp_path, tiny):
 @pytest.fixture(scope="module")
 def student(tmp_path_factory):
     """A tiny untrained student exported as hdm writes it, and its sampler."""
+    from hdm.diffusion import DiffusionSR
     from hdm.diffusion.denoiser import Denoiser
-    from hdm.diffusion.loading import export_diffusion, load_diffusion
+    from hdm.diffusion.file import export_diffusion
     from hdm.diffusion.schedule import ResShiftSchedule
 
     torch.manual_seed(3)
@@ -169,7 +171,7 @@ def student(tmp_path_factory):
         p.data += 0.05 * torch.randn_like(p)
     path = export_diffusion(net, ResShiftSchedule.resshift(4), tmp_path_factory.mktemp("d") / "s.safetensors",
                             "student", {})
-    return path, load_diffusion(path, one_step=True)
+    return path, DiffusionSR.from_pretrained(path, one_step=True)
 
 
 def test_one_step_graph_equals_the_student_sampler(student):
@@ -213,7 +215,7 @@ def test_bench_command_runs_the_student(tmp_path, student, capsys):
 
 def test_teachers_are_not_exported(tmp_path):
     from hdm.diffusion.denoiser import Denoiser
-    from hdm.diffusion.loading import export_diffusion
+    from hdm.diffusion.file import export_diffusion
     from hdm.diffusion.schedule import ResShiftSchedule
     from hdm.export.to_onnx import load_exportable
 

@@ -10,9 +10,9 @@ import pytorch_grad_cam as pgc  # the reference: the grad-cam package (requireme
 import torch
 from skimage import data as skdata
 
-from hdm.bench.faces import sample_images
 from hdm.cam import GradCAM, GradCAMPlusPlus, SimilarityTarget
 from hdm.cam.faces import FACE_LAYERS, explain_face
+from hdm.data.samples import sample_images
 from hdm.errors import BadArgument
 from hdm.faces import FaceEmbedder
 

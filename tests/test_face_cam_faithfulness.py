@@ -10,12 +10,12 @@ import torch.nn.functional as F
 
 from hdm.bench.cam import random_map
 from hdm.bench.face_cam import evaluate_faces, face_samples, markdown, summarize_faces
-from hdm.bench.faces import sample_images
 from hdm.bench.stats import mean_ci
 from hdm.cam import GradCAM, SimilarityTarget
 from hdm.cam import metrics as M
 from hdm.cam.faces import FACE_LAYERS
 from hdm.cli import main
+from hdm.data.samples import sample_images
 from hdm.errors import BadArgument
 from hdm.faces import FaceEmbedder
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hdm.bench.faces import sample_images
+from hdm.data.samples import sample_images
 from hdm.errors import BadArgument
 from hdm.faces import FaceDetector, chip_details, dlib_chip, extract_chip, mtcnn_chip, warp_chips
 from hdm.faces.chips import DLIB_5_TEMPLATE, MEAN_FACE_68, MTCNN_TEMPLATE, pyramid_down, similarity_transform

@@ -14,7 +14,8 @@ import torch
 from PIL import Image
 from safetensors import safe_open
 
-from hdm.bench.faces import chip_cost, parity, sample_images
+from hdm.bench.faces import chip_cost, parity
+from hdm.data.samples import sample_images
 from hdm.errors import BadArgument, MissingFile
 from hdm.faces import SAME_PERSON_DISTANCE, FaceEmbedder, face_distance, load_face_network
 from hdm.faces.dlib_format import ARCH, convert, default_dat_path, read_dlib_model

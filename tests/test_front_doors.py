@@ -16,7 +16,7 @@ from PIL import Image
 from skimage import data
 
 import hdm
-import hdm.sr.pipeline as pipeline
+import hdm.upscaling.pipeline as pipeline
 from hdm.cam import HDMCAM, TUNED, hdm_cam
 from hdm.cam.classifiers import Classifier
 from hdm.diffusion.sampler import DiffusionSR, OneStepSR
@@ -26,11 +26,12 @@ from hdm.io.weights import weights_path
 from hdm.ops.resize import bicubic_upsample
 from hdm.ops.tiling import tiled_forward
 from hdm.sr import SRModel
+from hdm.sr.archs.rrdbnet import RRDBNet
+from hdm.sr.convert import load_rrdbnet
 from hdm.sr.fusion import FaceFusionSR
 from hdm.sr.model import check_sr_model
 from hdm.sr.onnx_runtime import OnnxSR
-from hdm.sr.pipeline import Upscaler, UpscaleResult
-from hdm.sr.rrdbnet import RRDBNet, load_rrdbnet
+from hdm.upscaling.pipeline import Upscaler, UpscaleResult
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -242,17 +243,3 @@ def test_tiling_and_export_read_the_description_and_refuse_a_model_without_one(t
 
 def test_upscale_docstring_example_runs():
     assert doctest.testmod(pipeline, raise_on_error=True).attempted == 3
-
-
-def test_readme_use_from_python_runs(tmp_path, monkeypatch):
-    """The README's "Use from Python" block, run as it is from a folder holding photo.png."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## Use from Python", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
-    Image.fromarray(data.astronaut()[::8, ::8]).save(tmp_path / "photo.png")
-    monkeypatch.chdir(tmp_path)
-    namespace = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the documented example itself
-    assert (tmp_path / "photo_x4.png").is_file()
-    assert Image.open(tmp_path / "photo_x4.png").size == (256, 256)
-    assert set(namespace["why"].maps) == {"Grad-CAM", "Grad-CAM++", "HDM-CAM"}

@@ -317,10 +317,10 @@ def _autograd_derivatives(model, x, layer, category, position, orders=4):
         out, d = [], f
         for _ in range(orders):
             (d,) = torch.autograd.grad(d, t, create_graph=True)
-            out.append(float(d))
+            out.append(float(d.detach()))
     finally:
         h.remove()
-    return float(f), out
+    return float(f.detach()), out
 
 
 def test_softmax_target_derivatives_equal_torch_autograd(small_cnn):
@@ -355,7 +355,7 @@ def test_softmax_score_derivatives_closed_form_on_a_linear_head():
             d = f
             for n in (1, 2, 3, 4):
                 (d,) = torch.autograd.grad(d, t, create_graph=True)
-                assert float(ours[n][b, pos]) == pytest.approx(float(d / f), rel=1e-9, abs=1e-12)
+                assert float(ours[n][b, pos]) == pytest.approx(float((d / f).detach()), rel=1e-9, abs=1e-12)
 
 
 def test_softmax_target_options_and_errors(small_cnn):

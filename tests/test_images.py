@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from hdm.bench.shapes import BackgroundBank
 from hdm.cli import main
+from hdm.data.folders import FaceFolder, HRFolder, folder_digests
+from hdm.data.shapes import BackgroundBank
 from hdm.errors import ImageError
 from hdm.io.images import DecodedImage, _apply_orientation, load_rgb, read_image, readable_images, write_image
-from hdm.sr.rrdbnet import RRDBNet
-from hdm.training.data import FaceFolder, HRFolder, folder_digests
+from hdm.sr.archs.rrdbnet import RRDBNet
 
 
 @pytest.fixture(scope="module")

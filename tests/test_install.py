@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import sysconfig
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,7 @@ def venv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("install")
     src = tmp / "src"  # build from a copy: the checkout gets no build/ or egg-info folders
     shutil.copytree(ROOT / "hdm", src / "hdm", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, src)
     env = {k: v for k, v in os.environ.items() if not k.startswith("HDM_") and k != "PYTHONPATH"}
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp / "dist", src],
@@ -74,3 +77,29 @@ def test_hdm_upscale_from_another_directory_with_weights_in_hdm_home(venv, tmp_p
     with Image.open(tmp_path / "out.png") as im:
         assert im.size == (80, 96)
     assert not (ROOT / "out.png").exists()
+
+
+def test_hdm_demo_serves_the_app_from_another_directory(venv, tmp_path):
+    """``hdm demo`` starts the Gradio app from the installed package (no checkout, no weights: the page still
+    opens and says what is missing), and ``hdm demo --help`` says how."""
+    python, hdm, env = venv
+    assert "--port" in _run([hdm, "demo", "--help"], tmp_path, env).stdout
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**env, "GRADIO_ANALYTICS_ENABLED": "False", "HDM_OFFLINE": "1"}
+    proc = subprocess.Popen([str(hdm), "demo", "--host", "127.0.0.1", "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, page = time.monotonic() + 120, None
+        while time.monotonic() < deadline and proc.poll() is None and page is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    page = response.read().decode()
+            except OSError:
+                time.sleep(1)
+        assert page is not None, f"hdm demo did not serve the page:\n{proc.stdout.read() if proc.poll() is not None else ''}"
+        assert "gradio" in page.lower()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -140,7 +140,7 @@ def test_face_identity_loss_module_and_offline_error(tmp_path, monkeypatch):
 def test_face_identity_loss_on_the_dlib_network_tells_people_apart():
     """The default network is the shipped dlib ResNet: zero on one crop, a gradient to the SR crop only, and a
     blurred copy of a face costs far less than another person's face (real weights, real faces)."""
-    from hdm.bench.faces import sample_images
+    from hdm.data.samples import sample_images
     from hdm.faces import FaceDetector, square_crop_box
 
     describer, source = load_face_embedder()

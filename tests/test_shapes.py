@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from hdm.bench.shapes import CLASSES, BackgroundBank, ShapesDataset, render_sample
+from hdm.data.shapes import CLASSES, BackgroundBank, ShapesDataset, render_sample
 
 
 @pytest.fixture(scope="module")

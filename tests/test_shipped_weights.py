@@ -28,8 +28,8 @@ def test_card_hashes_match_the_files(card):
 
 def test_shapes_model_classifies_fresh_benchmark_images():
     """48 images on procedural backgrounds (a split no run used): the model must get nearly all right."""
-    from hdm.bench.shapes import CLASSES, ShapesDataset
     from hdm.cam.classifiers import load_shapes_resnet50, shapes_theta_path
+    from hdm.data.shapes import CLASSES, ShapesDataset
 
     classifier = load_shapes_resnet50(WEIGHTS / "shapes_resnet50.safetensors")
     assert classifier.categories == list(CLASSES) and classifier.input_size == 128
@@ -46,7 +46,8 @@ def test_shapes_model_classifies_fresh_benchmark_images():
 def _gain(upscale, rgb, multiple: int = 4) -> float:
     """PSNR (Y, border 4) of ``upscale(lr)`` minus that of bicubic, on ``rgb`` (cropped to a multiple of
     ``multiple``) degraded x4 as in training."""
-    from hdm.ops.metrics import psnr_ssim_y, to_uint8
+    from hdm.io.images import to_uint8
+    from hdm.ops.metrics import psnr_ssim_y
     from hdm.ops.resize import bicubic_downsample, bicubic_upsample, mod_crop
 
     hr = torch.from_numpy(mod_crop(rgb, multiple).copy()).permute(2, 0, 1).float()[None] / 255
@@ -60,7 +61,7 @@ def _gain(upscale, rgb, multiple: int = 4) -> float:
 
 
 def _sr_gain(weights: Path, rgb) -> float:
-    from hdm.sr.rrdbnet import load_rrdbnet
+    from hdm.sr.convert import load_rrdbnet
 
     return _gain(load_rrdbnet(weights).eval(), rgb)
 
@@ -95,10 +96,10 @@ def test_shipped_diffusion_models_beat_bicubic(name):
     astronaut's face, a photo none of them trained on; the students take one network evaluation."""
     from skimage import data
 
-    from hdm.diffusion.loading import load_diffusion
+    from hdm.diffusion import DiffusionSR
 
     weights = WEIGHTS / f"{name}.safetensors"
-    model = load_diffusion(weights)
+    model = DiffusionSR.from_pretrained(weights)
     assert model.evaluations == (1 if "student" in name else 15)
     assert _diffusion_gain(model, data.astronaut()[:224, 144:336]) > GAINS[name]
 

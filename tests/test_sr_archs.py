@@ -7,8 +7,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from hdm.sr.discriminator import UNetDiscriminatorSN
-from hdm.sr.rrdbnet import PRESETS, RRDBNet, convert_state_dict, infer_config, load_rrdbnet
+from hdm.sr.archs.discriminator import UNetDiscriminatorSN
+from hdm.sr.archs.rrdbnet import PRESETS, RRDBNet
+from hdm.sr.convert import convert_state_dict, infer_config, load_rrdbnet
 
 TINY = dict(num_feat=8, num_block=2, num_grow_ch=4)
 

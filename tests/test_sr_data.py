@@ -12,10 +12,11 @@ from scipy import ndimage
 from skimage import data as skdata
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from hdm.data.folders import augment_pair, random_crop_pair
+from hdm.io.images import to_uint8
 from hdm.ops import resize as D
-from hdm.ops.metrics import psnr_ssim_y, rgb_to_y, to_uint8
+from hdm.ops.metrics import psnr_ssim_y, rgb_to_y
 from hdm.sr.face_mask import blend, face_mask, gaussian_kernel_1d, map_mask, mask_support
-from hdm.training.data import augment_pair, random_crop_pair
 
 
 def _pil_resize(channel: np.ndarray, size) -> np.ndarray:
@@ -157,7 +158,7 @@ def test_map_mask_from_a_localisation_map():
 
 
 def test_folders_leave_out_evaluation_photos_by_content(tmp_path):
-    from hdm.training.data import FaceFolder, HRFolder, folder_digests
+    from hdm.data.folders import FaceFolder, HRFolder, folder_digests
 
     train, evaluation = tmp_path / "train", tmp_path / "eval"
     train.mkdir()
@@ -177,8 +178,8 @@ def test_folders_leave_out_evaluation_photos_by_content(tmp_path):
 def test_folders_join_several_folders(tmp_path):
     import os
 
+    from hdm.data.folders import HRFolder, folder_digests
     from hdm.io.images import split_folders
-    from hdm.training.data import HRFolder, folder_digests
 
     first, second = tmp_path / "first", tmp_path / "second"
     for folder, rgb in ((first, skdata.astronaut()), (second, skdata.coffee())):

@@ -7,9 +7,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hdm.io.images import to_image, to_tensor
 from hdm.ops.tiling import tile_grid, tiled_forward
 from hdm.sr.face_mask import face_mask
-from hdm.sr.fusion import FaceFusionSR, to_image, to_tensor
+from hdm.sr.fusion import FaceFusionSR
 
 
 class NearestUp(nn.Module):
@@ -69,7 +70,7 @@ class EdgeMarkingUp(NearestUp):
 
 def test_tiled_rrdbnet_equals_untiled_at_the_default_pad():
     from hdm.ops.tiling import default_pad
-    from hdm.sr.rrdbnet import RRDBNet
+    from hdm.sr.archs.rrdbnet import RRDBNet
 
     torch.manual_seed(0)
     model = RRDBNet.compact().eval()

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from hdm.sr.rrdbnet import load_rrdbnet
-from hdm.training.data import FaceFolder, HRFolder, PairedPatches, augment_pair
+from hdm.data.folders import FaceFolder, HRFolder, PairedPatches, augment_pair
+from hdm.sr.convert import load_rrdbnet
 from hdm.training.sr import SRTrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,8 +46,8 @@ def test_pairs_are_deterministic_aligned_and_augmented(hr_folder):
     assert torch.equal(lr, (lr * 255).round() / 255)  # 8-bit values
     # lr is the whole photo's LR at the crop's place (away from the photo's border), then both get one
     # flip/transpose: find an item whose crop starts on the LR grid
+    from hdm.data.folders import augment_pair
     from hdm.ops.resize import bicubic_downsample
-    from hdm.training.data import augment_pair
 
     for i in range(200):
         k, side, top, left = data.draw(i)
@@ -100,7 +100,8 @@ def test_a_second_segment_records_where_it_started(hr_folder, tmp_path):
     the checkpoint, so a resume after the init file was replaced still names the original), and the
     model card lists both segments."""
     from hdm.io.cards import sha256
-    from hdm.training.cards import read_record, write_sr_card
+    from hdm.io.weights import read_record
+    from hdm.training.cards import write_sr_card
 
     first = tmp_path / "model.safetensors"
     train(tiny(hr_folder, tmp_path / "s1", steps=2, export=str(first), command="segment one"), progress=False)

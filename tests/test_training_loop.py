@@ -14,10 +14,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from hdm.diffusion.denoiser import Denoiser
-from hdm.diffusion.loading import export_diffusion
+from hdm.diffusion.file import export_diffusion
 from hdm.diffusion.schedule import ResShiftSchedule
 from hdm.errors import TrainingError
-from hdm.sr.rrdbnet import RRDBNet
+from hdm.sr.archs.rrdbnet import RRDBNet
 from hdm.training.cards import write_diffusion_card, write_sr_card
 from hdm.training.classifier import export_weights, write_model_card
 from hdm.training.loop import Env, Settings, Task, cosine_lr, ema_decay_at, fit

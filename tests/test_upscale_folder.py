@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from hdm.io.images import read_image
-from hdm.sr.folder import folder_jobs, upscale_folder
-from hdm.sr.pipeline import Upscaler
+from hdm.upscaling.folder import folder_jobs, upscale_folder
+from hdm.upscaling.pipeline import Upscaler
 
 ROOT = Path(__file__).resolve().parents[1]
 

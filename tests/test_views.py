@@ -11,7 +11,7 @@ from PIL import Image
 from skimage import data
 
 from hdm.app import (
-    DIFFUSION_FILES,
+    DIFFUSION,
     ModelHub,
     ViewError,
     cam_view,
@@ -25,12 +25,12 @@ from hdm.app.cam import parse_target
 from hdm.app.subbands import pyramid_mosaic
 from hdm.cam.hdm_cam import TUNED
 from hdm.diffusion.denoiser import Denoiser
-from hdm.diffusion.loading import export_diffusion
+from hdm.diffusion.file import export_diffusion
 from hdm.diffusion.schedule import ResShiftSchedule
 from hdm.errors import BadArgument
 from hdm.ops.wavelets import haar_wavedec2
+from hdm.sr.archs.rrdbnet import RRDBNet
 from hdm.sr.face_mask import blend
-from hdm.sr.rrdbnet import RRDBNet
 from hdm.training.sr import export_generator
 
 RANDOM = "Random ResNet-50 (stand-in)"
@@ -51,7 +51,7 @@ def weights(tmp_path_factory):
                      {"notes": ["face-identity embedder: random stand-in (untrained InceptionResnetV1, seed 0)"]})
     torch.manual_seed(2)
     export_diffusion(Denoiser(width=8, blocks=1), ResShiftSchedule.resshift(4),
-                     folder / DIFFUSION_FILES["one step, with HF loss"], "student", {})
+                     folder / DIFFUSION["one step, with HF loss"].file, "student", {})
     return folder
 
 
@@ -235,7 +235,7 @@ def test_onnx_generator_serves_the_views(weights, photo, tmp_path, monkeypatch):
 
 def test_diffusion_view_lists_missing_weights(hub, photo, tmp_path):
     assert hub.diffusion_shipped == ["one step, with HF loss"]
-    v = diffusion_view(hub, photo, tuple(DIFFUSION_FILES), seed=3)
+    v = diffusion_view(hub, photo, tuple(DIFFUSION), seed=3)
     assert [c.split(" (")[0].split(":")[0] for _, c in v.results] == ["bicubic", "one step, with HF loss"]
     assert all(img.shape == (384, 384, 3) for img, _ in v.results)
     assert v.details.count("no weights file at") == 3 and "train one with `hdm train-diffusion`" in v.details
@@ -285,18 +285,18 @@ def test_hub_user_files_each_load_their_own_path(monkeypatch, tmp_path):
 def test_diffusion_view_serves_the_shipped_models(photo, tmp_path):
     """With the repository's weights/ every diffusion variant is shown, seeded, and the students take one step."""
     shipped = Path(__file__).resolve().parent.parent / "weights"
-    if not all((shipped / f).is_file() for f in DIFFUSION_FILES.values()):
+    if not all((shipped / c.file).is_file() for c in DIFFUSION.values()):
         pytest.skip("the diffusion weights are not shipped")
     hub = ModelHub(weights_dir=shipped, exports_dir=tmp_path, device="cpu", env={})
-    assert hub.diffusion_shipped == list(DIFFUSION_FILES)
+    assert hub.diffusion_shipped == list(DIFFUSION)
     small = photo[:48, 24:72]
-    v = diffusion_view(hub, small, tuple(DIFFUSION_FILES), seed=1)
+    v = diffusion_view(hub, small, tuple(DIFFUSION), seed=1)
     assert "not shown" not in v.details
-    for variant, file in DIFFUSION_FILES.items():
-        assert f"- {variant}: hdm's diffusion model ({variant})\n- weights: {file}, sha256" in v.details  # the weights
+    for variant, cfg in DIFFUSION.items():
+        assert f"- {variant}: hdm's diffusion model ({variant})\n- weights: {cfg.file}, sha256" in v.details  # the weights
     assert "HaarPSI" in v.details  # and the stand-in the "+HF" models trained with
-    assert [c.split(" (")[0] for _, c in v.results] == ["bicubic", *DIFFUSION_FILES]
-    for (img, caption), variant in zip(v.results[1:], DIFFUSION_FILES):
+    assert [c.split(" (")[0] for _, c in v.results] == ["bicubic", *DIFFUSION]
+    for (img, caption), variant in zip(v.results[1:], DIFFUSION):
         steps = "1 step" if "one" in variant else "15 steps"
         assert img.shape == (192, 192, 3) and caption.startswith(f"{variant} ({steps})")
     again = diffusion_view(hub, small, ("multi-step, with HF loss",), seed=1)

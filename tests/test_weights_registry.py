@@ -13,6 +13,7 @@ import pytest
 
 from hdm.errors import HDMError, WeightsUnavailable
 from hdm.io import weights as W
+from hdm.io.registry import models_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "weights"
@@ -20,12 +21,13 @@ SHIPPED = ROOT / "weights"
 
 def test_registry_matches_the_shipped_files():
     listed = set()
-    for name, entry in W.REGISTRY.items():
+    for entry in models_of(shipped=True):
+        name = entry.name
         assert entry.file == f"{name}.safetensors" and entry.card == f"{name}.md"
         for file, digest in entry.files:
-            assert hashlib.sha256((SHIPPED / file).read_bytes()).hexdigest() == digest, f"{file}: update REGISTRY"
+            assert hashlib.sha256((SHIPPED / file).read_bytes()).hexdigest() == digest, f"{file}: update hdm.io.registry.MODELS"
             listed.add(file)
-    assert {p.name for p in SHIPPED.iterdir()} - listed == {"README.md"}, "a file in weights/ is not in REGISTRY"
+    assert {p.name for p in SHIPPED.iterdir()} - listed == {"README.md"}, "a file in weights/ is not in hdm.io.registry.MODELS"
 
 
 def test_a_checkout_uses_its_weights_folder(monkeypatch):
@@ -72,7 +74,7 @@ def test_unknown_names_and_files_are_errors_that_list_the_names():
     with pytest.raises(WeightsUnavailable, match="its files are"):
         W.weights_path("sr_general_x4", "other.json")
     assert issubclass(WeightsUnavailable, HDMError)
-    with pytest.raises(FileNotFoundError, match="a shipped model is one of"):
+    with pytest.raises(FileNotFoundError, match="a registry model is one of"):
         W.resolve_weights("sr_general")
 
 
@@ -114,11 +116,11 @@ def test_a_missing_file_is_fetched_by_url_and_checked(installed, server, monkeyp
 def test_loaders_resolve_registry_names(installed, monkeypatch):
     """Every loader goes through the registry: offline, each names its file."""
     from hdm.cam.classifiers import load_shapes_resnet50
-    from hdm.diffusion.loading import load_diffusion
-    from hdm.sr.pipeline import load_generator
+    from hdm.diffusion import DiffusionSR
+    from hdm.upscaling.pipeline import load_generator
 
     for call, file in ((lambda: load_generator("general"), "sr_general_x4.safetensors"),
                        (lambda: load_shapes_resnet50(), "shapes_resnet50.safetensors"),
-                       (lambda: load_diffusion("diffusion_student_hf_x4"), "diffusion_student_hf_x4.safetensors")):
+                       (lambda: DiffusionSR.from_pretrained("diffusion_student_hf_x4"), "diffusion_student_hf_x4.safetensors")):
         with pytest.raises(WeightsUnavailable, match=f"place {file}"):
             call()

@@ -1,6 +1,6 @@
 """The Explain view: Grad-CAM | Grad-CAM++ | HDM-CAM overlays side by side at a readable size, with one
 colour bar, the class explained, the top-k classes, HDM-CAM's per-layer maps, one caption sentence and the
-provenance behind "details". The model is the one that fits the image (:mod:`hdm.app.fit`): a classifier, or
+provenance behind "details". The model is the one that fits the image (:mod:`hdm.app.chooser`): a classifier, or
 face verification on dlib's face-recognition network for a photo with a face offline."""
 from __future__ import annotations
 
@@ -9,26 +9,26 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..cam.explain import explain_photo, flat_note
+from ..cam.base import RESNET_LAYERS
+from ..cam.explain import METHOD_NAMES, explain_photo, flat_note
 from ..cam.faces import FACE_LAYERS, explain_face
-from ..cam.hdm_cam import TUNED
+from ..cam.hdm_cam import ALPHA_MODES, TUNED
+from .chooser import AUTO, Choice, choose_model
 from .display import colour_bar, enlarge
-from .fit import AUTO, Fit, fit_model
 from .hub import FACE_NETWORK, ModelHub
 from .inputs import MAX_SIDE, ViewError, check_image, shown_as
 
 __all__ = ["CamView", "cam_view", "class_choices", "parse_target", "hdm_options", "details_markdown", "sentence",
-           "VARIANTS", "ALPHAS", "TOP", "OWN", "LAYERS"]
+           "VARIANTS", "TOP", "OWN", "LAYERS"]
 
 #: HDM-CAM variants: the paper's equations as written, or the settings chosen on the benchmark's
 #: validation split (hdm.cam.hdm_cam.TUNED; docs/cam_benchmark.md).
 VARIANTS = ("paper", "tuned")
-ALPHAS = ("exp", "inverse", "equal", "learned")
 TOP = "top class"
 OWN = "the face's own descriptor"
-#: The four stages of a torchvision ResNet, as the UI names them (the face network's are :data:`FACE_LAYERS`).
-LAYERS = ("layer1", "layer2", "layer3", "layer4")
-METHODS = "Grad-CAM, Grad-CAM++ and HDM-CAM"
+#: The four stages of a torchvision ResNet (the face network's are :data:`~hdm.cam.faces.FACE_LAYERS`).
+LAYERS = RESNET_LAYERS
+METHODS = ", ".join(METHOD_NAMES[:-1]) + " and " + METHOD_NAMES[-1]
 
 
 @dataclass
@@ -93,15 +93,15 @@ def hdm_options(classifier, variant: str, alpha: str, layers=LAYERS) -> dict:
     variant's). ``layers``: the model's four stages (the tuned variant's ``target_layers`` are named among them)."""
     if variant not in VARIANTS:
         raise ViewError(f"HDM-CAM variant must be one of {VARIANTS}, got {variant!r}.")
-    if alpha not in ALPHAS:
-        raise ViewError(f"alpha must be one of {ALPHAS}, got {alpha!r}.")
+    if alpha not in ALPHA_MODES:
+        raise ViewError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}.")
     if variant == "tuned":
         options = dict(TUNED)
         options["target_layers"] = [layers[LAYERS.index(name)] for name in TUNED["target_layers"]]
         return options
     options = {"alpha": alpha}
     if alpha == "learned":
-        theta = getattr(classifier, "theta", None)
+        theta = classifier.theta
         if theta is None:
             raise ViewError("alpha 'learned' needs a fitted theta (`hdm fit-theta`); this model has none.")
         options["theta"] = theta
@@ -127,8 +127,8 @@ def _timed(seconds: dict) -> list[str]:
     return ["times: " + ", ".join(f"{m} {t * 1000:.0f} ms" for m, t in seconds.items())]
 
 
-def _no_model(fit: Fit) -> CamView:
-    return CamView([], None, [], fit.reason, details_markdown([fit.reason]))
+def _no_model(choice: Choice) -> CamView:
+    return CamView([], None, [], choice.reason, details_markdown([choice.reason]))
 
 
 def cam_view(hub: ModelHub, image, model: str = AUTO, target=TOP, alpha: str = "exp", variant: str = "paper",
@@ -136,12 +136,12 @@ def cam_view(hub: ModelHub, image, model: str = AUTO, target=TOP, alpha: str = "
     """Explain ``image`` with the three methods: by the model that fits it (``model`` Automatic) or the one
     named; ``target`` a class (see :func:`parse_target`) of a classifier."""
     rgb = check_image(image, MAX_SIDE * MAX_SIDE)
-    fit = fit_model(hub, rgb, model)
-    if fit.model is None:
-        return _no_model(fit)
-    if fit.model == FACE_NETWORK:
-        return _face_view(hub, rgb, fit, alpha, variant)
-    served = _classifier(hub, fit.model)
+    choice = choose_model(hub, rgb, model)
+    if choice.model is None:
+        return _no_model(choice)
+    if choice.model == FACE_NETWORK:
+        return _face_view(hub, rgb, choice, alpha, variant)
+    served = _classifier(hub, choice.model)
     classifier = served.obj
     category = parse_target(target, len(classifier.categories))
     options = hdm_options(classifier, variant, alpha)
@@ -154,20 +154,20 @@ def cam_view(hub: ModelHub, image, model: str = AUTO, target=TOP, alpha: str = "
     overlays = [(enlarge(result.overlays[m]), f"{m}: {result.seconds[m] * 1000:.0f} ms") for m in result.overlays]
     layers = [(enlarge((np.clip(m, 0, 1) * 255).astype(np.uint8), 192, smooth=False), name)
               for name, m in result.layer_maps.items()]
-    probabilities = {f"{i}: {name}": p for i, name, p in result.top} if fit.fits else None
+    probabilities = {f"{i}: {name}": p for i, name, p in result.top} if choice.knows_image else None
     p = dict((i, q) for i, _, q in result.top).get(result.category)
     explained = f"class {result.category}: {result.category_name}"
-    chance = f" ({p:.0%} probable)" if p is not None and fit.fits else ""
+    chance = f" ({p:.0%} probable)" if p is not None and choice.knows_image else ""
     caption = (f"{sentence(served.label)} explained why it sees **{result.category_name}**{chance} "
-               f"with {METHODS} in {took:.1f} s." + (f" {fit.reason}" if not fit.fits else "")
+               f"with {METHODS} in {took:.1f} s." + (f" {choice.reason}" if not choice.knows_image else "")
                + (f" {note}" if (note := flat_note(result.maps)) else ""))
-    details = details_markdown([fit.reason if fit.fits else "", f"model: {served.label} ({fit.model})", *served.details,
+    details = details_markdown([choice.reason if choice.knows_image else "", f"model: {served.label} ({choice.model})", *served.details,
                                 f"model input: {classifier.input_size} px", settings, *_timed(result.seconds)])
-    return CamView(overlays, probabilities, layers, caption, details, explained, colour_bar(), fit.model,
+    return CamView(overlays, probabilities, layers, caption, details, explained, colour_bar(), choice.model,
                    dict(result.seconds))
 
 
-def _face_view(hub: ModelHub, rgb: np.ndarray, fit: Fit, alpha: str, variant: str) -> CamView:
+def _face_view(hub: ModelHub, rgb: np.ndarray, choice: Choice, alpha: str, variant: str) -> CamView:
     """Face verification: what makes the most confident face's descriptor its own (:func:`explain_face`)."""
     served = _face_embedder(hub)
     options = hdm_options(served.obj, variant, alpha, layers=FACE_LAYERS)
@@ -185,7 +185,7 @@ def _face_view(hub: ModelHub, rgb: np.ndarray, fit: Fit, alpha: str, variant: st
     caption = (f"dlib's face-recognition network explained what makes the face it found its own (its 128-d descriptor) "
                f"with {METHODS} in {took:.1f} s." + (f" {note}" if (note := flat_note(e.maps)) else ""))
     details = details_markdown([
-        fit.reason, f"model: {served.label}", *served.details,
+        choice.reason, f"model: {served.label}", *served.details,
         f"the face: MTCNN box ({x0:.0f}, {y0:.0f})-({x1:.0f}, {y1:.0f}) px, probability {p:.3f}; aligned to dlib's "
         "150 px chip, over which the maps are drawn",
         f"score explained: the descriptor's dot product with its own value, detached ({e.score:.3f})",

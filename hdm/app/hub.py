@@ -33,40 +33,30 @@ from typing import Callable
 import torch
 import torchvision
 
-from ..cam.classifiers import imagenet_weights_path, load_resnet50, load_shapes_resnet50, shapes_theta_path
-from ..cam.theta import read_theta
+from ..cam.classifiers import imagenet_weights_path, load_resnet50, load_shapes_resnet50
 from ..diffusion.sampler import DiffusionSR
 from ..errors import BadArgument, HDMError, MissingFile
 from ..faces.detect import FaceDetector
 from ..faces.embedder import WEIGHTS as FACE_WEIGHTS
 from ..faces.embedder import FaceEmbedder
 from ..io.cards import sha256
-from ..io.weights import CHECKOUT_WEIGHTS, REGISTRY, cached_download
+from ..io.registry import DEFAULTS, MODELS, ModelCfg, exported_file, get_cfg, models_of
+from ..io.weights import CHECKOUT_WEIGHTS, read_record, weights_path
 from ..io.weights import weights_dir as shipped_weights_dir
 from ..sr.loading import load_generator
-from ..training.cards import read_record
 
-__all__ = ["ModelHub", "Served", "REAL_ESRGAN_X4PLUS", "EXPORTS_DIR", "DIFFUSION_FILES", "IMAGENET", "SHAPES", "RANDOM",
-           "FACE_NETWORK"]
+__all__ = ["ModelHub", "Served", "EXPORTS_DIR", "DIFFUSION", "IMAGENET", "SHAPES", "RANDOM", "FACE_NETWORK"]
 
 EXPORTS_DIR = CHECKOUT_WEIGHTS.parent / "exports"
-#: Real-ESRGAN's official x4plus generator (23 RRDB blocks, 16.7M parameters; BSD-3-Clause).
-REAL_ESRGAN_X4PLUS = "https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth"
-#: Diffusion SR variants of the app's Diffusion view -> file name in the weights folder.
-DIFFUSION_FILES = {
-    "one step, with HF loss": "diffusion_student_hf_x4.safetensors",
-    "one step, without HF loss": "diffusion_student_x4.safetensors",
-    "multi-step, with HF loss": "diffusion_teacher_hf_x4.safetensors",
-    "multi-step, without HF loss": "diffusion_teacher_x4.safetensors",
-}
-
+#: The diffusion SR variants of the app's Diffusion view: registry title -> registry entry.
+DIFFUSION: dict[str, ModelCfg] = {c.title: c for c in models_of("diffusion_sr")}
 
 #: The classifier choices the hub always knows (the shapes one when its weights are there).
-IMAGENET = "ImageNet ResNet-50 (1000 classes)"
-SHAPES = "Shapes ResNet-50 (8 synthetic shapes)"
+IMAGENET = get_cfg("imagenet").title
+SHAPES = get_cfg(DEFAULTS["classifier"]).title
 RANDOM = "Random ResNet-50 (stand-in)"
 #: dlib's face-recognition ResNet, explained as face verification (not a classifier: :meth:`ModelHub.face_embedder`).
-FACE_NETWORK = "Face verification: dlib face-recognition ResNet"
+FACE_NETWORK = f"Face verification: {get_cfg(DEFAULTS['face_embedder']).title}"
 _PROBE_SECONDS, _PROBE_TIMEOUT = 600.0, 3.0
 
 
@@ -104,10 +94,10 @@ class ModelHub:
         self.offline = env.get("HDM_OFFLINE", "") not in ("", "0")
         self._probed: tuple[float, bool] | None = None  # (when, reachable) of the ImageNet weights' URL
 
-        shapes = self.weights_dir / REGISTRY["shapes_resnet50"].file
         self.classifiers: dict[str, Callable[[], tuple]] = {IMAGENET: self._imagenet}
-        if shapes.is_file():
-            self.classifiers[SHAPES] = lambda: self._shapes(shapes)
+        for cfg in models_of("classifier", shipped=True):
+            if (self.weights_dir / cfg.file).is_file():
+                self.classifiers[cfg.title] = lambda p=self.weights_dir / cfg.file: self._shapes(p)
         if env.get("HDM_CLASSIFIER"):
             user = Path(env["HDM_CLASSIFIER"])
             self.classifiers[f"Your ResNet-50 ({user.name})"] = lambda u=user: (
@@ -116,13 +106,15 @@ class ModelHub:
             load_resnet50("random"), "a random-weight STAND-IN ResNet-50",
             ["STAND-IN: torchvision's ResNet-50 with random weights (seed 0); its classes and maps mean nothing"])
 
-        self.general: dict[str, Callable[[], tuple[object, str]]] = {}
-        self.face: dict[str, Callable[[], tuple[object, str]]] = {}
-        for slot, table, stem, user_var in (("general", self.general, "sr_general_x4", "HDM_SR_GENERAL"),
-                                            ("face", self.face, "sr_face_x4", "HDM_SR_FACE")):
-            shipped = self.weights_dir / f"{stem}.safetensors"
-            table[f"hdm {slot} x4 (demo weights)"] = lambda p=shipped, s=slot: self._generator(p, f"hdm's {s} x4 model")
-            onnx = self.exports_dir / f"{slot}_x4_fp32.onnx"
+        self.general: dict[str, Callable[[], tuple]] = {}
+        self.face: dict[str, Callable[[], tuple]] = {}
+        for slot, table, user_var in (("general", self.general, "HDM_SR_GENERAL"), ("face", self.face, "HDM_SR_FACE")):
+            for cfg in models_of(f"sr_{slot}"):
+                if cfg.shipped:
+                    table[cfg.title] = lambda c=cfg, s=slot: self._generator(self.weights_dir / c.file, f"hdm's {s} x4 model")
+                else:
+                    table[cfg.title] = lambda c=cfg: self._downloaded(c)
+            onnx = self.exports_dir / exported_file(slot)
             if onnx.is_file():
                 table[f"hdm {slot} x4 (ONNX Runtime)"] = lambda p=onnx, s=slot: self._generator(
                     p, f"hdm's {s} x4 model on ONNX Runtime")
@@ -130,7 +122,6 @@ class ModelHub:
                 user = Path(env[user_var])
                 table[f"your {slot} model ({user.name})"] = lambda p=user, s=slot: self._generator(
                     p, f"your {s} model ({p.name})")
-        self.general["Real-ESRGAN x4plus (official, downloaded)"] = self._real_esrgan
 
     # -- loading -----------------------------------------------------------------------------------
     def get(self, table: dict, choice: str) -> Served:
@@ -167,7 +158,7 @@ class ModelHub:
             return False
         now = time.monotonic()
         if self._probed is None or now - self._probed[0] > _PROBE_SECONDS:
-            self._probed = (now, self._reachable(torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url))
+            self._probed = (now, self._reachable(get_cfg("imagenet").url))
         return self._probed[1]
 
     @staticmethod
@@ -180,29 +171,30 @@ class ModelHub:
 
     def face_embedder(self) -> Served:
         """dlib's face-recognition ResNet (:class:`hdm.faces.FaceEmbedder`) with the hub's MTCNN detector."""
-        path = self.weights_dir / REGISTRY[FACE_WEIGHTS].file
+        path = self.weights_dir / get_cfg(FACE_WEIGHTS).file
 
         def load():
             if not path.is_file():
                 raise MissingFile(f"no weights at {path}: dlib's face-recognition network is not there "
                                   "(`hdm convert-dlib-face` writes it; see docs/faces.md)")
             embedder = FaceEmbedder.from_pretrained(str(path), self.device, detector=self.face_detector())
+            cfg = get_cfg(FACE_WEIGHTS)
             return embedder, "dlib's face-recognition ResNet", [
-                *_file_lines(path), "source: dlib_face_recognition_resnet_model_v1 (Davis King), converted to torch; "
-                "public domain (CC0)", "descriptors: 128-d; dlib calls two faces one person below a distance of 0.6"]
+                *_file_lines(path), f"source: {cfg.source}, converted to torch; licence {cfg.licence}",
+                "descriptors: 128-d; dlib calls two faces one person below a distance of 0.6"]
         return self.get({FACE_NETWORK: load}, FACE_NETWORK)
 
     @property
     def diffusion_shipped(self) -> list[str]:
-        """The :data:`DIFFUSION_FILES` variants whose weights are in ``weights_dir``."""
-        return [v for v, name in DIFFUSION_FILES.items() if (self.weights_dir / name).is_file()]
+        """The :data:`DIFFUSION` variants whose weights are in ``weights_dir``."""
+        return [v for v, cfg in DIFFUSION.items() if (self.weights_dir / cfg.file).is_file()]
 
     def diffusion(self, variant: str) -> Served:
-        """A :class:`hdm.diffusion.sampler.DiffusionSR` for a :data:`DIFFUSION_FILES` variant."""
-        if variant not in DIFFUSION_FILES:
-            raise BadArgument(f"unknown diffusion variant {variant!r}; choose from {list(DIFFUSION_FILES)}")
-        path = self.weights_dir / DIFFUSION_FILES[variant]
-        one_step = variant.startswith("one step")
+        """A :class:`hdm.diffusion.sampler.DiffusionSR` for a :data:`DIFFUSION` variant (a student runs one step)."""
+        if variant not in DIFFUSION:
+            raise BadArgument(f"unknown diffusion variant {variant!r}; choose from {list(DIFFUSION)}")
+        path = self.weights_dir / DIFFUSION[variant].file
+        one_step = DIFFUSION[variant].arch_args.get("stage") == "student"
         table = {variant: lambda: (DiffusionSR.from_pretrained(path, self.device, one_step=one_step, tile=256),
                                    f"hdm's diffusion model ({variant})", [*_file_lines(path), *_notes(path)])}
         return self.get(table, variant)
@@ -226,8 +218,6 @@ class ModelHub:
 
     def _shapes(self, path: Path):
         classifier = load_shapes_resnet50(path)
-        theta_file = shapes_theta_path(path)
-        classifier.theta = torch.tensor(read_theta(theta_file)["theta"]) if theta_file.is_file() else None
         return classifier, "hdm's shapes ResNet-50", [
             *_file_lines(path), "classes: the 8 shapes of hdm's CAM benchmark (disk, square, triangle, star, ring, "
             "cross, hexagon, crescent); it knows nothing else", *([classifier.note] if classifier.note else []),
@@ -239,13 +229,13 @@ class ModelHub:
                               "see docs/sr.md, or pick another model)")
         return load_generator(path, self.device), label, [*_file_lines(path), *_notes(path)]
 
-    def _real_esrgan(self):
-        path = cached_download(REAL_ESRGAN_X4PLUS, "Real-ESRGAN x4plus")
-        return load_generator(path, self.device), "Real-ESRGAN x4plus", [
-            *_file_lines(path), f"source: {REAL_ESRGAN_X4PLUS} (BSD-3-Clause)"]
+    def _downloaded(self, cfg: ModelCfg):
+        path = weights_path(cfg.name)
+        return load_generator(path, self.device), cfg.title.split(" (")[0], [
+            *_file_lines(path), f"source: {cfg.url} ({cfg.licence})"]
 
 
-_SHIPPED_SHA = {file: digest for entry in REGISTRY.values() for file, digest in entry.files}
+_SHIPPED_SHA = {file: digest for entry in MODELS.values() for file, digest in entry.files}
 
 
 def _file_lines(path: Path) -> list[str]:

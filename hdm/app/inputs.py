@@ -16,11 +16,11 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from ..bench.shapes import render_sample
+from ..data.shapes import render_sample
 from ..errors import HDMError
 from ..io.images import load_rgb, read_image
 
-__all__ = ["ViewError", "shown_as", "check_image", "to_uint8", "cache_dir", "fresh_folder", "CACHE_AGE", "Upload",
+__all__ = ["ViewError", "shown_as", "check_image", "cache_dir", "fresh_folder", "CACHE_AGE", "Upload",
            "read_upload", "Example", "example_images", "low_res_examples", "shapes_sample", "SHAPES_EXAMPLES"]
 
 #: Largest input side the CAM and subband views take (the model sees a 224/128 px resize anyway).
@@ -61,13 +61,6 @@ def check_image(image, max_pixels: int | None = None, what: str = "image") -> np
                         f"(about {side}x{side}). Crop or downscale it first, or run the tiled command line "
                         "`hdm upscale` on the full image.")
     return rgb
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """float ``[0, 1]`` (or uint8) ``(H, W[, 3])`` -> uint8 for display."""
-    if image.dtype == np.uint8:
-        return image
-    return (np.clip(image, 0.0, 1.0) * 255.0).round().astype(np.uint8)
 
 
 def cache_dir() -> Path:
@@ -133,7 +126,7 @@ class Example:
     kind: str
 
 
-#: The CAM benchmark renders shown as examples: (seed, index) of :func:`hdm.bench.shapes.render_sample`, 256 px.
+#: The CAM benchmark renders shown as examples: (seed, index) of :func:`hdm.data.shapes.render_sample`, 256 px.
 SHAPES_EXAMPLES = ((7, 3), (7, 6))
 _PHOTOS = (("astronaut", "face"), ("camera", "face"), ("coffee", "photo"), ("chelsea", "photo"), ("rocket", "photo"))
 
@@ -159,7 +152,7 @@ def shapes_sample(seed: int, index: int):
 
 def example_images() -> list[Example]:
     """Images that work offline: scikit-image's photos (the astronaut and the cameraman have faces; coffee, a cat
-    and a rocket have none) and two images of the CAM benchmark (:mod:`hdm.bench.shapes`), written once as PNG."""
+    and a rocket have none) and two images of the CAM benchmark (:mod:`hdm.data.shapes`), written once as PNG."""
     out = [Example(_written(name, lambda n=name: _photo(n)), name, kind) for name, kind in _PHOTOS]
     for seed, index in SHAPES_EXAMPLES:
         sample = shapes_sample(seed, index)

@@ -18,22 +18,19 @@ from ..cam.faces import FACE_LAYERS, explain_face
 from ..cam.hdm_cam import TUNED
 from ..cam.overlay import overlay_heatmap
 from ..errors import HDMError
-from ..io.images import to_model_input
+from ..io.images import to_image, to_model_input, to_tensor, to_uint8
 from ..ops.resize import bicubic_upsample
-from ..ops.tiling import tiled_forward
-from ..sr.fusion import FaceFusionSR, region_fusion, to_image, to_tensor
+from ..sr.fusion import region_fusion
+from ..upscaling import Upscaler
 from .cam import LAYERS, OWN, _classifier, _face_embedder, details_markdown, parse_target, sentence
-from .fit import fit_model
-from .hub import DIFFUSION_FILES, FACE_NETWORK, ModelHub
+from .chooser import choose_model
 from .display import png_file
-from .inputs import MAX_SR_PIXELS, ViewError, check_image, shown_as, to_uint8
+from .hub import DIFFUSION, FACE_NETWORK, ModelHub
+from .inputs import MAX_SR_PIXELS, ViewError, check_image, shown_as
 from .zoom import differing_crops, face_crops, zoom_crops
 
 __all__ = ["FusionView", "fusion_view", "DiffusionView", "diffusion_view", "RegionView", "region_view", "mask_overlay",
            "download_name"]
-
-_TILE = 256  # SR input tile (px): bounds memory on a shared Space
-
 
 def mask_overlay(image: np.ndarray, mask: np.ndarray, colour=(1.0, 0.2, 0.2), strength: float = 0.6) -> np.ndarray:
     """``image`` ``(H, W, 3)`` float [0, 1] tinted by ``mask`` ``(H, W)`` in [0, 1] -> uint8."""
@@ -108,17 +105,9 @@ def fusion_view(hub: ModelHub, image, general: str, face: str, out_dir=None) -> 
     g, f = _generator(hub, hub.general, general), _generator(hub, hub.face, face)
     if g.obj.scale != f.obj.scale:
         raise ViewError(f"{general} is x{g.obj.scale} and {face} x{f.obj.scale}: pick two models of one scale.")
-    detector = hub.face_detector()
-    pipeline = FaceFusionSR(g.obj, f.obj, detector=detector, scale=g.obj.scale, tile=_TILE, device=hub.device)
-    seconds = {}
-    start = time.perf_counter()
-    with torch.no_grad():
-        general_out = pipeline.upscale_general(rgb)
-        seconds["general"] = time.perf_counter() - start
-        start = time.perf_counter()
-        result = pipeline(rgb, general=general_out)
-    seconds["faces + fusion"] = time.perf_counter() - start
-    bicubic = to_uint8(to_image(bicubic_upsample(to_tensor(rgb), pipeline.scale)))
+    upscaled = Upscaler("fusion", general=g.obj, face=f.obj, detector=hub.face_detector(), device=hub.device)(rgb)
+    result, seconds, scale = upscaled.fusion, upscaled.seconds, g.obj.scale
+    bicubic = to_uint8(to_image(bicubic_upsample(to_tensor(rgb), scale)))
     faces = [[i + 1, *(round(float(v), 1) for v in box[:4]), round(float(box[4]), 3) if len(box) > 4 else None]
              for i, box in enumerate(result.boxes)]
     fused, general_u8 = to_uint8(result.fused), to_uint8(result.general)
@@ -126,7 +115,7 @@ def fusion_view(hub: ModelHub, image, general: str, face: str, out_dir=None) -> 
     n = len(faces)
     did = (f"{f.label} redrew the {n} face{'s' if n > 1 else ''} found" if n else "MTCNN found no face, so the "
            "result is the general model's")
-    caption = (f"{sentence(g.label)} upscaled the image x{pipeline.scale} ({w}x{h} -> {sw}x{sh} px) and {did}, "
+    caption = (f"{sentence(g.label)} upscaled the image x{scale} ({w}x{h} -> {sw}x{sh} px) and {did}, "
                f"in {sum(seconds.values()):.1f} s.")
     details = details_markdown([f"{result.message}", f"general model: {g.label}", *g.details, f"face model: {f.label}",
                                 *f.details,
@@ -134,7 +123,7 @@ def fusion_view(hub: ModelHub, image, general: str, face: str, out_dir=None) -> 
                                 _times(seconds), f"device: {hub.device.type.upper()}"])
     images = {"bicubic": bicubic, "general": general_u8, "fused": fused}
     pairs = _pairs(images, [("bicubic", "fused"), ("general", "fused")])
-    zooms = _zooms(images, "general", "fused", result.boxes, pipeline.scale)
+    zooms = _zooms(images, "general", "fused", result.boxes, scale)
     name = download_name("fused", general, face)
     return FusionView(bicubic, general_u8, to_uint8(result.face), mask_overlay(result.fused, result.mask), fused, faces,
                       _download(result.fused, name, out_dir), caption, seconds, details, pairs, zooms)
@@ -154,15 +143,14 @@ class DiffusionView:
     zooms: list = field(default_factory=list)
 
 
-def diffusion_view(hub: ModelHub, image, variants=tuple(DIFFUSION_FILES), seed: int = 0, out_dir=None) -> DiffusionView:
+def diffusion_view(hub: ModelHub, image, variants=tuple(DIFFUSION), seed: int = 0, out_dir=None) -> DiffusionView:
     """x4 ``image`` with each diffusion ``variant`` (one-step student / multi-step teacher, trained with
     and without the high-frequency loss); variants whose weights are missing are listed, not fatal."""
     rgb = check_image(image, MAX_SR_PIXELS)
-    unknown = [v for v in variants if v not in DIFFUSION_FILES]
+    unknown = [v for v in variants if v not in DIFFUSION]
     if unknown or not variants:
-        raise ViewError(f"Pick one or more of {list(DIFFUSION_FILES)}" + (f"; unknown: {unknown}" if unknown else "."))
-    lr = to_tensor(rgb, hub.device)
-    bicubic = to_uint8(to_image(bicubic_upsample(lr.cpu(), 4)))
+        raise ViewError(f"Pick one or more of {list(DIFFUSION)}" + (f"; unknown: {unknown}" if unknown else "."))
+    bicubic = to_uint8(to_image(bicubic_upsample(to_tensor(rgb), 4)))
     results, missing, lines, images, downloads, took_all = [(bicubic, "bicubic")], [], [], {"bicubic": bicubic}, [], 0.0
     for variant in variants:
         try:
@@ -170,14 +158,13 @@ def diffusion_view(hub: ModelHub, image, variants=tuple(DIFFUSION_FILES), seed: 
         except HDMError as e:  # a missing or unreadable file only drops its column
             missing.append(f"{variant}: {e}")
             continue
-        start = time.perf_counter()
-        with torch.no_grad():
-            sr = served.obj(lr, seed=int(seed))
-        took = time.perf_counter() - start
+        mode = "diffusion" if served.obj.one_step else "diffusion-teacher"
+        upscaled = Upscaler(mode, diffusion=served.obj, seed=int(seed), device=hub.device)(rgb)
+        took = sum(upscaled.seconds.values())
         took_all += took
         steps = served.obj.evaluations
         lines += [f"{variant}: {served.label}", *served.details]
-        out = to_uint8(to_image(sr))
+        out = to_uint8(upscaled.rgb)
         images[f"{steps} step{'s' if steps > 1 else ''}{' +HF' if 'with HF' in variant else ''}"] = out
         results.append((out, f"{variant} ({steps} step{'s' if steps > 1 else ''}): {took:.2f} s"))
         downloads.append(_download(out, download_name("diffusion", variant, seed=seed), out_dir))
@@ -231,10 +218,10 @@ def _chip_map_to_image(cam: np.ndarray, matrix: np.ndarray, height: int, width: 
     return out[0, 0].numpy()
 
 
-def _class_map(hub: ModelHub, rgb: np.ndarray, fit, target):
+def _class_map(hub: ModelHub, rgb: np.ndarray, choice, target):
     """``(map (h, w) in [0, 1] over rgb, served, what it explains)``: the tuned HDM-CAM of the fitted model;
     for face verification the face's map drawn back from its chip into the image."""
-    if fit.model == FACE_NETWORK:
+    if choice.model == FACE_NETWORK:
         served = _face_embedder(hub)
         options = {k: v for k, v in TUNED.items() if k != "target_layers"}
         options["target_layers"] = [FACE_LAYERS[LAYERS.index(n)] for n in TUNED["target_layers"]]
@@ -242,7 +229,7 @@ def _class_map(hub: ModelHub, rgb: np.ndarray, fit, target):
             e = explain_face(rgb, embedder=served.obj, methods=("HDM-CAM",), hdm_options=options)
             details, _ = served.obj.details(rgb)
         return _chip_map_to_image(e.maps["HDM-CAM"], details[0].matrix(), *rgb.shape[:2]), served, OWN
-    served = _classifier(hub, fit.model)
+    served = _classifier(hub, choice.model)
     model = served.obj
     category = parse_target(target, len(model.categories))
     x = to_model_input(rgb, size=model.input_size)
@@ -263,30 +250,28 @@ def region_view(hub: ModelHub, image, classifier: str, target, general: str, spe
     s = _generator(hub, {**hub.general, **hub.face}, specialist)
     if g.obj.scale != s.obj.scale:
         raise ViewError(f"{general} is x{g.obj.scale} and {specialist} x{s.obj.scale}: pick two models of one scale.")
-    fit = fit_model(hub, rgb, classifier)
-    if fit.model is None:
-        return RegionView(None, None, None, None, None, None, None, fit.reason, details_markdown([fit.reason]))
+    choice = choose_model(hub, rgb, classifier)
+    if choice.model is None:
+        return RegionView(None, None, None, None, None, None, None, choice.reason, details_markdown([choice.reason]))
     start = time.perf_counter()
-    saliency, served, what = _class_map(hub, rgb, fit, target)
+    saliency, served, what = _class_map(hub, rgb, choice, target)
     seconds = {"class map": time.perf_counter() - start}
-    lr = to_tensor(rgb, hub.device)
     start = time.perf_counter()
-    with torch.no_grad():
-        general_out = to_image(tiled_forward(g.obj, lr, g.obj.scale, _TILE))
-        special_out = to_image(tiled_forward(s.obj, lr, s.obj.scale, _TILE))
+    general_out = Upscaler("general", general=g.obj, device=hub.device)(rgb).rgb
+    special_out = Upscaler("face", face=s.obj, device=hub.device)(rgb).rgb
     seconds["both models"] = time.perf_counter() - start
     mask, fused = region_fusion(general_out, special_out, saliency, float(threshold))
     caption = (f"Inside the HDM-CAM map of {what} ({served.label}), {s.label} upscaled the image x{g.obj.scale}, "
                f"{g.label} outside; the mask covers {mask.mean():.0%} of the image ({sum(seconds.values()):.1f} s).")
     details = details_markdown([
-        fit.reason, f"map: tuned HDM-CAM ({', '.join(f'{k}={v}' for k, v in TUNED.items())}) of {what}, thresholded at "
+        choice.reason, f"map: tuned HDM-CAM ({', '.join(f'{k}={v}' for k, v in TUNED.items())}) of {what}, thresholded at "
         f"{float(threshold):.2f} of its peak and softened (eq. 3 with the map as the mask)",
         f"map's model: {served.label}", *served.details, f"inside: {s.label}", *s.details, f"outside: {g.label}",
         *g.details, _times(seconds), f"device: {hub.device.type.upper()}"])
-    bicubic = to_uint8(to_image(bicubic_upsample(lr.cpu(), g.obj.scale)))
+    bicubic = to_uint8(to_image(bicubic_upsample(to_tensor(rgb), g.obj.scale)))
     images = {"bicubic": bicubic, "general": to_uint8(general_out), "fused": to_uint8(fused)}
     return RegionView(overlay_heatmap(rgb, saliency), mask_overlay(fused, mask), mask, to_uint8(general_out),
                       to_uint8(special_out), to_uint8(fused),
-                      _download(fused, download_name("region", fit.model, specialist, general), out_dir), caption,
-                      details, fit.model, _pairs(images, [("bicubic", "fused"), ("general", "fused")]),
+                      _download(fused, download_name("region", choice.model, specialist, general), out_dir), caption,
+                      details, choice.model, _pairs(images, [("bicubic", "fused"), ("general", "fused")]),
                       _zooms(images, "general", "fused", hub.face_detector()(rgb), g.obj.scale))

@@ -3,7 +3,7 @@ HDM-CAM's 3rd- and 4th-order derivative maps, with the band weights W3, W4 and b
 
 Every pyramid is drawn in the usual wavelet layout (:func:`pyramid_mosaic`): ``LL_J`` top left; at
 each level ``HL`` (vertical detail, PyWavelets' cV) top right, ``LH`` (horizontal detail, cH) bottom
-left, ``HH`` bottom right; finer levels further out. All transforms are :mod:`hdm.wavelets`'.
+left, ``HH`` bottom right; finer levels further out. All transforms are :mod:`hdm.ops.wavelets`'.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ..errors import BadArgument
 from ..io.images import to_model_input
 from ..ops.wavelets import HaarPyramid, haar_wavedec2, max_level
 from .cam import LAYERS, OWN, TOP, _classifier, _face_embedder, details_markdown, parse_target
-from .fit import AUTO, fit_model
+from .chooser import AUTO, choose_model
 from .hub import FACE_NETWORK, ModelHub
 from .inputs import MAX_SIDE, ViewError, check_image, shown_as
 
@@ -80,10 +80,10 @@ class SubbandView:
     model: str | None = None
 
 
-def _explained(hub: ModelHub, rgb: np.ndarray, fit, target):
+def _explained(hub: ModelHub, rgb: np.ndarray, choice, target):
     """``(served, network, picture, x, targets, layer names, what)`` of the fitted model: a classifier on the
     image, or the face network on the face's aligned chip with its own descriptor as the score."""
-    if fit.model == FACE_NETWORK:
+    if choice.model == FACE_NETWORK:
         served = _face_embedder(hub)
         embedder = served.obj
         with shown_as("Cannot explain this face"):
@@ -94,7 +94,7 @@ def _explained(hub: ModelHub, rgb: np.ndarray, fit, target):
         with torch.no_grad():
             own = embedder(x)[0]
         return served, embedder, chips[0], x, [SimilarityTarget(own, cosine=False)], FACE_LAYERS, OWN
-    served = _classifier(hub, fit.model)
+    served = _classifier(hub, choice.model)
     classifier = served.obj
     category = parse_target(target, len(classifier.categories))
     x = to_model_input(rgb, size=classifier.input_size)
@@ -112,10 +112,10 @@ def subband_view(hub: ModelHub, image, model: str = AUTO, layer: str = "layer3",
     if not 1 <= int(levels) <= 4:
         raise ViewError(f"Levels must be 1 to 4, got {levels}.")
     levels = int(levels)
-    fit = fit_model(hub, rgb, model)
-    if fit.model is None:
-        return SubbandView([], "", fit.reason, details_markdown([fit.reason]))
-    served, network, picture, x, targets, names, what = _explained(hub, rgb, fit, target)
+    choice = choose_model(hub, rgb, model)
+    if choice.model is None:
+        return SubbandView([], "", choice.reason, details_markdown([choice.reason]))
+    served, network, picture, x, targets, names, what = _explained(hub, rgb, choice, target)
     module = names[LAYERS.index(layer)]
 
     grey = torch.from_numpy(picture.astype(np.float64) @ np.array([0.299, 0.587, 0.114]))
@@ -151,13 +151,13 @@ def subband_view(hub: ModelHub, image, model: str = AUTO, layer: str = "layer3",
             values = band_weights[key][0, k, j]
             rows.append(f"| {label} | {j + 1} | " + " | ".join(f"{v:.3f}" for v in values) + " |")
     channels = result.activations[module].shape[1]
-    caption = (f"Haar subbands of the {'face' if fit.model == FACE_NETWORK else 'image'}, and of {served.label}'s "
+    caption = (f"Haar subbands of the {'face' if choice.model == FACE_NETWORK else 'image'}, and of {served.label}'s "
                f"{layer} channel {k} (the one HDM-CAM weights most for {what}): its activation and 3rd- and "
                f"4th-order derivative maps, {J} DWT level{'s' if J > 1 else ''}.")
     details = details_markdown([
-        fit.reason, f"model: {served.label}", *served.details,
+        choice.reason, f"model: {served.label}", *served.details,
         f"{layer}{'' if module == layer else f' ({module})'}: {channels} channels of {act.shape[0]}x{act.shape[1]}; "
         f"channel {k} carries {total[k] / total.sum():.1%} of HDM-CAM's weight at this layer (eq. 12)",
         "layout: LL top left, then per level HL top right, LH bottom left, HH bottom right (finer levels further out); "
         "each band scaled on its own, so the mosaic shows where, not how much"])
-    return SubbandView(mosaics, "\n".join(rows), caption, details, fit.model)
+    return SubbandView(mosaics, "\n".join(rows), caption, details, choice.model)

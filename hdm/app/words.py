@@ -2,7 +2,8 @@
 the paper's equations in hdm's docs.
 
 Links point at the docs beside the app: on a Hugging Face Space (``SPACE_ID`` set) the repository's page of
-the file, else the file served by the app itself (``app.py`` allows ``docs/``)."""
+the file, else the file served by the app itself (the page allows a checkout's ``docs/``); an installed copy,
+which has no docs beside it, names the file instead."""
 from __future__ import annotations
 
 import os
@@ -39,16 +40,18 @@ INTROS = {
 }
 
 
-def doc_url(file: str, anchor: str = "") -> str:
-    """The URL of ``docs/<file>`` (``#anchor``) for a page of this app (see the module docstring)."""
+def doc_url(file: str, anchor: str = "") -> str | None:
+    """The URL of ``docs/<file>`` (``#anchor``) for a page of this app, or ``None`` where there is none (see the
+    module docstring)."""
     space = os.environ.get("SPACE_ID")
     tail = f"#{anchor}" if anchor else ""
     if space:
         return f"https://huggingface.co/spaces/{space}/blob/main/docs/{file}{tail}"
-    return f"/gradio_api/file=docs/{file}"
+    return f"/gradio_api/file=docs/{file}" if DOCS.is_dir() else None
 
 
 def intro(tab: str) -> str:
-    """Markdown: a tab's sentences and its link."""
+    """Markdown: a tab's sentences and its link (or, without one, the doc's name in hdm's repository)."""
     text, (link, file, anchor) = INTROS[tab]
-    return f"{text} See [{link}]({doc_url(file, anchor)})."
+    url = doc_url(file, anchor)
+    return f"{text} See [{link}]({url})." if url else f"{text} See {link} in docs/{file} of hdm's repository."

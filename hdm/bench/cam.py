@@ -1,4 +1,4 @@
-"""The CAM benchmark: every method on :mod:`hdm.bench.shapes` images, scored against the true masks.
+"""The CAM benchmark: every method on :mod:`hdm.data.shapes` images, scored against the true masks.
 
 ``hdm eval-cam`` runs :func:`evaluate` and writes ``docs/results/cam.md`` with
 :func:`markdown` (and JSON with :func:`summarize`). Methods are callables
@@ -14,6 +14,7 @@ the faithfulness metrics take the random floor's pixel order in its place, and t
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import hashlib
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Callable
-from unittest import mock
 
 import numpy as np
 import torch
@@ -34,12 +34,12 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..cam import HDMCAM, GradCAM, GradCAMPlusPlus, LayerCAM
-from ..cam.base import constant_maps
 from ..cam import metrics as M
+from ..cam.base import RESNET_LAYERS, constant_maps
 from ..cam.hdm_cam import TUNED
+from ..data.shapes import ShapesDataset
 from ..errors import BadArgument
-from ..io.images import IMAGENET_MEAN, IMAGENET_STD
-from .shapes import ShapesDataset, to_tensor
+from ..io.images import IMAGENET_MEAN, IMAGENET_STD, to_model_input
 from .stats import ci_text, paired_bootstrap
 
 __all__ = ["LAYERS", "default_methods", "uninformative_where_flat", "read_result", "carry_rows", "check_settings", "run_meta", "LOCALISATION",
@@ -47,7 +47,7 @@ __all__ = ["LAYERS", "default_methods", "uninformative_where_flat", "read_result
            "markdown", "write_csv", "goal_check", "peers_of", "METRICS", "REFERENCES", "BASELINES", "FLOORS",
            "tuned_hdm_cam", "CENTRE_SIGMA", "SCORE_CAM", "as_method", "package_cam", "random_map", "sobel_map"]
 
-LAYERS = ["layer1", "layer2", "layer3", "layer4"]
+LAYERS = list(RESNET_LAYERS)
 #: (key, column title, higher is better)
 METRICS = [
     ("auc", "pixel AUC", True), ("energy", "energy pointing game", True), ("pointing", "pointing", True),
@@ -130,6 +130,18 @@ def _release(cam) -> None:
         c.activations_and_grads.release()
 
 
+@contextlib.contextmanager
+def _replaced(owner, name: str, value):
+    """``owner.name`` is ``value`` inside the block and restored after it (here: a third-party progress bar
+    silenced)."""
+    saved = getattr(owner, name)
+    setattr(owner, name, value)
+    try:
+        yield
+    finally:
+        setattr(owner, name, saved)
+
+
 def package_cam(model, method: str, layers=LAYERS, score: str = "logit", images_per_call: int | None = None,
                  batch_size: int | None = None, per_layer: bool = False) -> Method | None:
     """The grad-cam package's ``method`` (a class name of ``pytorch_grad_cam``) over ``layers``, with the
@@ -161,7 +173,7 @@ def package_cam(model, method: str, layers=LAYERS, score: str = "logit", images_
         if batch_size is not None:
             cam.batch_size = batch_size
         try:
-            with mock.patch.object(pgc_score_cam, "tqdm", quiet):
+            with _replaced(pgc_score_cam, "tqdm", quiet):
                 return cam(input_tensor=x, targets=[c if callable(c) else target_cls(int(c)) for c in targets])
         finally:
             _release(cam)
@@ -330,7 +342,7 @@ def _score_batch(model, scorer, dataset, methods, start, batch_size, keys, *, st
                  faithfulness_n, limits) -> dict:
     """One batch's record: its labels, how many the model gets right, and every method's time and values."""
     samples = [dataset.sample(i) for i in range(start, min(start + batch_size, len(dataset)))]
-    x = torch.stack([to_tensor(s.image) for s in samples])
+    x = torch.cat([to_model_input(s.image, size=None) for s in samples])
     labels = [int(s.label) for s in samples]
     with torch.no_grad():
         correct = int((model(x).argmax(1) == torch.tensor(labels)).sum())

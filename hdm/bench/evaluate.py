@@ -22,8 +22,8 @@ import torch
 from tqdm import tqdm
 
 from ..errors import ImageError
-from ..io.images import list_photos, read_image
-from ..ops.metrics import psnr_ssim_y, to_uint8
+from ..io.images import list_photos, read_image, to_uint8
+from ..ops.metrics import psnr_ssim_y
 from ..ops.resize import bicubic_downsample, bicubic_upsample, mod_crop
 from .stats import paired_bootstrap
 

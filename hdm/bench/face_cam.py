@@ -29,7 +29,7 @@ from ..cam.hdm_cam import TUNED
 from ..cam.targets import SimilarityTarget
 from ..errors import BadArgument
 from ..faces.embedder import FaceEmbedder, face_distance
-from .cam import LAYERS, as_method, package_cam, centre_prior, random_map, uninformative_where_flat
+from .cam import LAYERS, as_method, centre_prior, package_cam, random_map, uninformative_where_flat
 from .stats import ci_text, mean_ci, paired_bootstrap
 
 __all__ = ["FaceSample", "face_samples", "face_methods", "FaceResult", "evaluate_faces", "summarize_faces",

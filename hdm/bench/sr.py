@@ -22,9 +22,10 @@ import numpy as np
 
 from ..faces.chips import extract_chip
 from ..faces.embedder import face_distance
+from ..io.images import to_image, to_tensor
 from ..ops.metrics import region_psnr_ssim_y
 from ..ops.tiling import tiled_forward
-from ..sr.fusion import FaceFusionSR, to_image, to_tensor
+from ..sr.fusion import FaceFusionSR
 from .evaluate import Sample, bicubic, evaluate, skipped_note, summarize_records
 from .stats import ci_text
 

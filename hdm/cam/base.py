@@ -19,13 +19,15 @@ import torch.nn.functional as F
 from ..errors import BadArgument
 from .targets import ClassifierOutputTarget
 
-__all__ = ["BaseCAM", "CAMResult", "LayerSpec", "TargetSpec", "normalize_maps", "flat_maps", "constant_maps",
+__all__ = ["RESNET_LAYERS", "BaseCAM", "CAMResult", "LayerSpec", "TargetSpec", "normalize_maps", "flat_maps", "constant_maps",
            "upsample_maps", "eval_mode", "FLAT_RTOL"]
 
 LayerSpec = Union[str, nn.Module]
 TargetSpec = Union[int, Callable[[torch.Tensor], torch.Tensor]]
 
 #: pytorch-grad-cam's min-max convention: ``(x - min) / (max - min + 1e-7)``.
+#: The four stages of a torchvision ResNet: the layers hdm's CAMs aggregate by default.
+RESNET_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 NORM_EPS = 1e-7
 #: A map whose values spread over less than this fraction of its largest magnitude is flat: no spatial evidence
 #: survives the float32 rounding of the channel sums that built it (a sum over 2048 channels may be off by

@@ -11,8 +11,8 @@ import torch.nn as nn
 import torchvision
 
 from ..errors import BadArgument, MissingFile
+from ..io.registry import DEFAULTS, MODELS, get_cfg, names
 from ..io.weights import (
-    REGISTRY,
     hub_checkpoint_path,
     load_state_dict_file,
     resolve_weights,
@@ -20,9 +20,9 @@ from ..io.weights import (
     torchvision_state_dict,
     weights_path,
 )
+from .theta import read_theta
 
-__all__ = ["Classifier", "CLASSIFIERS", "SHAPES_WEIGHTS", "SHAPES_WEIGHTS_BY_SIZE",
-           "load_resnet50", "load_shapes_resnet50", "shapes_theta_path",
+__all__ = ["Classifier", "load_resnet50", "load_shapes_resnet50", "shapes_theta_path",
            "imagenet_weights_path"]
 
 
@@ -36,20 +36,22 @@ class Classifier:
     categories: list[str]
     note: str = ""  # shown to users, e.g. that a stand-in replaces the real weights
     input_size: int = 224  # side of the square input the model was trained at
+    theta: torch.Tensor | None = None  # HDM-CAM's fitted scale logits (alpha "learned"), when the model has them
 
     @classmethod
-    def from_pretrained(cls, name: str = "shapes_resnet50", device="cpu") -> "Classifier":
+    def from_pretrained(cls, name: str = DEFAULTS["classifier"], device="cpu") -> "Classifier":
         """A classifier in eval mode on ``device``, by name: ``"shapes_resnet50"`` (the shipped ResNet-50 of the
         CAM benchmark, 8 shape classes, 128 px: :func:`load_shapes_resnet50`), ``"imagenet"`` (torchvision's
-        ResNet-50) or ``"random"`` (a seeded stand-in) (:func:`load_resnet50`), or a state-dict file (an
+        ResNet-50, also its registry name, :data:`hdm.io.registry.DEFAULTS` ``["imagenet"]``) or ``"random"`` (a seeded stand-in) (:func:`load_resnet50`), or a state-dict file (an
         hdm shapes export, whose metadata names its classes, or any ResNet-50). Raises
         :class:`~hdm.errors.WeightsUnavailable`, :class:`~hdm.errors.MissingFile` or :class:`BadArgument`."""
-        if name in REGISTRY and name not in CLASSIFIERS:
-            raise BadArgument(f"{name} is not a classifier; the shipped classifiers are {', '.join(CLASSIFIERS)}")
-        if name in CLASSIFIERS or (str(name).endswith(".safetensors") and "classes" in safetensors_metadata(name)):
+        shipped = names("classifier", shipped=True)
+        if name in MODELS and name not in names("classifier"):
+            raise BadArgument(f"{name} is not a classifier; the shipped classifiers are {', '.join(shipped)}")
+        if name in shipped or (str(name).endswith(".safetensors") and "classes" in safetensors_metadata(name)):
             classifier = load_shapes_resnet50(name)
         else:
-            classifier = load_resnet50(name)
+            classifier = load_resnet50("imagenet" if name == DEFAULTS["imagenet"] else name)
         classifier.model.to(torch.device(device))
         return classifier
 
@@ -60,7 +62,7 @@ def _imagenet_weights():
 
 def imagenet_weights_path() -> Path:
     """Where torchvision caches the ResNet-50 ImageNet file (``$TORCH_HOME/hub/checkpoints/...``)."""
-    return hub_checkpoint_path(_imagenet_weights().url)
+    return hub_checkpoint_path(get_cfg("imagenet").url)
 
 
 def load_resnet50(weights: str = "imagenet", *, seed: int = 0, categories: list[str] | None = None) -> Classifier:
@@ -101,29 +103,20 @@ def load_resnet50(weights: str = "imagenet", *, seed: int = 0, categories: list[
     return Classifier(model.eval(), "ResNet-50", f"file: {weights}", names)
 
 
-#: The shipped shapes ResNet-50 of the CAM benchmark (see weights/shapes_resnet50.md).
-SHAPES_WEIGHTS = "shapes_resnet50"
-#: The shipped shapes classifier for each image side of the CAM benchmark (the 224 px one is the 128 px one
-#: fine-tuned at 224 px).
-SHAPES_WEIGHTS_BY_SIZE = {size: name for size, name in {128: SHAPES_WEIGHTS, 224: "shapes_resnet50_224"}.items()
-                          if name in REGISTRY}
-#: The shipped classifiers (:data:`hdm.io.weights.REGISTRY` names).
-CLASSIFIERS = tuple(SHAPES_WEIGHTS_BY_SIZE.values())
-
-
-def shapes_theta_path(weights: str | Path = SHAPES_WEIGHTS) -> Path:
+def shapes_theta_path(weights: str | Path = DEFAULTS["classifier"]) -> Path:
     """The fitted HDM-CAM theta beside a weights file (``<stem>.theta.json``); for the shipped model's name,
     the shipped theta (fetched with it, see :func:`hdm.io.weights.weights_path`)."""
-    if str(weights) in REGISTRY:
-        return weights_path(str(weights), f"{weights}.theta.json")
+    if str(weights) in MODELS:
+        return weights_path(str(weights), get_cfg(str(weights)).companion(".theta.json"))
     weights = Path(weights)
     return weights.with_name(weights.name.removesuffix(".safetensors") + ".theta.json")
 
 
-def load_shapes_resnet50(path: str | Path = SHAPES_WEIGHTS) -> Classifier:
-    """The shapes ResNet-50 (8 classes of :mod:`hdm.bench.shapes`) from fp16 safetensors, in float32 eval mode.
+def load_shapes_resnet50(path: str | Path = DEFAULTS["classifier"]) -> Classifier:
+    """The shapes ResNet-50 (8 classes of :mod:`hdm.data.shapes`) from fp16 safetensors, in float32 eval mode.
 
-    The file's metadata names the classes and holds the training record (``Classifier.note``)."""
+    The file's metadata names the classes and holds the training record (``Classifier.note``); the fitted
+    theta beside it (:func:`shapes_theta_path`), when there, is ``Classifier.theta``."""
     try:
         path = resolve_weights(path)
     except MissingFile as e:
@@ -138,11 +131,14 @@ def load_shapes_resnet50(path: str | Path = SHAPES_WEIGHTS) -> Classifier:
     if unexpected or any(not k.endswith("num_batches_tracked") for k in missing):
         raise BadArgument(f"{path} does not fit torchvision's ResNet-50 (missing {missing}, unexpected {unexpected})")
     record = json.loads(meta.get("record", "{}"))
-    note = (f"trained on hdm.bench.shapes images; held-out accuracy {record['heldout_accuracy']:.4f}"
+    note = (f"trained on hdm.data.shapes images; held-out accuracy {record['heldout_accuracy']:.4f}"
             if "heldout_accuracy" in record else "")
     names = classes or [f"class {i}" for i in range(model.fc.out_features)]
     size = int(record.get("size", 128))
-    return Classifier(model.eval(), "ResNet-50 (shapes)", f"file: {_shown(path)}", names, note, input_size=size)
+    theta_file = shapes_theta_path(path)
+    theta = torch.tensor(read_theta(theta_file)["theta"]) if theta_file.is_file() else None
+    return Classifier(model.eval(), "ResNet-50 (shapes)", f"file: {_shown(path)}", names, note, input_size=size,
+                      theta=theta)
 
 
 def _shown(path: Path) -> str:

@@ -10,11 +10,11 @@ import torch
 from ..errors import BadArgument
 from ..io.images import load_rgb, to_model_input
 from . import HDMCAM, GradCAM, GradCAMPlusPlus
-from .base import constant_maps, normalize_maps
+from .base import RESNET_LAYERS, constant_maps, normalize_maps
 from .classifiers import Classifier
 from .overlay import overlay_heatmap
 
-__all__ = ["METHODS", "PhotoExplanation", "explain_photo", "top_k", "flat_note"]
+__all__ = ["METHODS", "METHOD_NAMES", "PhotoExplanation", "explain_photo", "top_k", "flat_note"]
 
 #: Display name -> constructor(model, layers, hdm_options); ``hdm_options`` are HDMCAM's keyword arguments.
 METHODS = {
@@ -22,6 +22,8 @@ METHODS = {
     "Grad-CAM++": lambda model, layers, options: GradCAMPlusPlus(model, layers),
     "HDM-CAM": lambda model, layers, options: HDMCAM(model, **{"target_layers": layers, **options}),
 }
+#: The methods' names, as every command, view and table shows them.
+METHOD_NAMES = tuple(METHODS)
 
 
 @dataclass
@@ -57,8 +59,8 @@ def top_k(classifier: Classifier, x: torch.Tensor, k: int = 5) -> list[tuple[int
     return [(int(i), classifier.categories[int(i)], float(v)) for v, i in zip(values, idx)]
 
 
-def explain_photo(classifier: Classifier, image, *, methods=("Grad-CAM", "Grad-CAM++", "HDM-CAM"),
-                  category: int | None = None, layers=("layer1", "layer2", "layer3", "layer4"),
+def explain_photo(classifier: Classifier, image, *, methods=METHOD_NAMES,
+                  category: int | None = None, layers=RESNET_LAYERS,
                   alpha: str = "exp", size: int | None = None, hdm_options: dict | None = None,
                   k: int = 5) -> PhotoExplanation:
     """Run each method on ``image`` (path, PIL or array) for ``category`` (``None``: the top class).
@@ -77,9 +79,15 @@ def explain_photo(classifier: Classifier, image, *, methods=("Grad-CAM", "Grad-C
     num = len(classifier.categories)
     if not 0 <= int(category) < num:
         raise BadArgument(f"class index {category} is out of range: the model has {num} classes (0..{num - 1})")
+    options = {"alpha": alpha, **(hdm_options or {})}
+    if options["alpha"] == "learned" and options.get("theta") is None:
+        if classifier.theta is None:
+            raise BadArgument(f"alpha 'learned' needs the theta fitted for this model (`hdm fit-theta`); "
+                              f"{classifier.name} has none: choose another alpha")
+        options["theta"] = classifier.theta
     maps, overlays, seconds, layer_maps = {}, {}, {}, {}
     for name in methods:
-        cam = METHODS[name](classifier.model, list(layers), {"alpha": alpha, **(hdm_options or {})})
+        cam = METHODS[name](classifier.model, list(layers), options)
         start = time.perf_counter()
         result = cam.explain(x, [int(category)], keep_maps=False)
         seconds[name] = time.perf_counter() - start

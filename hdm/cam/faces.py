@@ -18,7 +18,7 @@ from ..errors import BadArgument
 from ..faces.embedder import FaceEmbedder, face_distance
 from ..io.images import load_rgb
 from .base import normalize_maps
-from .explain import METHODS
+from .explain import METHOD_NAMES, METHODS
 from .overlay import overlay_heatmap
 from .targets import SimilarityTarget
 
@@ -58,7 +58,7 @@ def _face(embedder: FaceEmbedder, rgb: np.ndarray, what: str) -> tuple[np.ndarra
 
 
 def explain_face(image, reference=None, *, embedder: FaceEmbedder | None = None,
-                 methods=("Grad-CAM", "Grad-CAM++", "HDM-CAM"), layers=FACE_LAYERS, alpha: str = "exp",
+                 methods=METHOD_NAMES, layers=FACE_LAYERS, alpha: str = "exp",
                  hdm_options: dict | None = None) -> FaceExplanation:
     """Explain the most confident face of ``image`` (path, PIL or array): what makes its descriptor match
     the most confident face of ``reference`` (cosine), or, without one, its own descriptor (dot product).
@@ -68,6 +68,10 @@ def explain_face(image, reference=None, *, embedder: FaceEmbedder | None = None,
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise BadArgument(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    options = {"alpha": alpha, **(hdm_options or {})}
+    if options["alpha"] == "learned" and options.get("theta") is None:
+        raise BadArgument("alpha 'learned' needs a theta fitted for the face network, and none is shipped: "
+                          "choose another alpha, or pass hdm_options={'theta': ...}")
     rgb, ref_rgb = load_rgb(image), None if reference is None else load_rgb(reference)  # both read before any work
     embedder = embedder or FaceEmbedder.from_pretrained()
     chip, box = _face(embedder, rgb, "image")
@@ -85,7 +89,7 @@ def explain_face(image, reference=None, *, embedder: FaceEmbedder | None = None,
         distance = float(face_distance(own, ref))
     maps, overlays, seconds, layer_maps, score = {}, {}, {}, {}, float("nan")
     for name in methods:
-        cam = METHODS[name](embedder, list(layers), {"alpha": alpha, **(hdm_options or {})})
+        cam = METHODS[name](embedder, list(layers), options)
         start = time.perf_counter()
         result = cam.explain(x, [target], keep_maps=False)
         seconds[name] = time.perf_counter() - start

@@ -4,7 +4,7 @@ Kwon & Ro, "High-Precision Image Restoration via Hessian-based Grad-CAM++ and Wa
 Multiscale Activation Maps" (2025); equations (4)-(14). docs/hdm_cam.md maps every equation to the
 code below and records each decision the paper leaves open. In short, for each target layer ``l``
 with activation ``A`` ``(B, K, h, w)`` and gradient ``g = dS/dA`` of the class logit ``S``
-(explaining ``Y = exp(S)``, see :mod:`hdm.derivatives`; ``target="softmax"`` explains the class probability
+(explaining ``Y = exp(S)``, see :mod:`hdm.ops.derivatives`; ``target="softmax"`` explains the class probability
 instead, :func:`softmax_score_derivatives`):
 
 1. derivative maps ``|d^n Y/dA^n| / exp(S) = |g|^n``, n = 2, 3, 4              (stage 1)
@@ -36,7 +36,7 @@ import torch.nn as nn
 from ..errors import BadArgument
 from ..ops.derivatives import derivative_map, hessian_weight
 from ..ops.wavelets import BANDS, haar_dwt2, haar_wavedec2, haar_waverec2, max_level
-from .base import BaseCAM, CAMResult, normalize_maps, upsample_maps
+from .base import RESNET_LAYERS, BaseCAM, CAMResult, normalize_maps, upsample_maps
 from .channel_cam import combine_layer_maps
 
 __all__ = ["HDMCAM", "HDMResult", "TUNED", "fuse_scale_maps", "ALPHA_MODES", "LAYER_FUSIONS", "TARGETS", "APPLY_TO",
@@ -52,7 +52,7 @@ _BAND_INDEX = {name: i for i, name in enumerate(BANDS)}
 #: setting departs from the paper: docs/cam_benchmark.md, docs/hdm_cam.md). ``HDMCAM()``'s own defaults are
 #: the paper's method.
 TUNED = {"target": "exp", "hessian": "none", "bands": "equal", "alpha": "equal", "layer_fusion": "product",
-         "target_layers": ["layer1", "layer2", "layer3", "layer4"]}
+         "target_layers": list(RESNET_LAYERS)}
 #: Channels are processed in chunks of about this many gradient elements (speed, not results).
 _CHUNK_ELEMENTS = 1 << 19
 
@@ -96,9 +96,8 @@ def softmax_score_derivatives(u: torch.Tensor, probs: torch.Tensor, classes: tor
 
 def default_target_layers(model: nn.Module) -> list[str]:
     """``layer1..layer4`` for torchvision ResNets; other models must name their layers."""
-    names = ["layer1", "layer2", "layer3", "layer4"]
-    if all(isinstance(getattr(model, n, None), nn.Module) for n in names):
-        return names
+    if all(isinstance(getattr(model, n, None), nn.Module) for n in RESNET_LAYERS):
+        return list(RESNET_LAYERS)
     raise BadArgument(
         f"{type(model).__name__} has no layer1..layer4 (a torchvision ResNet's stages): pass target_layers explicitly"
     )
@@ -248,7 +247,7 @@ class HDMCAM(BaseCAM):
         alpha: eq. (13) mode - ``"exp"`` (default), ``"inverse"``, ``"learned"`` (with ``theta``),
             ``"equal"``, or explicit per-level values.
         theta: ``(J_max,)`` logits for ``alpha="learned"``.
-        levels: DWT levels per layer (capped at each map's :func:`~hdm.wavelets.max_level`).
+        levels: DWT levels per layer (capped at each map's :func:`~hdm.ops.wavelets.max_level`).
         hessian: ``"diag"`` (eq. 7, the paper's efficient form; default) or ``"eigen"`` (eqs. 4-5:
             multi-scale smoothed 2x2 Hessians, about 2x the extra cost; see docs/hdm_cam.md), or
             ``"none"`` (``w^(2) = 1``: the wavelet term alone, an ablation).

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from ..errors import BadArgument, MissingFile
 from .base import eval_mode
-from .hdm_cam import HDMCAM, fuse_scale_maps, scale_weights
+from .hdm_cam import ALPHA_MODES, HDMCAM, fuse_scale_maps, scale_weights
 
 __all__ = ["ThetaFit", "fit_theta", "kept_input_loss", "read_theta"]
 
@@ -77,7 +77,7 @@ def fit_theta(model, batches, *, levels: int = 2, epochs: int = 10, lr: float = 
                     history.append(float(loss.detach()))
             objective = {}
             with torch.no_grad():
-                for mode in ("exp", "inverse", "equal", "learned"):
+                for mode in ALPHA_MODES:
                     alpha = scale_weights(levels, mode, theta.detach(), dtype=torch.float32)
                     total = sum(float(kept_input_loss(model, x, y, comps, alpha, tuple(x.shape[-2:]), cam.layer_fusion)) * len(y)
                                 for x, y, comps in data)

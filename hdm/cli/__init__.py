@@ -1,13 +1,19 @@
 """The ``hdm`` command (also ``python -m hdm``): every command-line tool of hdm. ``hdm --help`` lists them."""
+
 from __future__ import annotations
 
 import argparse
 import sys
 
 from ..errors import HDMError
-from . import cam, diffusion, export, faces, sr
+from . import cam, demo, diffusion, export, faces, models, sr
 
 __all__ = ["build_parser", "main"]
+
+#: What ``hdm --help`` says first (plain text).
+DESCRIPTION = ("hdm: image restoration and explainability. Class-activation maps (Grad-CAM, Grad-CAM++, HDM-CAM), "
+               "face/general super-resolution fusion, diffusion super-resolution, and their export. "
+               "Each subcommand has its own --help.")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,13 +25,15 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="hdm", description=__doc__)
+    parser = _Parser(prog="hdm", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="<subcommand>")
     cam.add_parsers(sub)
     sr.add_parsers(sub)
     diffusion.add_parsers(sub)
     export.add_parsers(sub)
     faces.add_parsers(sub)
+    models.add_parsers(sub)
+    demo.add_parsers(sub)
     return parser
 
 

@@ -15,20 +15,17 @@ from PIL import Image
 
 from ..bench import cam as cam_benchmark
 from ..bench import cam_ladder, cam_speed, report
-from ..bench.shapes import CLASSES, BackgroundBank, ShapesDataset
-from ..cam.classifiers import (
-    SHAPES_WEIGHTS,
-    SHAPES_WEIGHTS_BY_SIZE,
-    Classifier,
-    load_shapes_resnet50,
-    shapes_theta_path,
-)
-from ..cam.explain import METHODS, explain_photo, flat_note
+from ..cam.base import RESNET_LAYERS
+from ..cam.classifiers import Classifier, load_shapes_resnet50, shapes_theta_path
+from ..cam.explain import METHOD_NAMES, explain_photo, flat_note
 from ..cam.faces import explain_face
+from ..cam.hdm_cam import ALPHA_MODES
 from ..cam.metrics import ROAD_PERCENTILES
 from ..cam.theta import fit_theta, read_theta
+from ..data.shapes import CLASSES, BackgroundBank, ShapesDataset
 from ..errors import BadArgument
 from ..faces.embedder import SAME_PERSON_DISTANCE
+from ..io.registry import DEFAULTS, models_of
 from ..io.weights import resolve_weights
 from ..training.classifier import (
     VAL_SEED_OFFSET,
@@ -57,7 +54,7 @@ def _cmd_cam(args) -> int:
     classifier = Classifier.from_pretrained(args.weights)
     if classifier.note:
         print(f"note: {classifier.note}")
-    methods = list(METHODS) if args.method == "all" else [args.method]
+    methods = list(METHOD_NAMES) if args.method == "all" else [args.method]
     result = explain_photo(classifier, args.image, methods=methods, category=args.target, layers=args.layers,
                            alpha=args.alpha, size=args.size)
     for idx, name, p in result.top:
@@ -72,7 +69,7 @@ def _cmd_cam(args) -> int:
 
 
 def _cmd_cam_face(args) -> int:
-    methods = list(METHODS) if args.method == "all" else [args.method]
+    methods = list(METHOD_NAMES) if args.method == "all" else [args.method]
     e = explain_face(args.image, args.reference, methods=methods, alpha=args.alpha)
     what = ("its own descriptor (dot product)" if e.similarity is None else
             f"{args.reference} (cosine {e.similarity:.3f}, distance {e.distance:.3f}: "
@@ -128,7 +125,7 @@ def _cmd_calibrate_bn(args) -> int:
 
 def _cmd_eval_cam_model(args) -> int:
     rows = accuracy_at_sizes(args.weights, args.sizes, args.backgrounds, n=args.n, seed=args.seed)
-    data = (f"{args.n} hdm.bench.shapes images of split seed {args.seed} at each side, backgrounds "
+    data = (f"{args.n} hdm.data.shapes images of split seed {args.seed} at each side, backgrounds "
             f"{args.backgrounds or 'procedural'}")
     text = "\n".join(report.header("The CAM benchmark's classifiers: top-1 accuracy per image side", data)
                      + accuracy_markdown(rows)) + "\n"
@@ -184,15 +181,16 @@ def _road(args):
 
 def _cmd_eval_cam(args) -> int:
     if args.weights is None:
-        args.weights = SHAPES_WEIGHTS_BY_SIZE.get(args.size, SHAPES_WEIGHTS)
-        if args.size not in SHAPES_WEIGHTS_BY_SIZE:
+        by_size = {c.input_size: c.name for c in models_of("classifier", shipped=True)}
+        args.weights = by_size.get(args.size, DEFAULTS["classifier"])
+        if args.size not in by_size:
             print(f"note: no shipped classifier was trained at {args.size} px; using {args.weights} "
                   f"(trained at 128 px: check its accuracy in the table)")
     classifier = _shapes_classifier(args.weights)
     bank = _bank(args.backgrounds)
     data = ShapesDataset(args.n, seed=args.seed, backgrounds=bank, size=args.size)
     model = classifier.model
-    data_line = (f"{args.n} hdm.bench.shapes images, seed {args.seed}, {args.size} px, backgrounds "
+    data_line = (f"{args.n} hdm.data.shapes images, seed {args.seed}, {args.size} px, backgrounds "
                  f"{args.backgrounds or 'procedural'}; model {classifier.source}"
                  + (f" ({classifier.note})" if classifier.note else ""))
     run = {"batch_size": args.batch, "faithfulness": not args.no_faithfulness, "steps": args.steps,
@@ -216,7 +214,7 @@ def _cmd_eval_cam(args) -> int:
     if result is None:
         return _shard_done(args)
     summary = cam_benchmark.summarize(result, n_boot=args.bootstrap)
-    title = "CAM benchmark: localisation and faithfulness on hdm.bench.shapes"
+    title = "CAM benchmark: localisation and faithfulness on hdm.data.shapes"
     text = cam_benchmark.markdown(summary, report.header(title, data_line), theta=theta)
     print(text)
     if args.out:
@@ -296,7 +294,7 @@ def _eval_ladder(args, model, data, data_line, run) -> int:
         lines = cam_ladder.ladder_markdown(rows, records)
         if args.json:
             _write_json(args.json, {"data": data_line, "choices": args.ladder, "rows": rows})
-        title = "HDM-CAM ablation ladder on hdm.bench.shapes"
+        title = "HDM-CAM ablation ladder on hdm.data.shapes"
     text = cam_benchmark.markdown(None, report.header(title, data_line), ladder=lines)
     print(text)
     if args.out:
@@ -311,13 +309,15 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("cam", help="explain a photo with Grad-CAM, Grad-CAM++ and HDM-CAM; save overlays",
                        description="Explain a photo with a ResNet-50 and save one heat-map overlay per method.")
     p.add_argument("image", help="image file (PNG, JPEG, ...)")
-    p.add_argument("--method", default="all", choices=["all", "Grad-CAM", "Grad-CAM++", "HDM-CAM"])
+    p.add_argument("--method", default="all", choices=["all", *METHOD_NAMES])
     p.add_argument("--weights", default="imagenet",
                    help="'imagenet' (torchvision, cached or downloaded), 'random' (untrained stand-in), "
-                        "'shapes_resnet50' (the shipped CAM-benchmark model) or a state-dict file")
+                        f"'{DEFAULTS['classifier']}' (the shipped CAM-benchmark model), another registry classifier "
+                        "(`hdm models --kind classifier`) or a state-dict file")
     p.add_argument("--target", type=int, default=None, help="class index to explain (default: the top class)")
-    p.add_argument("--layers", nargs="+", default=["layer1", "layer2", "layer3", "layer4"], help="target layers")
-    p.add_argument("--alpha", default="exp", choices=["exp", "inverse", "equal"], help="HDM-CAM scale weights (eq. 13)")
+    p.add_argument("--layers", nargs="+", default=list(RESNET_LAYERS), help="target layers")
+    p.add_argument("--alpha", default="exp", choices=ALPHA_MODES,
+                   help="HDM-CAM scale weights (eq. 13); learned: the theta fitted with the model (hdm fit-theta)")
     p.add_argument("--size", type=int, default=None,
                    help="model input side in px (default: the model's own, 224 or 128)")
     p.add_argument("--out", default="cam_out", help="output folder")
@@ -329,8 +329,9 @@ def add_parsers(sub) -> None:
                                    "descriptor (dot product); save the chip and one overlay per method.")
     p.add_argument("image", help="photo with a face")
     p.add_argument("--reference", default=None, help="photo of the face to compare with (default: the face itself)")
-    p.add_argument("--method", default="all", choices=["all", "Grad-CAM", "Grad-CAM++", "HDM-CAM"])
-    p.add_argument("--alpha", default="exp", choices=["exp", "inverse", "equal"], help="HDM-CAM scale weights (eq. 13)")
+    p.add_argument("--method", default="all", choices=["all", *METHOD_NAMES])
+    p.add_argument("--alpha", default="exp", choices=ALPHA_MODES,
+                   help="HDM-CAM scale weights (eq. 13); learned: the theta fitted with the model (hdm fit-theta)")
     p.add_argument("--out", default="cam_out", help="output folder")
     p.set_defaults(func=_cmd_cam_face)
 
@@ -350,7 +351,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=_cmd_compare_cam)
 
     p = sub.add_parser("train-cam-model", help="train the shapes ResNet-50 of the CAM benchmark (resumable)",
-                       description="Train a ResNet-50 from scratch on hdm.bench.shapes images "
+                       description="Train a ResNet-50 from scratch on hdm.data.shapes images "
                                    "(resumes from OUT/last.pt).")
     p.add_argument("--backgrounds", default=None, type=folders,
                    help=f"photo folder for training backgrounds, or several joined by '{os.pathsep}' "
@@ -367,7 +368,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--mix-size", type=int, default=None, metavar="PX",
                    help="after the warm-up, every other step at this side (one model for two resolutions)")
     p.add_argument("--init", default=None, metavar="WEIGHTS",
-                   help="start from these exported weights (a file or registry name, e.g. shapes_resnet50) "
+                   help=f"start from these exported weights (a file or registry name, e.g. {DEFAULTS['classifier']}) "
                         "instead of random ones: fine-tuning; a fresh run only")
     p.add_argument("--curriculum-steps", type=int, default=1500, help="difficulty ramps 0 -> 1 over these steps")
     p.add_argument("--warm-steps", type=int, default=2000, help="steps at --warm-size px before --size")
@@ -381,11 +382,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--val-n", type=int, default=512, help="held-out images for the periodic check")
     p.add_argument("--final-val-n", type=int, default=2000, help="held-out images for the final accuracy")
-    p.add_argument("--out", default="runs/shapes_resnet50", help="checkpoint and log folder")
+    p.add_argument("--out", default=f"runs/{DEFAULTS['classifier']}", help="checkpoint and log folder")
     p.add_argument("--export", default=None, help="write fp16 safetensors here when done")
     p.set_defaults(func=_cmd_train_cam_model)
 
-    shipped = SHAPES_WEIGHTS
+    shipped = DEFAULTS["classifier"]
     p = sub.add_parser("calibrate-bn",
                        help="precise BN for the shapes ResNet-50: BatchNorm statistics from un-augmented images",
                        description="Recompute the exported model's BatchNorm statistics over N un-augmented "
@@ -399,7 +400,7 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=_cmd_calibrate_bn)
 
     p = sub.add_parser("eval-cam-model", help="top-1 accuracy of shapes classifiers at several image sides",
-                       description="Measure each model's top-1 accuracy on a held-out split of hdm.bench.shapes "
+                       description="Measure each model's top-1 accuracy on a held-out split of hdm.data.shapes "
                                    "rendered at each side (e.g. whether a model trained at 128 px reads 224 px).")
     p.add_argument("--weights", nargs="+", default=[shipped], help="safetensors files or shipped names")
     p.add_argument("--sizes", type=int, nargs="+", default=[128, 224], help="image sides in px")
@@ -426,12 +427,12 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=_cmd_fit_theta)
 
     p = sub.add_parser("eval-cam", help="CAM benchmark: localisation and faithfulness of every method on "
-                                        "hdm.bench.shapes",
+                                        "hdm.data.shapes",
                        description="Render --n images, run every CAM method, score them against the true masks "
                                    "and write a table (and JSON) with bootstrap CIs.")
     p.add_argument("--weights", default=None,
                    help="shapes ResNet-50 safetensors, or 'random' (untrained stand-in) (default: the shipped one "
-                        f"for --size: {', '.join(f'{k} px: {v}' for k, v in SHAPES_WEIGHTS_BY_SIZE.items())})")
+                        f"for --size: {', '.join(f'{c.input_size} px: {c.name}' for c in models_of('classifier', shipped=True))})")
     p.add_argument("--theta", default=None, type=existing_file,
                    help="theta JSON for HDM-CAM (learned) (default: the one beside the weights)")
     p.add_argument("--backgrounds", default=None, type=folders,

@@ -44,7 +44,7 @@ def _cmd_eval_diffusion(args) -> int:
     notes += [f"perceptual column: {distance_name}", *([skipped] if skipped else []),
               "HR = the image cropped to a multiple of 8; LR = antialiased bicubic x1/4 rounded to 8 bits; "
               f"teachers sample with ResShift's posterior (seed {args.seed}), students in one step "
-              "(hdm.diffusion.evaluate)"]
+              "(hdm.bench.diffusion)"]
     text = markdown(summary, report.header("Diffusion SR x4: teacher and one-step student, with and without the "
                                            "high-frequency error-map loss", str(args.hr)), notes, distance_name)
     print(text)

@@ -12,10 +12,10 @@ from ..errors import BadArgument
 from ..export import speed
 from ..export.tensorrt_engine import TensorRTSR, build_engine, tensorrt_status
 from ..export.to_onnx import check_parity, export_onnx, load_exportable
+from ..formats.onnx_metadata import read_metadata
 from ..io.cards import sha256
+from ..io.registry import DEFAULTS, exported_file
 from ..io.weights import resolve_weights
-from ..sr.loading import SHIPPED
-from ..sr.onnx_runtime import read_metadata
 
 __all__ = ["add_parsers"]
 
@@ -27,7 +27,7 @@ def _generators(which: str) -> list[tuple[str, Path]]:
     """``(name, weights)`` for ``general``, ``face``, ``diffusion`` (the one-step student), ``all`` (those
     three), a shipped model's registry name or a file."""
     names = MODELS if which == "all" else (which,)
-    return [(name, resolve_weights(SHIPPED.get(name, name))) for name in names]
+    return [(name, resolve_weights(DEFAULTS.get(name, name))) for name in names]
 
 
 def _models(which: str):
@@ -46,7 +46,8 @@ def _cmd_onnx(args) -> int:
     failed = False
     for name, weights, model in _models(args.model):
         for fp16 in precisions:
-            path = out if out.suffix == ".onnx" else out / f"{name}_x{model.scale}_{'fp16' if fp16 else 'fp32'}.onnx"
+            file = exported_file(name, fp16) if name in MODELS else f"{name}_x{model.scale}_{'fp16' if fp16 else 'fp32'}.onnx"
+            path = out if out.suffix == ".onnx" else out / file
             export_onnx(model, path, name, model.scale, sha256(weights), fp16=fp16)
             check = check_parity(model, path, fp16=fp16)
             worst = max(check.max_abs.values())

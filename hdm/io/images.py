@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ..errors import BadArgument, ImageError, MissingFile
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "MAX_PIXELS", "MIN_SIDE", "PHOTO_SUFFIXES", "DecodedImage", "read_image",
-           "load_rgb", "readable_images", "write_image", "list_photos", "split_folders", "to_model_input"]
+           "load_rgb", "readable_images", "write_image", "list_photos", "split_folders", "to_model_input", "to_tensor", "to_image", "to_uint8"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -270,6 +270,26 @@ def readable_images(source, recursive: bool = False, decode: bool = True, max_pi
         warnings.warn(f"skipped {len(skipped)} of {len(paths)} image files{where} that cannot be read:{listing}",
                       stacklevel=2)
     return good, skipped
+
+
+def to_tensor(image: np.ndarray, device=None) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 (or float in [0, 1]) -> ``(1, 3, H, W)`` float32 in [0, 1] (what SR models take)."""
+    arr = np.ascontiguousarray(image)
+    x = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).permute(2, 0, 1)[None]
+    x = x.float() / 255.0 if image.dtype == np.uint8 else x.float()
+    return x.to(device) if device is not None else x
+
+
+def to_image(x: torch.Tensor) -> np.ndarray:
+    """``(1, 3, H, W)`` -> ``(H, W, 3)`` float32 numpy, clipped to [0, 1] (the inverse of :func:`to_tensor`)."""
+    return x[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float ``[0, 1]`` image ``(H, W[, C])`` -> uint8 (clipped, rounded); uint8 passes through."""
+    if image.dtype == np.uint8:
+        return image
+    return (np.clip(image, 0, 1) * 255.0).round().astype(np.uint8)
 
 
 def to_model_input(rgb: np.ndarray, size: int | tuple[int, int] | None = 224,

@@ -3,7 +3,7 @@
 At each scale ``s`` in (1, 0.5, 0.25, 0.125) with weight ``W_s`` in (0.4, 0.3, 0.2, 0.1):
 
 1. resize SR and HR by ``s`` (antialiased bicubic; scale 1 is the images themselves);
-2. one level of the project's Haar DWT (:func:`hdm.wavelets.haar_dwt2`) of both, per channel;
+2. one level of the project's Haar DWT (:func:`hdm.ops.wavelets.haar_dwt2`) of both, per channel;
 3. error map from the detail bands only:
    ``E = sum_{channels} (|LH_sr - LH_hr| + |HL_sr - HL_hr| + |HH_sr - HH_hr|)``, one value per 2x2 block,
    brought to the scale's image size by repeating each value over its block (nearest upsampling:

@@ -11,7 +11,7 @@
   sigma=1.5, use_sample_covariance=False, data_range=255)``, which the tests check to 1e-10.
 
 Inputs are images ``(H, W, 3)`` uint8 (0-255) or float in [0, 1]; an SR result is usually quantised to
-uint8 first (:func:`to_uint8`), as it is when saved to a PNG.
+uint8 first (:func:`hdm.io.images.to_uint8`), as it is when saved to a PNG.
 """
 from __future__ import annotations
 
@@ -21,14 +21,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-__all__ = ["rgb_to_y", "to_uint8", "psnr", "ssim", "ssim_map", "psnr_ssim_y", "region_psnr_ssim_y"]
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Float ``[0, 1]`` image -> uint8 (clipped, rounded); uint8 passes through."""
-    if image.dtype == np.uint8:
-        return image
-    return (np.clip(image, 0, 1) * 255.0).round().astype(np.uint8)
+__all__ = ["rgb_to_y", "psnr", "ssim", "ssim_map", "psnr_ssim_y", "region_psnr_ssim_y"]
 
 
 def rgb_to_y(image: np.ndarray) -> np.ndarray:

@@ -22,7 +22,23 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-__all__ = ["tiled_forward", "tile_grid", "default_pad"]
+from ..errors import BadArgument
+
+__all__ = ["DEFAULT_TILE", "check_tile", "tiled_forward", "tile_grid", "default_pad"]
+
+#: The input tile side (px) of every SR entry point: bounds memory on large photos (about 1 GB for the
+#: largest generator on 512 x 512 tiles); smaller tiles take less memory and a little more time.
+DEFAULT_TILE = 512
+
+
+def check_tile(tile: int | None, pad: int | None = None) -> None:
+    """Refuse a tile side that is not ``> 0`` (``None``: whole images) and a pad that is not ``>= 0`` (``None``:
+    the model's receptive radius) with a :class:`~hdm.errors.BadArgument`; the one check of every entry point."""
+    if tile is not None and (not isinstance(tile, int) or isinstance(tile, bool) or tile <= 0):
+        raise BadArgument(f"tile must be a whole number of pixels > 0 (or None for whole images), got {tile!r}")
+    if pad is not None and (not isinstance(pad, int) or isinstance(pad, bool) or pad < 0):
+        raise BadArgument(f"tile_pad must be a whole number of pixels >= 0 (or None for the model's receptive "
+                          f"radius), got {pad!r}")
 
 
 def default_pad(model, cap: int = 64) -> int:
@@ -44,8 +60,7 @@ def _forward_padded(model, x: torch.Tensor, scale: int) -> torch.Tensor:
 
 def tile_grid(size: int, tile: int) -> list[tuple[int, int]]:
     """``[(start, end), ...]`` cores of at most ``tile`` px covering ``0..size`` (the last may be shorter)."""
-    if tile <= 0:
-        raise ValueError(f"tile must be > 0, got {tile}")
+    check_tile(tile)
     return [(s, min(s + tile, size)) for s in range(0, size, tile)]
 
 
@@ -56,12 +71,9 @@ def tiled_forward(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tenso
 
     ``tile=None`` (or a tile covering the image) runs the model once. ``pad`` LR pixels of context
     per side (``None``: :func:`default_pad`). The output is assembled on ``lr``'s device, in the
-    model's output dtype."""
-    pad = default_pad(model) if pad is None else int(pad)
-    if pad < 0:
-        raise ValueError(f"pad must be >= 0, got {pad}")
-    if tile is not None and tile <= 0:
-        raise ValueError(f"tile must be > 0 (or None for the whole image), got {tile}")
+    model's output dtype. ``progress``: a progress bar over the tiles (on stderr)."""
+    check_tile(tile, pad)
+    pad = default_pad(model) if pad is None else pad
     # tiles and pads on the model's grid (multiples of input_multiple), so that strided layers see the
     # same sampling grid in a tile as in the whole image
     m = int(model.input_multiple)
@@ -72,7 +84,8 @@ def tiled_forward(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tenso
         return _forward_padded(model, lr, scale)
     rows, cols = tile_grid(h, tile), tile_grid(w, tile)
     out = None
-    for y0, y1 in tqdm(rows, desc="tiles", disable=not progress):
+    bar = tqdm(total=len(rows) * len(cols), desc="tiles", unit="tile", disable=not progress, leave=False)
+    for y0, y1 in rows:
         for x0, x1 in cols:
             py0, py1, px0, px1 = max(0, y0 - pad), min(h, y1 + pad), max(0, x0 - pad), min(w, x1 + pad)
             sr = _forward_padded(model, lr[..., py0:py1, px0:px1], scale)
@@ -84,4 +97,6 @@ def tiled_forward(model: Callable[[torch.Tensor], torch.Tensor], lr: torch.Tenso
             oy, ox = (y0 - py0) * scale, (x0 - px0) * scale
             out[..., y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
                 sr[..., oy:oy + (y1 - y0) * scale, ox:ox + (x1 - x0) * scale]
+            bar.update()
+    bar.close()
     return out

@@ -21,25 +21,14 @@ import torch.nn as nn
 
 from ..errors import BadArgument
 from ..faces.detect import FaceDetector
-from ..ops.tiling import tiled_forward
+from ..io.images import to_image, to_tensor
+from ..io.registry import DEFAULTS
+from ..ops.tiling import check_tile, tiled_forward
 from .face_mask import blend, face_mask, map_mask, mask_support
 from .loading import load_generator
 from .model import SRModel, check_sr_model
 
-__all__ = ["FusionResult", "FaceFusionSR", "region_fusion", "to_tensor", "to_image"]
-
-
-def to_tensor(image: np.ndarray, device=None) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 (or float in [0, 1]) -> ``(1, 3, H, W)`` float32 in [0, 1]."""
-    arr = np.ascontiguousarray(image)
-    x = torch.from_numpy(arr if arr.flags.writeable else arr.copy()).permute(2, 0, 1)[None]
-    x = x.float() / 255.0 if image.dtype == np.uint8 else x.float()
-    return x.to(device) if device is not None else x
-
-
-def to_image(x: torch.Tensor) -> np.ndarray:
-    """``(1, 3, H, W)`` -> ``(H, W, 3)`` float32 numpy, clipped to [0, 1]."""
-    return x[0].clamp(0, 1).permute(1, 2, 0).float().cpu().numpy()
+__all__ = ["FusionResult", "FaceFusionSR", "region_fusion"]
 
 
 @dataclass
@@ -84,10 +73,7 @@ class FaceFusionSR:
         if face.scale != general.scale or (scale is not None and int(scale) != general.scale):
             raise BadArgument(f"the general model is x{general.scale}, the face model x{face.scale}"
                               + (f" and the scale asked x{scale}" if scale is not None else "") + ": they must agree")
-        if tile is not None and tile <= 0:
-            raise BadArgument(f"tile must be > 0 (or None for the whole image), got {tile}")
-        if tile_pad is not None and tile_pad < 0:
-            raise BadArgument(f"tile_pad must be >= 0, got {tile_pad}")
+        check_tile(tile, tile_pad)
         if device is None:  # where the general model's weights are (the CPU for an ONNX Runtime session)
             device = next(general.parameters()).device if isinstance(general, nn.Module) else "cpu"
         self.device = torch.device(device)
@@ -96,19 +82,20 @@ class FaceFusionSR:
         self.pad, self.sigma_div, self.context = float(pad), float(sigma_div), int(context)
 
     @classmethod
-    def from_pretrained(cls, general: str = "sr_general_x4", face: str = "sr_face_x4", device="cpu",
+    def from_pretrained(cls, general: str = DEFAULTS["general"], face: str = DEFAULTS["face"], device="cpu",
                         **options) -> "FaceFusionSR":
         """The pipeline with generators loaded by :func:`hdm.sr.loading.load_generator` (registry names such
         as the default shipped pair, ``"general"``/``"face"``, checkpoint or ``.onnx`` paths) on ``device``;
         ``options`` as the constructor's (``detector``, ``tile``, ``tile_pad``, ``pad``, ...)."""
         return cls(load_generator(general, device), load_generator(face, device), device=device, **options)
 
-    def _run(self, model: nn.Module, lr: torch.Tensor) -> torch.Tensor:
-        return tiled_forward(model, lr, self.scale, self.tile, self.tile_pad)
+    def _run(self, model: nn.Module, lr: torch.Tensor, progress: bool = False) -> torch.Tensor:
+        return tiled_forward(model, lr, self.scale, self.tile, self.tile_pad, progress=progress)
 
-    def upscale_general(self, image: np.ndarray) -> np.ndarray:
-        """The general generator alone: ``(H, W, 3)`` -> ``(sH, sW, 3)`` float32 in [0, 1]."""
-        return to_image(self._run(self.general, to_tensor(image, self.device)))
+    def upscale_general(self, image: np.ndarray, progress: bool = False) -> np.ndarray:
+        """The general generator alone: ``(H, W, 3)`` -> ``(sH, sW, 3)`` float32 in [0, 1] (``progress``: a
+        progress bar over its tiles)."""
+        return to_image(self._run(self.general, to_tensor(image, self.device), progress))
 
     def face_region(self, box, size: tuple[int, int]) -> tuple[int, int, int, int]:
         """Input-pixel crop ``(x0, y0, x1, y1)`` (inside the image) on which the face generator runs for a

@@ -24,7 +24,7 @@ class SRModel(Protocol):
       give exactly the untiled output;
     - ``dtypes``: the floating-point precisions the model computes in, ``torch.float32`` first.
 
-    :class:`~hdm.sr.rrdbnet.RRDBNet`, the ONNX Runtime generator (:meth:`hdm.sr.onnx_runtime.OnnxSR.as_generator`),
+    :class:`~hdm.sr.archs.rrdbnet.RRDBNet`, the ONNX Runtime generator (:meth:`hdm.sr.onnx_runtime.OnnxSR.as_generator`),
     the diffusion samplers (:class:`hdm.diffusion.sampler.DiffusionSR`, which also take a ``seed``) and the
     exported one-step graph (:class:`hdm.diffusion.sampler.OneStepSR`, which also takes ``noise``) are SR models.
     """

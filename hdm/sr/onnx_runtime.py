@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import BadArgument, MissingFile
-from ..ops.tiling import tiled_forward
+from ..errors import BadArgument
+from ..formats.onnx_metadata import read_metadata
+from ..ops.tiling import DEFAULT_TILE, check_tile, tiled_forward
 
 __all__ = ["OnnxSR", "providers_here"]
 
@@ -39,8 +40,11 @@ class OnnxSR:
     :class:`hdm.diffusion.sampler.DiffusionSR` does (one seeded ``torch.Generator``, odd sides padded),
     so a seed gives the torch student's image; tiles cut the LR image and its noise together."""
 
-    def __init__(self, path, providers: list[str] | None = None, tile: int | None = 512, tile_pad: int | None = None):
+    def __init__(self, path, providers: list[str] | None = None, tile: int | None = DEFAULT_TILE,
+                 tile_pad: int | None = None):
         import onnxruntime as ort  # optional: the [export] extra
+
+        check_tile(tile, tile_pad)
 
         self.path, self.meta = Path(path), read_metadata(path)
         self.session = ort.InferenceSession(str(path), providers=providers or providers_here())
@@ -59,7 +63,7 @@ class OnnxSR:
         self.tile, self.tile_pad = tile, tile_pad
 
     def as_generator(self) -> "_Runner":
-        """This session as a generator for the torch pipelines (``hdm.sr.pipeline.Upscaler``, fusion)."""
+        """This session as a generator for the torch pipelines (``hdm.upscaling.pipeline.Upscaler``, fusion)."""
         if self.takes_noise:
             raise BadArgument(f"{self.path.name} is the diffusion student (it takes noise): call it with a seed "
                               "instead")
@@ -109,21 +113,3 @@ class _Runner:
 
     def to(self, *args, **kwargs):
         return self
-
-
-def read_metadata(path) -> dict:
-    """The ``hdm.*`` metadata of an exported file; :class:`MissingFile` if there is none, :class:`BadArgument`
-    if it is not one."""
-    import onnx  # optional: the [export] extra
-
-    path = Path(path)
-    if not path.is_file():
-        raise MissingFile(f"no ONNX file at {path}")
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf DecodeError and friends
-        raise BadArgument(f"{path} is not a readable ONNX file ({type(e).__name__}: {e})") from e
-    meta = {p.key: p.value for p in proto.metadata_props}
-    if "hdm.model" not in meta:
-        raise BadArgument(f"{path} is an ONNX file without hdm metadata: not exported by `hdm export onnx`")
-    return meta

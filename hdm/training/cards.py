@@ -7,19 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..diffusion.loading import diffusion_metadata
-from ..io.cards import run_summary, write_model_card
+from ..data.folders import face_resize_range
+from ..diffusion.file import diffusion_metadata
+from ..io.cards import licence_line, run_summary, write_model_card
 from ..io.images import split_folders
-from ..io.weights import count_parameters, safetensors_metadata
-from .data import face_resize_range
+from ..io.weights import count_parameters, read_record
 
-__all__ = ["write_sr_card", "write_diffusion_card", "read_record", "skipped_lines"]
-
-
-def read_record(weights) -> tuple[dict, dict]:
-    """``(architecture config, training record)`` from an exported generator's metadata."""
-    meta = safetensors_metadata(weights)
-    return json.loads(meta.get("config", "{}")), json.loads(meta.get("record", "{}"))
+__all__ = ["write_sr_card", "write_diffusion_card", "skipped_lines"]
 
 
 def skipped_lines(record: dict) -> list[str]:
@@ -43,7 +37,8 @@ def write_sr_card(weights, results_json=None, role: str | None = None) -> Path:
              f"An RRDBNet (ESRGAN) x{arch.get('scale', 4)} generator, {arch.get('num_feat')} features, "
              f"{arch.get('num_block')} RRDB blocks, growth {arch.get('num_grow_ch')} ({n_params:,} parameters): "
              f"hdm's shipped **{role}** model for the face/general fusion (docs/sr.md). Load it with "
-             "`hdm.sr.rrdbnet.load_rrdbnet(path)`; inputs RGB in [0, 1]; float32 safetensors.", "",
+             "`hdm.sr.convert.load_rrdbnet(path)`; inputs RGB in [0, 1]; float32 safetensors.", "",
+             licence_line(weights), "",
              "## Data", ""]
     if role == "face":
         hr_size = cfg.get("hr_size", 120)
@@ -140,7 +135,8 @@ def write_diffusion_card(weights, results_json=None, method: str | None = None) 
              " (docs/diffusion.md): a "
              f"pixel-space denoiser at LR resolution (U-Net width {arch.get('width')}, {arch.get('blocks')} blocks per "
              f"level, {meta['parameters']:,} parameters), kappa {meta['schedule'].get('kappa')}. Load it with "
-             "`hdm.diffusion.train.load_diffusion(path)`; inputs RGB in [0, 1]; float32 safetensors.", "",
+             "`hdm.diffusion.DiffusionSR.from_pretrained(path)`; inputs RGB in [0, 1]; float32 safetensors.", "",
+             licence_line(weights), "",
              "## Data", "",
              f"- HR photos of `{cfg.get('hr')}`" + (f", each shrunk by {cfg.get('hr_downscale')} first"
                                                    if cfg.get("hr_downscale", 1) != 1 else "")

@@ -1,4 +1,4 @@
-"""Train the shapes ResNet-50 (:mod:`hdm.bench.shapes`) from scratch: seeded, resumable, with tqdm progress.
+"""Train the shapes ResNet-50 (:mod:`hdm.data.shapes`) from scratch: seeded, resumable, with tqdm progress.
 
 Recipe: torchvision ResNet-50 (architecture unchanged, ``num_classes=8``, ``zero_init_residual``),
 AdamW (lr 1e-3, weight decay 0.05 on weights only; or SGD with Nesterov momentum), linear warm-up
@@ -6,7 +6,7 @@ then cosine decay, label smoothing 0.1, channels-last. Two aids to get through t
 chance level that shape-only classes give a network trained from scratch (SGD at lr 0.05 and 0.02,
 and AdamW at 1e-3, all stayed at chance for 400-560 steps of 128 px images in our runs):
 
-- a curriculum: the images' ``difficulty`` (:func:`hdm.bench.shapes.render_sample`) ramps linearly from 0
+- a curriculum: the images' ``difficulty`` (:func:`hdm.data.shapes.render_sample`) ramps linearly from 0
   (large instances, no distractors, no textures) to 1 (the benchmark's distribution) over the first
   ``curriculum_steps`` steps;
 - progressive resizing: the first ``warm_steps`` steps use ``warm_size`` px images (4x cheaper at 64 px).
@@ -37,12 +37,13 @@ import torchvision
 from safetensors.torch import save_file
 from tqdm import tqdm
 
-from ..bench.shapes import CLASSES, BackgroundBank, ShapesDataset
 from ..cam.classifiers import load_shapes_resnet50
+from ..data.shapes import CLASSES, BackgroundBank, ShapesDataset
 from ..errors import BadArgument
+from ..io.cards import licence_line, sha256
 from ..io.cards import write_model_card as _write_card_file
-from ..io.cards import sha256
-from ..io.weights import REGISTRY, resolve_weights, safetensors_metadata
+from ..io.registry import MODELS
+from ..io.weights import resolve_weights, safetensors_metadata
 from .cards import skipped_lines
 from .loop import Env, Settings, Task, fit
 
@@ -337,7 +338,7 @@ def train(out_dir, backgrounds, val_backgrounds, *, progress: bool = True, **set
     :class:`ClassifierTrainConfig`, among them:
 
     ``stop_at``: checkpoint and return ``None`` after this step (resume later with the same ``steps``).
-    ``augment``: training backgrounds and textures from :class:`~hdm.bench.shapes.BackgroundBank` with
+    ``augment``: training backgrounds and textures from :class:`~hdm.data.shapes.BackgroundBank` with
     ``augment=True``.
     ``bf16``: bfloat16 autocast for the forward pass (about 2x faster on CPUs with AVX512-BF16 or AMX;
     weights, optimizer and gradients stay float32).
@@ -375,14 +376,15 @@ def write_model_card(weights) -> Path:
         "A torchvision ResNet-50 (architecture unchanged, 8 outputs) "
         + ("fine-tuned from an earlier model (below)" if r.get("init") else "trained from scratch")
         + " to classify the",
-        "shapes of `hdm.bench.shapes` (" + ", ".join(json.loads(meta.get("classes", "[]"))) + "): the model of the",
+        "shapes of `hdm.data.shapes` (" + ", ".join(json.loads(meta.get("classes", "[]"))) + "): the model of the",
         f"CAM benchmark (`hdm eval-cam{'' if size == 128 else f' --size {size}'}`, results in "
         f"`docs/results/{results}`). It knows nothing else.", "",
         "Load it with `hdm.cam.classifiers.Classifier.from_pretrained"
-        f"(\"{name if name in REGISTRY else weights}\")`. Inputs: RGB in [0, 1], ImageNet-normalised, "
+        f"(\"{name if name in MODELS else weights}\")`. Inputs: RGB in [0, 1], ImageNet-normalised, "
         f"{size} px. Stored as fp16 safetensors (loaded as float32).", "",
+        licence_line(weights), "",
         "## Data", "",
-        f"- training: fresh `hdm.bench.shapes` images every step (split seed {r.get('seed')}, sample i = step x batch + k),"
+        f"- training: fresh `hdm.data.shapes` images every step (split seed {r.get('seed')}, sample i = step x batch + k),"
         f" backgrounds and textures cut from `{r.get('train_backgrounds')}`"
         " (the photos are not shipped; for `../shared/data` see its manifest.tsv for sources and licences)",
         *skipped_lines(r),

@@ -32,8 +32,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..data.folders import HRFolder, PairedPatches, folder_digests
 from ..diffusion.denoiser import Denoiser, from_space, to_space
-from ..diffusion.loading import diffusion_metadata, export_diffusion, load_diffusion
+from ..diffusion.file import diffusion_metadata, export_diffusion
 from ..diffusion.sampler import DiffusionSR, sample_z
 from ..diffusion.schedule import ResShiftSchedule
 from ..errors import BadArgument
@@ -43,7 +44,6 @@ from ..losses.lpips import perceptual_distance
 from ..ops.metrics import psnr_tensor
 from ..ops.resize import bicubic_downsample, bicubic_upsample
 from .cards import write_diffusion_card
-from .data import HRFolder, PairedPatches, folder_digests
 from .loop import Env, Settings, Task, fit
 
 __all__ = ["DiffusionTrainConfig", "DiffusionTask", "train"]
@@ -131,7 +131,7 @@ class DiffusionTask(Task):
             if stage != "teacher":
                 raise BadArgument(f"--teacher {cfg.teacher} is a {stage} model, not a teacher")
             self.teacher_sha256 = sha256(cfg.teacher)
-            teacher_sr = load_diffusion(cfg.teacher, one_step=False, device=env.device)
+            teacher_sr = DiffusionSR.from_pretrained(cfg.teacher, env.device, one_step=False)
             self.teacher = _frozen(teacher_sr.model)
             self.schedule = teacher_sr.schedule
             model = Denoiser(**self.teacher.config).to(env.device)

@@ -6,8 +6,8 @@ One task covers ESRGAN's two stages and the fusion paper's face model (its eq. 4
 
 - PSNR-oriented stage (ESRGAN's first): ``w_pix = 1`` and the rest 0 (the default);
 - GAN stage: ESRGAN's weights ``w_pix = 0.01, w_percep = 1, w_gan = 0.005`` with the U-Net
-  discriminator (:mod:`hdm.sr.discriminator`);
-- face model: start from the general model (``init``), train on :class:`~hdm.training.data.FaceFolder`
+  discriminator (:mod:`hdm.sr.archs.discriminator`);
+- face model: start from the general model (``init``), train on :class:`~hdm.data.folders.FaceFolder`
   crops with ``w_face = 10, n = 6``.
 
 Pretrained networks that cannot be loaded (VGG19 for the perceptual term, VGGFace2 InceptionResnetV1
@@ -16,7 +16,7 @@ for the identity term: both offline here) are handled by ``missing``: ``"error"`
 run prints it loudly and the record (and so the model card) says which was used.
 
 :class:`SRTask` is this model's part of :func:`hdm.training.loop.fit`, which runs it seeded and
-resumable: step ``s`` uses items ``s * batch ..`` of :class:`~hdm.training.data.PairedPatches`,
+resumable: step ``s`` uses items ``s * batch ..`` of :class:`~hdm.data.folders.PairedPatches`,
 ``<out>/last.pt`` holds generator, EMA, discriminator, optimisers and step, and a resume with other
 settings is refused. Under ``torchrun`` the run is data-parallel (DistributedDataParallel; gloo on
 CPU, NCCL on GPU): each of the ``W`` processes takes ``batch / W`` items of every step, gradients are
@@ -37,8 +37,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from ..data.folders import FaceFolder, HRFolder, PairedPatches, face_resize_range, folder_digests
 from ..errors import BadArgument, MissingFile, WeightsUnavailable
 from ..io.cards import sha256
+from ..io.weights import read_record
 from ..losses import (
     FaceIdentityLoss,
     PerceptualLoss,
@@ -48,10 +50,10 @@ from ..losses import (
 )
 from ..ops.metrics import psnr_tensor
 from ..ops.resize import bicubic_downsample, bicubic_upsample, mod_crop
-from ..sr.discriminator import UNetDiscriminatorSN
-from ..sr.rrdbnet import PRESETS, RRDBNet, load_rrdbnet
-from .cards import read_record, write_sr_card
-from .data import FaceFolder, HRFolder, PairedPatches, face_resize_range, folder_digests
+from ..sr.archs.discriminator import UNetDiscriminatorSN
+from ..sr.archs.rrdbnet import PRESETS, RRDBNet
+from ..sr.convert import load_rrdbnet
+from .cards import write_sr_card
 from .loop import Env, Settings, Task, fit, loud
 
 __all__ = ["SRTrainConfig", "SRTask", "train", "export_generator"]
@@ -64,7 +66,7 @@ class SRTrainConfig:
     hr: str                              # folder of HR photos (general) or photos with faces (face)
     out: str = "runs/sr_general"
     kind: str = "general"                # "general" | "face"
-    preset: str = "compact"              # hdm.sr.rrdbnet.PRESETS
+    preset: str = "compact"              # hdm.sr.archs.rrdbnet.PRESETS
     scale: int = 4
     hr_size: int = 120                   # HR patch side (the paper: 120)
     batch: int = 16                      # global batch (the paper: 16; faces: 8)

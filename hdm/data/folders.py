@@ -44,7 +44,7 @@ def _load(path: Path) -> torch.Tensor:
 def image_digest(x: torch.Tensor) -> str:
     """sha256 of a decoded image ``(3, H, W)`` in [0, 1] (as :func:`_load` gives it): the same picture in
     two folders, or saved twice losslessly, has the same digest."""
-    return hashlib.sha256(_to_uint8(x).numpy().tobytes() + str(tuple(x.shape)).encode()).hexdigest()
+    return hashlib.sha256(_quantise(x).numpy().tobytes() + str(tuple(x.shape)).encode()).hexdigest()
 
 
 def folder_digests(folders) -> set[str]:
@@ -62,7 +62,7 @@ def _shrink(x: torch.Tensor, factor: float) -> torch.Tensor:
     return F.interpolate(x[None], size=(h, w), mode="bicubic", align_corners=False, antialias=True)[0].clamp(0, 1)
 
 
-def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+def _quantise(x: torch.Tensor) -> torch.Tensor:
     return (x * 255).round().clamp(0, 255).to(torch.uint8)
 
 
@@ -92,7 +92,7 @@ class HRFolder:
         for label, x in self._photos("loading HR photos", progress, exclude):
             x = _shrink(x, hr_downscale)
             if min(x.shape[-2:]) >= min_side:
-                self.images.append(_to_uint8(x))
+                self.images.append(_quantise(x))
                 self.names.append(label)
         if not self.images:
             raise BadArgument(f"no image in {folder} has a side of at least {min_side} px (after /{hr_downscale})")
@@ -137,7 +137,7 @@ class FaceFolder(HRFolder):
                     crops.append(x[:, y0:y1, x0:x1])
             for k, c in enumerate(crops):
                 if min(c.shape[-2:]) >= min_side:
-                    self.images.append(_to_uint8(c).contiguous())
+                    self.images.append(_quantise(c).contiguous())
                     self.names.append(f"{label}#{k}")
         if not self.images:
             raise BadArgument(f"no face of at least {min_side} px found in {folder}")

@@ -16,6 +16,7 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from ..errors import ImageError
 from ..io.images import MAX_PIXELS, MIN_SIDE, read_image, write_image
@@ -84,11 +85,12 @@ class FolderReport:
 
 def upscale_folder(upscaler: Upscaler, jobs: list[tuple[Path, Path]], *, overwrite: bool = False,
                    max_pixels: int = MAX_PIXELS, intermediates: bool = False, rank: int = 0, world: int = 1,
-                   log: Callable[[str], None] = print) -> FolderReport:
+                   log: Callable[[str], None] = print, progress: bool = False) -> FolderReport:
     """Upscale this process's share ``jobs[rank::world]`` (see the module docstring) with :func:`save_result`;
-    ``log`` gets one line per file written."""
+    ``log`` gets one line per file written; ``progress``: a progress bar over the images (on stderr)."""
     report = FolderReport()
-    for path, out in jobs[rank::world]:
+    share = jobs[rank::world]
+    for path, out in tqdm(share, desc="images", unit="image", disable=not progress or len(share) < 2):
         if out.exists() and not overwrite:
             report.skipped += 1
             continue

@@ -21,20 +21,20 @@ import numpy as np
 from .hub import FACE_NETWORK, IMAGENET, RANDOM, SHAPES, ModelHub
 from .inputs import SHAPES_EXAMPLES, Example, example_images, shapes_sample
 
-__all__ = ["AUTO", "Fit", "fit_model", "is_benchmark_image", "fitting_examples", "model_choices"]
+__all__ = ["AUTO", "Choice", "choose_model", "is_benchmark_image", "examples_for", "model_choices"]
 
 AUTO = "Automatic: the model that fits the image"
 
 
 @dataclass(frozen=True)
-class Fit:
+class Choice:
     """``model``: the hub choice to run (a classifier name or :data:`~hdm.app.hub.FACE_NETWORK`), ``None``
-    when no model here fits; ``reason``: one sentence for the caption; ``fits``: ``False`` when a model
+    when no model here fits; ``reason``: one sentence for the caption; ``knows_image``: ``False`` when a model
     picked by name cannot know this image (its class probabilities are then not shown)."""
 
     model: str | None
     reason: str
-    fits: bool = True
+    knows_image: bool = True
 
 
 def _digest(rgb: np.ndarray) -> str:
@@ -57,7 +57,7 @@ def model_choices(hub: ModelHub) -> list[str]:
     return [AUTO, *hub.classifiers, FACE_NETWORK]
 
 
-def fitting_examples(hub: ModelHub, model: str, examples: list[Example] | None = None) -> list[Example]:
+def examples_for(hub: ModelHub, model: str, examples: list[Example] | None = None) -> list[Example]:
     """The examples that ``model`` fits (for Automatic: those some available model fits, faces first);
     every example for a model of the user's or the random stand-in. Never a network call."""
     examples = example_images() if examples is None else examples
@@ -69,32 +69,32 @@ def fitting_examples(hub: ModelHub, model: str, examples: list[Example] | None =
     return [e for e in examples if e.kind in kinds]
 
 
-def _no_fit(hub: ModelHub) -> str:
-    fitting = ", ".join(e.title for e in fitting_examples(hub, AUTO))
+def _no_model(hub: ModelHub) -> str:
+    fitting = ", ".join(e.title for e in examples_for(hub, AUTO))
     return ("No model here fits this image: the ImageNet ResNet-50's weights are not cached and cannot be "
             "downloaded now, no face was found for the face network, and the shapes model knows only the "
             f"shapes of hdm's benchmark. Examples that fit: {fitting}.")
 
 
-def fit_model(hub: ModelHub, rgb: np.ndarray, requested: str = AUTO) -> Fit:
+def choose_model(hub: ModelHub, rgb: np.ndarray, requested: str = AUTO) -> Choice:
     """The model to run on ``rgb`` ``(H, W, 3)`` uint8 for the visitor's choice ``requested`` (see the module)."""
     benchmark = is_benchmark_image(rgb)
     if requested == AUTO:
         if benchmark and SHAPES in hub.classifiers:
-            return Fit(SHAPES, "An image of hdm's shapes benchmark, so the shapes model explains it.")
+            return Choice(SHAPES, "An image of hdm's shapes benchmark, so the shapes model explains it.")
         if hub.imagenet_available():
-            return Fit(IMAGENET, "A photo, so the ImageNet model explains it.")
+            return Choice(IMAGENET, "A photo, so the ImageNet model explains it.")
         if len(hub.face_detector()(rgb)):
-            return Fit(FACE_NETWORK, "Offline, a photo with a face is explained by face verification on dlib's "
+            return Choice(FACE_NETWORK, "Offline, a photo with a face is explained by face verification on dlib's "
                                      "face-recognition network.")
-        return Fit(None, _no_fit(hub))
+        return Choice(None, _no_model(hub))
     if requested == SHAPES and not benchmark:
-        return Fit(SHAPES, "The shapes model knows only the 8 synthetic shapes of hdm's benchmark: on this image "
-                           "its class means nothing, so no class probabilities are shown.", fits=False)
+        return Choice(SHAPES, "The shapes model knows only the 8 synthetic shapes of hdm's benchmark: on this image "
+                           "its class means nothing, so no class probabilities are shown.", knows_image=False)
     if requested == RANDOM:
-        return Fit(RANDOM, "A random-weight stand-in knows no image: its classes mean nothing, so no class "
-                           "probabilities are shown.", fits=False)
+        return Choice(RANDOM, "A random-weight stand-in knows no image: its classes mean nothing, so no class "
+                           "probabilities are shown.", knows_image=False)
     if requested == IMAGENET and benchmark:
-        return Fit(IMAGENET, "ImageNet has no classes for the benchmark's synthetic shapes: its class means "
-                             "nothing here, so no class probabilities are shown.", fits=False)
-    return Fit(requested, "")
+        return Choice(IMAGENET, "ImageNet has no classes for the benchmark's synthetic shapes: its class means "
+                             "nothing here, so no class probabilities are shown.", knows_image=False)
+    return Choice(requested, "")

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 
-from ..errors import BadArgument
+from ...errors import BadArgument
 
 __all__ = ["UNetDiscriminatorSN"]
 

@@ -20,26 +20,27 @@ from hdm.app import (
     ModelHub,
     ViewError,
     cam_view,
-    fit_model,
-    fitting_examples,
+    choose_model,
+    examples_for,
 )
 from hdm.app.cam import OWN, class_choices
 from hdm.app.inputs import example_images, low_res_examples
 from hdm.app.sr import _chip_map_to_image, download_name, region_view
 from hdm.app.words import DOCS, INTROS, doc_url, intro
 from hdm.faces.chips import ChipDetails
-from hdm.io.weights import CHECKOUT_WEIGHTS, REGISTRY
+from hdm.io.registry import MODELS
+from hdm.io.weights import CHECKOUT_WEIGHTS
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     """The shipped shapes and face networks, and tiny untrained generators."""
-    from hdm.sr.rrdbnet import RRDBNet
+    from hdm.sr.archs.rrdbnet import RRDBNet
     from hdm.training.sr import export_generator
 
     folder = tmp_path_factory.mktemp("weights")
     for name in ("shapes_resnet50", "dlib_face_resnet_v1"):
-        for file, _ in REGISTRY[name].files:
+        for file, _ in MODELS[name].files:
             (folder / file).symlink_to(CHECKOUT_WEIGHTS / file)
     for seed, name in enumerate(("sr_general_x4", "sr_face_x4")):
         torch.manual_seed(seed)
@@ -65,33 +66,33 @@ def examples():
 
 def test_automatic_picks_the_model_that_fits(offline, examples):
     rgb = {name: np.asarray(Image.open(e.path).convert("RGB")) for name, e in examples.items()}
-    assert fit_model(offline, rgb["shapes: star"]).model == SHAPES
-    assert fit_model(offline, rgb["astronaut"]).model == FACE_NETWORK
-    none = fit_model(offline, rgb["coffee"])
+    assert choose_model(offline, rgb["shapes: star"]).model == SHAPES
+    assert choose_model(offline, rgb["astronaut"]).model == FACE_NETWORK
+    none = choose_model(offline, rgb["coffee"])
     assert none.model is None and none.reason.startswith("No model here fits this image")
     assert "Examples that fit: astronaut, camera, shapes: star, shapes: hexagon." in none.reason
     assert offline.probes  # Automatic asked whether ImageNet can be downloaded ...
     n = len(offline.probes)
-    fit_model(offline, rgb["coffee"])
+    choose_model(offline, rgb["coffee"])
     assert len(offline.probes) == n  # ... once, remembered
     # a benchmark image that is not pixel for pixel an example is a photo to Automatic (no guess from content)
     shifted = np.roll(rgb["shapes: star"], 1, axis=1)
-    assert fit_model(offline, shifted).model is None
+    assert choose_model(offline, shifted).model is None
 
 
 def test_imagenet_when_it_can_be_had(offline, examples, monkeypatch):
     monkeypatch.setattr(offline, "_reachable", lambda url: True)
     offline._probed = None
     photo = np.asarray(Image.open(examples["coffee"].path).convert("RGB"))
-    assert fit_model(offline, photo) == fit_model(offline, photo)
-    assert fit_model(offline, photo).model == IMAGENET
+    assert choose_model(offline, photo) == choose_model(offline, photo)
+    assert choose_model(offline, photo).model == IMAGENET
     star = np.asarray(Image.open(examples["shapes: star"].path).convert("RGB"))
-    assert fit_model(offline, star).model == SHAPES  # the benchmark's images still get the shapes model
-    explicit = fit_model(offline, star, IMAGENET)
-    assert explicit.model == IMAGENET and not explicit.fits and "no class probabilities" in explicit.reason
+    assert choose_model(offline, star).model == SHAPES  # the benchmark's images still get the shapes model
+    explicit = choose_model(offline, star, IMAGENET)
+    assert explicit.model == IMAGENET and not explicit.knows_image and "no class probabilities" in explicit.reason
     # the examples follow what is known without asking the network: not probed yet, no photos without faces
     offline._probed = None
-    assert [e.kind for e in fitting_examples(offline, AUTO)] == ["face", "face", "shapes", "shapes"]
+    assert [e.kind for e in examples_for(offline, AUTO)] == ["face", "face", "shapes", "shapes"]
 
 
 def test_the_hub_never_probes_at_start_up_nor_offline(weights, tmp_path, monkeypatch):
@@ -125,7 +126,7 @@ def test_a_failed_imagenet_download_sends_automatic_offline(weights, tmp_path, m
 
 
 def test_examples_fit_each_model(offline):
-    titles = lambda model, ex=None: [e.title for e in fitting_examples(offline, model, ex)]  # noqa: E731
+    titles = lambda model, ex=None: [e.title for e in examples_for(offline, model, ex)]  # noqa: E731
     assert titles(SHAPES) == ["shapes: star", "shapes: hexagon"]
     assert titles(FACE_NETWORK) == ["astronaut", "camera"]
     assert titles(IMAGENET) == ["astronaut", "camera", "coffee", "chelsea", "rocket"]
@@ -133,9 +134,9 @@ def test_examples_fit_each_model(offline):
     assert titles(AUTO)[0] == "astronaut"  # the first example makes sense offline
     assert titles(AUTO, low_res_examples()) == ["astronaut, 128 px", "camera, 128 px"]
     # and each of them is fitted as announced
-    for e in fitting_examples(offline, AUTO):
+    for e in examples_for(offline, AUTO):
         rgb = np.asarray(Image.open(e.path).convert("RGB"))
-        assert fit_model(offline, rgb).model == {"face": FACE_NETWORK, "shapes": SHAPES}[e.kind], e.title
+        assert choose_model(offline, rgb).model == {"face": FACE_NETWORK, "shapes": SHAPES}[e.kind], e.title
 
 
 def test_class_choices_without_loading_imagenet(offline):
@@ -151,7 +152,7 @@ def test_the_astronaut_is_explained_by_face_verification_offline(offline, exampl
     assert v.caption.startswith("dlib's face-recognition network explained what makes the face it found its own")
     assert [c.split(":")[0] for _, c in v.overlays] == ["Grad-CAM", "Grad-CAM++", "HDM-CAM"]
     assert all(img.shape == (384, 384, 3) for img, _ in v.overlays)  # the 150-px chip, enlarged
-    assert "dlib_face_resnet_v1.safetensors, sha256 " + REGISTRY["dlib_face_resnet_v1"].files[0][1] in v.details
+    assert "dlib_face_resnet_v1.safetensors, sha256 " + MODELS["dlib_face_resnet_v1"].files[0][1] in v.details
     photo = cam_view(offline, examples["coffee"].path)
     assert photo.model is None and photo.overlays == [] and photo.caption.startswith("No model here fits")
     shapes_on_photo = cam_view(offline, examples["camera"].path, SHAPES)  # picked by name: runs, no probabilities

@@ -4,13 +4,14 @@ and :class:`Upscaler`, one mode's models loaded once, behind ``hdm upscale`` and
 Modes: ``"general"`` (the general generator), ``"face"`` (the face generator on the whole image),
 ``"fusion"`` (both, blended through the face mask: :class:`~hdm.sr.fusion.FaceFusionSR`), ``"diffusion"``
 (the one-step diffusion student) and ``"diffusion-teacher"`` (the multi-step teacher). The shipped weights
-(:data:`hdm.sr.loading.SHIPPED`) are the defaults; any RRDBNet checkpoint that
-:func:`hdm.sr.rrdbnet.load_rrdbnet` reads (Real-ESRGAN, ESRGAN) or an exported ``.onnx`` generator can
+(:data:`hdm.io.registry.DEFAULTS`) are the defaults; any RRDBNet checkpoint that
+:func:`hdm.sr.convert.load_rrdbnet` reads (Real-ESRGAN, ESRGAN) or an exported ``.onnx`` generator can
 replace them. An alpha channel is upscaled on its own (bicubic) and kept.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +22,13 @@ from PIL import Image
 from ..diffusion.sampler import DiffusionSR
 from ..errors import BadArgument, ImageError
 from ..faces.detect import FaceDetector
-from ..io.images import MIN_SIDE, DecodedImage, read_image
+from ..io.images import MIN_SIDE, DecodedImage, read_image, to_image, to_tensor
+from ..io.registry import DEFAULTS
 from ..ops.resize import bicubic_upsample
-from ..ops.tiling import tiled_forward
-from .fusion import FaceFusionSR, FusionResult, to_image, to_tensor
-from .loading import SHIPPED, load_generator
-from .model import check_sr_model
+from ..ops.tiling import DEFAULT_TILE, check_tile, default_pad, tile_grid, tiled_forward
+from ..sr.fusion import FaceFusionSR, FusionResult
+from ..sr.loading import load_generator
+from ..sr.model import check_sr_model
 
 __all__ = ["MODES", "USES", "Upscaler", "UpscaleResult", "upscale", "as_decoded", "clear_cache"]
 
@@ -41,12 +43,14 @@ USES = {"general": ("general", "fusion"), "face": ("face", "fusion"), "detector"
 class UpscaleResult:
     """``rgb`` ``(sH, sW, 3)`` float32 in [0, 1]; ``alpha`` ``(sH, sW)`` float32 upscaled, or ``None``;
     ``fusion`` the intermediate images of a fusion run (``general``, ``face``, ``mask``, ``boxes``; else
-    ``None``); ``message`` what happened (e.g. no face found)."""
+    ``None``); ``message`` what happened (e.g. no face found); ``seconds`` the time of each stage (fusion:
+    ``general`` and ``faces + fusion``; else the mode's name)."""
 
     rgb: np.ndarray
     alpha: np.ndarray | None
     fusion: FusionResult | None
     message: str
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def as_decoded(image) -> DecodedImage:
@@ -93,41 +97,40 @@ class Upscaler:
         general, face: modes ``general``/``fusion`` and ``face``/``fusion``: weights (``"general"``/``"face"``,
             a registry name, a checkpoint or ``.onnx`` path) or a loaded :class:`~hdm.sr.model.SRModel`
             (default: the shipped ones).
-        tile, tile_pad: tiled inference (input pixels; default 512-px tiles, so memory stays bounded on
-            large images; ``None`` runs whole images); ``tile_pad=None`` = the model's receptive radius.
+        tile, tile_pad: tiled inference (input pixels; default :data:`~hdm.ops.tiling.DEFAULT_TILE`-px tiles, so
+            memory stays bounded on large images; ``None`` runs whole images); ``tile_pad=None`` = the model's receptive radius.
         device: torch device.
         detector: mode ``fusion``: the face detector (default MTCNN).
         diffusion: modes ``diffusion``/``diffusion-teacher``: weights (a registry name or a file) or a loaded
             :class:`~hdm.diffusion.sampler.DiffusionSR` (default: the shipped one for the mode).
         seed: diffusion modes: the noise seed (default 0; a seed gives the same image).
+        progress: show a progress bar (on stderr) over the tiles, or the diffusion teacher's steps.
 
     An argument the mode does not use (see :data:`USES`) is a :class:`BadArgument` that names the modes
     using it.
     """
 
-    def __init__(self, mode: str = "fusion", general=None, face=None, tile: int | None = 512,
-                 tile_pad: int | None = None, device="cpu", detector=None, diffusion=None, seed: int | None = None):
+    def __init__(self, mode: str = "fusion", general=None, face=None, tile: int | None = DEFAULT_TILE,
+                 tile_pad: int | None = None, device="cpu", detector=None, diffusion=None, seed: int | None = None,
+                 progress: bool = False):
         if mode not in MODES:
             raise BadArgument(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
         given = {"general": general, "face": face, "detector": detector, "diffusion": diffusion, "seed": seed}
         unused = [name for name, value in given.items() if value is not None and mode not in USES[name]]
         if unused:
             raise BadArgument("; ".join(_not_used(name, mode) for name in unused))
-        if tile is not None and tile <= 0:
-            raise BadArgument(f"tile must be > 0 (or None for whole images), got {tile}")
-        if tile_pad is not None and tile_pad < 0:
-            raise BadArgument(f"tile_pad must be >= 0, got {tile_pad}")
+        check_tile(tile, tile_pad)
         self.mode, self.tile, self.tile_pad, self.device = mode, tile, tile_pad, torch.device(device)
-        self.seed = 0 if seed is None else int(seed)
+        self.seed, self.progress = (0 if seed is None else int(seed)), bool(progress)
         self.general = self.face = self.fusion = self.diffusion = None
         if mode.startswith("diffusion"):
-            spec = SHIPPED[mode] if diffusion is None else diffusion
+            spec = DEFAULTS[mode] if diffusion is None else diffusion
             one_step = mode == "diffusion"
             if isinstance(spec, DiffusionSR):
                 self.diffusion = DiffusionSR(spec.model.to(self.device), spec.schedule, one_step=one_step,
                                              deterministic=spec.deterministic, tile=tile, tile_pad=tile_pad)
             else:
-                self.diffusion = DiffusionSR.from_pretrained(SHIPPED.get(str(spec), spec), self.device,
+                self.diffusion = DiffusionSR.from_pretrained(DEFAULTS.get(str(spec), spec), self.device,
                                                              one_step=one_step, tile=tile, tile_pad=tile_pad)
             self.scale = self.diffusion.scale
             return
@@ -141,6 +144,27 @@ class Upscaler:
         self.scale = (self.general if self.general is not None else self.face).scale
 
     @torch.no_grad()
+    def estimate_seconds(self, height: int, width: int, probe: int = 96) -> float:
+        """About how long :meth:`__call__` takes on a ``height x width`` image here: the main model timed on a
+        ``probe``-px square (once to warm up, once timed), scaled by the pixels it will compute, tile context
+        included (fusion: the general model's time; the face crops add a little)."""
+        model = self.diffusion if self.diffusion is not None else (self.face if self.mode == "face" else self.general)
+        side = probe - probe % 8
+        x = torch.rand(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(self.device)
+        run = (lambda: model(x, seed=0)) if self.diffusion is not None else (lambda: model(x))
+        run()
+        start = time.perf_counter()
+        run()
+        per_pixel = (time.perf_counter() - start) / (side * side)
+        tile, pad = self.tile, default_pad(model) if self.tile_pad is None else self.tile_pad
+        if tile is None or (tile >= height and tile >= width):
+            pixels = height * width
+        else:  # every tile runs with its context
+            pixels = sum((min(height, y1 + pad) - max(0, y0 - pad)) * (min(width, x1 + pad) - max(0, x0 - pad))
+                         for y0, y1 in tile_grid(height, tile) for x0, x1 in tile_grid(width, tile))
+        return per_pixel * pixels
+
+    @torch.no_grad()
     def __call__(self, image, seed: int | None = None) -> UpscaleResult:
         """``image``: a :class:`~hdm.io.images.DecodedImage` or an array (see :func:`as_decoded`); ``seed``
         overrides the diffusion modes' seed for this call."""
@@ -151,18 +175,23 @@ class Upscaler:
         if image.alpha is not None:
             a = torch.from_numpy(image.alpha)[None, None]
             alpha = bicubic_upsample(a, self.scale)[0, 0].numpy()
+        start = time.perf_counter()
         if self.mode == "fusion":
-            result = self.fusion(image.rgb)
-            return UpscaleResult(result.fused, alpha, result, result.message)
+            general = self.fusion.upscale_general(image.rgb, self.progress)
+            took = time.perf_counter() - start
+            result = self.fusion(image.rgb, general=general)
+            seconds = {"general": took, "faces + fusion": time.perf_counter() - start - took}
+            return UpscaleResult(result.fused, alpha, result, result.message, seconds)
         if self.diffusion is not None:
             seed = self.seed if seed is None else int(seed)
-            sr = self.diffusion(to_tensor(image.rgb, self.device), seed=seed)
+            sr = self.diffusion(to_tensor(image.rgb, self.device), seed=seed, progress=self.progress)
             steps = self.diffusion.evaluations
             message = f"{self.mode} ({steps} step{'s' if steps > 1 else ''}, seed {seed})"
-            return UpscaleResult(to_image(sr), alpha, None, message)
+            return UpscaleResult(to_image(sr), alpha, None, message, {self.mode: time.perf_counter() - start})
         model = self.general if self.mode == "general" else self.face
-        sr = tiled_forward(model, to_tensor(image.rgb, self.device), self.scale, self.tile, self.tile_pad)
-        return UpscaleResult(to_image(sr), alpha, None, f"{self.mode} model")
+        sr = tiled_forward(model, to_tensor(image.rgb, self.device), self.scale, self.tile, self.tile_pad,
+                           progress=self.progress)
+        return UpscaleResult(to_image(sr), alpha, None, f"{self.mode} model", {self.mode: time.perf_counter() - start})
 
 
 _MODELS: dict[tuple, object] = {}  # (kind, weights, device) -> a loaded model, for upscale()
@@ -209,7 +238,7 @@ def _give_back(result: UpscaleResult, kind: tuple):
     return pixels.astype(kind[1])
 
 
-def upscale(image, mode: str = "fusion", *, seed: int | None = None, tile: int | None = 512,
+def upscale(image, mode: str = "fusion", *, seed: int | None = None, tile: int | None = DEFAULT_TILE,
             tile_pad: int | None = None, device="cpu", intermediates: bool = False, general=None, face=None,
             diffusion=None):
     """Upscale ``image`` x4 (the shipped models' scale) with ``mode`` (one of :data:`MODES`).
@@ -243,9 +272,9 @@ def upscale(image, mode: str = "fusion", *, seed: int | None = None, tile: int |
     if mode in USES["detector"]:
         models["detector"] = _cached("detector", None, device, lambda: FaceDetector(device=device))
     if mode in USES["diffusion"]:
-        spec = SHIPPED[mode] if diffusion is None else diffusion
+        spec = DEFAULTS[mode] if diffusion is None else diffusion
         models["diffusion"] = _cached(mode, spec, device, lambda: DiffusionSR.from_pretrained(
-            SHIPPED.get(str(spec), spec), device, one_step=mode == "diffusion"))
+            DEFAULTS.get(str(spec), spec), device, one_step=mode == "diffusion"))
     for name, value in (("general", general), ("face", face), ("diffusion", diffusion)):
         if value is not None and mode not in USES[name]:
             models[name] = value  # Upscaler says which modes use it

@@ -25,7 +25,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..errors import BadArgument
-from ..io.images import IMAGENET_MEAN, IMAGENET_STD, list_photos, read_image, readable_images, split_folders
+from ..io.images import list_photos, read_image, readable_images, split_folders, to_model_input
 
 __all__ = ["CLASSES", "BackgroundBank", "Sample", "render_sample", "ShapesDataset"]
 
@@ -279,12 +279,6 @@ def render_sample(seed: int, index: int, backgrounds: BackgroundBank | None = No
     return Sample(image.round().astype(np.uint8), label, mask, np.array(boxes, dtype=np.int64), background)
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32, ImageNet-normalised (as :func:`hdm.io.images.to_model_input`)."""
-    x = torch.from_numpy(image).permute(2, 0, 1).float() / 255
-    return (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
-
-
 class ShapesDataset(torch.utils.data.Dataset):
     """``n`` samples of split ``seed``: items are ``(x (3, S, S) float32, label, mask (S, S) bool)``.
 
@@ -310,4 +304,4 @@ class ShapesDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         s = self.sample(i)
-        return to_tensor(s.image), s.label, torch.from_numpy(s.mask)
+        return to_model_input(s.image, size=None)[0], s.label, torch.from_numpy(s.mask)
