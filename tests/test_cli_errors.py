@@ -185,6 +185,8 @@ def test_a_folder_reports_its_bad_files_and_goes_on(corpus, tmp_path, capsys):
     (folder / "bad.png").write_text("not a PNG")
     code, err = run(["upscale", str(folder), str(tmp_path / "out"), "--model", "general", "--tile", "16"], capsys)
     assert code == 1 and "bad.png" in err and "Traceback" not in err
+    failed = [line for line in err.splitlines() if line.strip().startswith("failed:")]
+    assert len(failed) == 1 and failed[0].count("bad.png") == 1, failed  # the file is named once
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good.png"]
     (folder / "good.png").unlink()
     code, err = run(["upscale", str(folder), str(tmp_path / "out2"), "--model", "general"], capsys)

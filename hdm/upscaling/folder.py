@@ -100,6 +100,7 @@ def upscale_folder(upscaler: Upscaler, jobs: list[tuple[Path, Path]], *, overwri
             save_result(out, result, image.bits, intermediates)
         except Exception as e:  # noqa: BLE001 - one bad file (or out of memory) must not end a folder run
             why = str(e) if isinstance(e, ImageError) else f"{type(e).__name__}: {e}"
+            why = why.removeprefix(f"{path.name}: ")  # the report names the file once
             report.failed.append((path, why))
             print(f"skipped {path.name}: {why}", file=sys.stderr)
             continue
