@@ -34,7 +34,7 @@ LIBRARY = ("errors", "ops", "io", "formats", "data", "faces", "cam", "losses", "
 RUNNERS = {"app", "cli", "bench", "training"}
 #: Optional third-party packages (extras, or not declared at all), the only imports allowed inside a function;
 #: each such import carries a comment. facenet_pytorch, cv2 and matplotlib are core but heavy: imported when used.
-LAZY = {"onnx", "onnxruntime", "tensorrt", "gradio", "lpips", "pyiqa", "pytorch_grad_cam", "skimage",
+LAZY = {"onnx", "onnxruntime", "tensorrt", "ncnn", "gradio", "lpips", "pyiqa", "pytorch_grad_cam", "skimage",
         "facenet_pytorch", "cv2", "matplotlib", "dlib"}
 
 

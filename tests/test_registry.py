@@ -5,6 +5,7 @@ package or the app."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -53,10 +54,29 @@ def test_defaults_name_entries_of_the_right_kind():
     assert MODELS[DEFAULTS["diffusion"]].arch_args["stage"] == "student"
 
 
+@pytest.mark.parametrize("cfg", [c for c in MODELS.values() if c.package is not None], ids=lambda c: c.name)
+def test_a_package_entry_agrees_with_its_package_and_card(cfg):
+    """A model read from a data package: its files there have the registry's sha256 (checked on loading),
+    and its card in weights/ states the source, licence, the files' sha256 and the parity with ncnn."""
+    from hdm.io.weights import package_paths
+    from hdm.sr.loading import load_generator
+
+    assert [p.name for p in package_paths(cfg.name)] == [f.rsplit("/", 1)[-1] for f, _ in cfg.package_files]
+    model = load_generator(cfg.name)
+    assert type(model).__name__ == cfg.arch and model.config == cfg.arch_args and model.scale == cfg.scale
+    assert cfg.files == ((cfg.card, cfg.files[0][1]),) and cfg.card == f"{cfg.name}.md"
+    card = (WEIGHTS / cfg.card).read_text()
+    assert hashlib.sha256(card.encode()).hexdigest() == cfg.files[0][1], f"{cfg.card}: update the registry"
+    for file, digest in cfg.package_files:
+        assert f"| {file.rsplit('/', 1)[-1]} | `{digest}` |" in card
+    assert cfg.licence in card and f"{cfg.package[0]}=={cfg.package[1]}" in card
+    assert re.search(r"max \|hdm - ncnn\| = \d\.\de-0[5-9]", card), "the card quotes a parity below 1e-4"
+
+
 def test_downloaded_entries_name_their_url_and_licence():
     import torchvision
 
-    for cfg in models_of(shipped=False):
+    for cfg in (c for c in MODELS.values() if c.url is not None):
         assert cfg.url.startswith("https://") and cfg.licence and cfg.source
     assert MODELS["resnet50_imagenet"].url == torchvision.models.ResNet50_Weights.IMAGENET1K_V2.url
 

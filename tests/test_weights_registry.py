@@ -21,9 +21,9 @@ SHIPPED = ROOT / "weights"
 
 def test_registry_matches_the_shipped_files():
     listed = set()
-    for entry in models_of(shipped=True):
+    for entry in models_of():
         name = entry.name
-        assert entry.file == f"{name}.safetensors" and entry.card == f"{name}.md"
+        assert not entry.shipped or (entry.file == f"{name}.safetensors" and entry.card == f"{name}.md")
         for file, digest in entry.files:
             assert hashlib.sha256((SHIPPED / file).read_bytes()).hexdigest() == digest, f"{file}: update hdm.io.registry.MODELS"
             listed.add(file)

@@ -113,7 +113,7 @@ class ModelHub:
                 if cfg.shipped:
                     table[cfg.title] = lambda c=cfg, s=slot: self._generator(self.weights_dir / c.file, f"hdm's {s} x4 model")
                 else:
-                    table[cfg.title] = lambda c=cfg: self._downloaded(c)
+                    table[cfg.title] = lambda c=cfg: self._registered(c)
             onnx = self.exports_dir / exported_file(slot)
             if onnx.is_file():
                 table[f"hdm {slot} x4 (ONNX Runtime)"] = lambda p=onnx, s=slot: self._generator(
@@ -229,13 +229,15 @@ class ModelHub:
                               "see docs/sr.md, or pick another model)")
         return load_generator(path, self.device), label, [*_file_lines(path), *_notes(path)]
 
-    def _downloaded(self, cfg: ModelCfg):
-        path = weights_path(cfg.name)
-        return load_generator(path, self.device), cfg.title.split(" (")[0], [
-            *_file_lines(path), f"source: {cfg.url} ({cfg.licence})"]
+    def _registered(self, cfg: ModelCfg):
+        """A registry model hdm does not ship: read from its package (converted from ncnn) or downloaded."""
+        model = load_generator(cfg.name, self.device)
+        return model, cfg.title, [*_file_lines(weights_path(cfg.name)), f"source: {cfg.source}",
+                                  f"licence: {cfg.licence}"]
 
 
-_SHIPPED_SHA = {file: digest for entry in MODELS.values() for file, digest in entry.files}
+_SHIPPED_SHA = {file.rsplit("/", 1)[-1]: digest for entry in MODELS.values()
+                for file, digest in (*entry.files, *entry.package_files)}
 
 
 def _file_lines(path: Path) -> list[str]:

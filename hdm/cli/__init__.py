@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..errors import HDMError
-from . import cam, demo, diffusion, export, faces, models, sr
+from . import cam, demo, diffusion, export, faces, models, ncnn, sr
 
 __all__ = ["build_parser", "main"]
 
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     diffusion.add_parsers(sub)
     export.add_parsers(sub)
     faces.add_parsers(sub)
+    ncnn.add_parsers(sub)
     models.add_parsers(sub)
     demo.add_parsers(sub)
     return parser

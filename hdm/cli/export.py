@@ -1,4 +1,4 @@
-"""``hdm export <onnx|tensorrt|bench>``: deployment builds of hdm's SR generators. Each parses its
+"""``hdm export <onnx|ncnn|tensorrt|bench>``: deployment builds of hdm's SR generators. Each parses its
 arguments and calls the library (:mod:`hdm.export`); hdm's errors end as one line (:func:`hdm.cli.main`)."""
 from __future__ import annotations
 
@@ -8,14 +8,17 @@ from pathlib import Path
 import torch
 
 from ..bench import report
+from ..bench.ncnn import ncnn_parity
 from ..errors import BadArgument
 from ..export import speed
 from ..export.tensorrt_engine import TensorRTSR, build_engine, tensorrt_status
+from ..export.to_ncnn import export_ncnn
 from ..export.to_onnx import check_parity, export_onnx, load_exportable
 from ..formats.onnx_metadata import read_metadata
 from ..io.cards import sha256
 from ..io.registry import DEFAULTS, exported_file
 from ..io.weights import resolve_weights
+from ..sr.loading import load_generator
 
 __all__ = ["add_parsers"]
 
@@ -56,6 +59,27 @@ def _cmd_onnx(args) -> int:
             print(f"{path}: onnx.checker ok; ONNX Runtime vs torch max |diff| {worst:.2e} {bound} on "
                   f"{', '.join(check.max_abs)}: {verdict}")
             failed |= not check.passed
+    return 1 if failed else 0
+
+
+#: The largest max |ncnn - torch| that ``hdm export ncnn --check`` accepts (float32 weights and arithmetic).
+NCNN_TOLERANCE = 1e-4
+
+
+def _cmd_ncnn(args) -> int:
+    names = ("general", "face") if args.model == "all" else (args.model,)
+    failed = False
+    for name in names:
+        model = load_generator(name)
+        stem = name if name in DEFAULTS else Path(name).stem
+        param, weights = export_ncnn(model, Path(args.out) / f"{stem}_x{model.scale}")
+        line = f"wrote {param} and {weights.name}"
+        if args.check:
+            worst = ncnn_parity(model, param, weights)
+            ok = worst <= NCNN_TOLERANCE
+            line += f"; ncnn runtime vs torch max |diff| {worst:.1e} <= {NCNN_TOLERANCE:g}: {'ok' if ok else 'FAILED'}"
+            failed |= not ok
+        print(line)
     return 1 if failed else 0
 
 
@@ -100,10 +124,11 @@ def _cmd_bench(args) -> int:
 
 def add_parsers(parent) -> None:
     """Register ``export`` and its subcommands on ``parent`` (the ``hdm`` subparsers object)."""
-    top = parent.add_parser("export", help="ONNX / TensorRT builds of the SR generators, checked against torch; speed table",
+    top = parent.add_parser("export", help="ONNX / ncnn / TensorRT builds of the SR generators, checked against torch; "
+                                           "speed table",
                             description=__doc__)
     top.set_defaults(func=lambda args: top.print_help() or 0)
-    sub = top.add_subparsers(dest="export_command", metavar="<onnx|tensorrt|bench>")
+    sub = top.add_subparsers(dest="export_command", metavar="<onnx|ncnn|tensorrt|bench>")
     p = sub.add_parser("onnx", help="export SR generators to ONNX and check them against torch",
                        description="Export to ONNX (opset 17, dynamic batch/height/width, hdm metadata), then "
                                    "onnx.checker and ONNX Runtime vs torch on several sizes (fp32: max |diff| <= 1e-4).")
@@ -114,6 +139,16 @@ def add_parsers(parent) -> None:
                                                     "(--model general --fp16 no --out general.onnx)")
     p.add_argument("--fp16", default="both", choices=["no", "yes", "both"], help="precision(s) to export")
     p.set_defaults(func=_cmd_onnx)
+    p = sub.add_parser("ncnn", help="export SR generators to ncnn (.param + .bin) for the Vulkan upscalers",
+                       description="Write ncnn files of hdm's generators (x4 RRDBNet, SRVGGNetCompact) in the layout of "
+                                   "Real-ESRGAN's own: input blob 'data' (RGB in [0, 1]), output blob 'output', float32 "
+                                   "weights. realesrgan-ncnn-vulkan, Upscayl and chaiNNer run them. --check compares the "
+                                   "ncnn runtime's output with torch's (pip install ncnn).")
+    p.add_argument("--model", default="all",
+                   help="general, face, all (both), a registry generator or a checkpoint file")
+    p.add_argument("--out", default="exports", help="output folder (<name>_x4.param and .bin)")
+    p.add_argument("--check", action="store_true", help=f"run the files in ncnn: max |diff| <= {NCNN_TOLERANCE:g}")
+    p.set_defaults(func=_cmd_ncnn)
     p = sub.add_parser("tensorrt", help="build a TensorRT fp16 engine from an exported ONNX file (GPU + tensorrt)",
                        description="Build (or load from the cache) a serialised TensorRT engine with one "
                                    "optimisation profile. Without TensorRT or a GPU it says so and exits cleanly.")

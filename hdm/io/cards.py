@@ -30,12 +30,16 @@ def run_summary(record: dict, processes: bool = True) -> str:
             + (f" ({world} process{'es' if world > 1 else ''})" if processes else ""))
 
 
+def card_text(lines: list[str], files: list[tuple[str, str]]) -> str:
+    """A model card: ``lines``, then the Files table ``| file | `sha256` |`` of ``files`` ``[(name, sha256)]``."""
+    table = ["", "## Files", "", "| file | sha256 |", "|---|---|", *(f"| {name} | `{digest}` |" for name, digest in files)]
+    return "\n".join([*lines, *table]) + "\n"
+
+
 def write_model_card(weights, lines: list[str], extra_files=()) -> Path:
     """Write ``<stem>.md`` beside ``weights``: ``lines``, then a Files table with the sha256 of the
     weights and of ``extra_files`` (the form ``tests/test_shipped_weights.py`` checks)."""
     weights = Path(weights)
-    lines = list(lines) + ["", "## Files", "", "| file | sha256 |", "|---|---|"]
-    lines += [f"| {Path(f).name} | `{sha256(f)}` |" for f in (weights, *extra_files)]
     card = weights.with_suffix(".md")
-    card.write_text("\n".join(lines) + "\n")
+    card.write_text(card_text(lines, [(Path(f).name, sha256(f)) for f in (weights, *extra_files)]))
     return card

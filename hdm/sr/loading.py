@@ -1,6 +1,6 @@
 """Loading SR generators by name or file: a registry model (:data:`hdm.io.registry.MODELS`, or a role of
-:data:`hdm.io.registry.DEFAULTS` such as ``"general"``), any RRDBNet checkpoint (hdm, Real-ESRGAN, ESRGAN) and
-exported ``.onnx`` generators (run by ONNX Runtime)."""
+:data:`hdm.io.registry.DEFAULTS` such as ``"general"``), checkpoints of RRDB and compact generators (hdm,
+Real-ESRGAN, ESRGAN), ncnn files, and exported ``.onnx`` generators (run by ONNX Runtime)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,9 +9,8 @@ import torch
 
 from ..errors import BadArgument, MissingFile
 from ..io.registry import DEFAULTS, MODELS, names
-from ..io.weights import resolve_weights
-from .archs.rrdbnet import RRDBNet
-from .convert import load_rrdbnet
+from ..io.weights import package_paths, resolve_weights
+from .convert import load_ncnn, load_sr_checkpoint
 from .onnx_runtime import OnnxSR
 
 __all__ = ["load_generator"]
@@ -19,10 +18,12 @@ __all__ = ["load_generator"]
 _GENERATOR_KINDS = ("sr_general", "sr_face")
 
 
-def load_generator(weights: str | Path, device="cpu") -> RRDBNet:
+def load_generator(weights: str | Path, device="cpu"):
     """A generator in eval mode on ``device``: a role (``"general"`` / ``"face"``), a registry name
-    (``"sr_general_x4"``, ``"realesrgan_x4plus"``), an RRDBNet checkpoint path, or an exported ``.onnx`` file
-    (its ONNX Runtime session as an :class:`hdm.sr.model.SRModel`; needs the ``[export]`` extra).
+    (``"sr_general_x4"``; ``"realesrgan_x4plus"`` and the other models of a package are converted from its ncnn
+    files), a checkpoint path (RRDB or compact generators in hdm's, Real-ESRGAN's or ESRGAN's layouts), ncnn
+    files (the ``.param``, with its ``.bin`` beside it), or an exported ``.onnx`` file (its ONNX Runtime session
+    as an :class:`hdm.sr.model.SRModel`; needs the ``[export]`` extra).
 
     Raises :class:`~hdm.errors.WeightsUnavailable` (a registry file that cannot be had), :class:`MissingFile`
     and :class:`~hdm.errors.BadArgument` (a file that is not a generator, a registry model of another kind)."""
@@ -30,12 +31,16 @@ def load_generator(weights: str | Path, device="cpu") -> RRDBNet:
     if name in MODELS and MODELS[name].kind not in _GENERATOR_KINDS:
         raise BadArgument(f"{name} is a {MODELS[name].kind} model, not a generator; the generators are "
                           f"{', '.join(names('sr_general') + names('sr_face'))}")
+    if name in MODELS and MODELS[name].package is not None:
+        return load_ncnn(*package_paths(name)).to(torch.device(device)).eval()
     try:
         path = resolve_weights(name if name in MODELS else weights)
     except MissingFile as e:
-        raise MissingFile(f"no generator weights at {weights}: give an RRDBNet checkpoint (hdm, Real-ESRGAN or "
-                          "ESRGAN), an exported .onnx file, general / face (the shipped ones) or a registry name "
+        raise MissingFile(f"no generator weights at {weights}: give a checkpoint (RRDBNet or SRVGGNetCompact: hdm, "
+                          "Real-ESRGAN or ESRGAN), ncnn files (.param), an exported .onnx file, general / face (the shipped ones) or a registry name "
                           f"({', '.join(names('sr_general') + names('sr_face'))})") from e
     if path.suffix == ".onnx":
         return OnnxSR(path, tile=None).as_generator()
-    return load_rrdbnet(path).to(torch.device(device)).eval()
+    if path.suffix == ".param":
+        return load_ncnn(path, path.with_suffix(".bin")).to(torch.device(device)).eval()
+    return load_sr_checkpoint(path).to(torch.device(device)).eval()
