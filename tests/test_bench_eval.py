@@ -280,3 +280,54 @@ def test_sr_benchmark_identity_columns_agree_with_dlib(tmp_path):
     assert comp["id_cos"]["diff"] > 0 and summary["faces"]["hr_faces"] == 2
     text = bench_sr.markdown(summary, ["# t", ""], ["a note"])
     assert "## Identity" in text and "| blurry |" in text and "| faces | face - blurry |" in text
+
+
+def test_real_world_lr_is_the_documented_chain():
+    """Blur, x1/4, seeded noise, 8 bits, JPEG: written out here step by step with Pillow and scipy."""
+    import io
+
+    from scipy import ndimage
+
+    from hdm.data.degrade import REAL_WORLD, make_lr
+
+    hr = torch.from_numpy(skdata.astronaut()[:64, :96].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    ours = make_lr(hr, 4, "real-world", "photo.png")
+    blurred = np.stack([ndimage.gaussian_filter(c, REAL_WORLD["blur_sigma"], mode="nearest", truncate=3.0)
+                        for c in hr[0].double().numpy()])
+    lr = bicubic_downsample(torch.from_numpy(blurred).float()[None], 4)
+    seed = __import__("zlib").crc32(b"photo.png")
+    lr = (lr + REAL_WORLD["noise_sigma"] * torch.randn(lr.shape, generator=torch.Generator().manual_seed(seed)))
+    pixels = (lr.clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=REAL_WORLD["jpeg_quality"], subsampling=2)
+    want = np.asarray(Image.open(buffer).convert("RGB"), dtype=np.float32) / 255
+    np.testing.assert_allclose(ours[0].permute(1, 2, 0).numpy(), want, atol=1 / 255 + 1e-6)  # at most 1 level
+    assert torch.equal(ours, make_lr(hr, 4, "real-world", "photo.png"))  # seeded by the name
+    assert not torch.equal(ours, make_lr(hr, 4, "real-world", "other.png"))
+    clean = make_lr(hr, 4, "clean")
+    assert torch.equal(clean, (bicubic_downsample(hr, 4) * 255).round() / 255)  # as the benchmarks always had it
+    with pytest.raises(HDMError, match="the LR kind must be one of clean, real-world"):
+        make_lr(hr, 4, "jpeg")
+
+
+def test_sr_benchmark_other_models_haarpsi_and_real_world_lr(folder):
+    from hdm.losses.haarpsi import haarpsi
+
+    model = BicubicModel()
+    detector = lambda img: np.zeros((0, 5))  # noqa: E731
+    clean = bench_sr.evaluate_folder(folder, model, model, detector, progress=False, models={"other": model})
+    real = bench_sr.evaluate_folder(folder, model, model, detector, progress=False, models={"other": model},
+                                    lr_kind="real-world")
+    for r in clean:
+        assert r["values"]["other"] == pytest.approx(r["values"]["bicubic"], rel=1e-12, nan_ok=True)
+        assert 0 < r["values"]["other"]["haarpsi"] < 1
+    assert all(r["values"]["bicubic"]["haarpsi"] < c["values"]["bicubic"]["haarpsi"] for r, c in zip(real, clean))
+    photo = np.asarray(Image.open(folder / "b_chelsea.png"))[:64, :64]
+    hr = torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float() / 255
+    up = torch.from_numpy(to_uint8(bicubic_upsample(bicubic_downsample(hr, 4).mul(255).round().div(255), 4)[0]
+                                   .permute(1, 2, 0).numpy())).permute(2, 0, 1)[None].float() / 255
+    assert clean[1]["values"]["bicubic"]["haarpsi"] == pytest.approx(float(haarpsi(up, hr)[0]), abs=1e-6)
+    summary = bench_sr.summarize({"natural": clean}, n_boot=100, models=("other",))
+    assert {"other - bicubic", "other - general"} <= set(summary["natural"]["comparisons"])
+    text = bench_sr.markdown(summary, ["# t", ""], ["a note"])
+    assert "## HaarPSI, whole image" in text and "| other |" in text

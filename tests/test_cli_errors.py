@@ -26,7 +26,8 @@ CASES = [
     # upscale: the input and every model of each mode
     ("upscale-missing-input", ["upscale", "{missing}.png", "{out}.png", "--model", "general"], False, "no such file"),
     ("upscale-bad-image", ["upscale", "{bad_png}", "{out}.png", "--model", "general"], False, "not an image file"),
-    ("upscale-unknown-mode", ["upscale", "{good}", "{out}.png", "--model", "nosuch"], False, "invalid choice"),
+    ("upscale-unknown-mode", ["upscale", "{good}", "{out}.png", "--model", "nosuch"], False,
+     "or a model file; got 'nosuch'"),
     ("upscale-unknown-model", ["upscale", "{good}", "{out}.png", "--model", "general", "--general-weights",
                                "nosuch_model"], False, "nosuch_model"),
     ("upscale-wrong-kind", ["upscale", "{good}", "{out}.png", "--model", "face", "--face-weights",

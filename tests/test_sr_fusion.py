@@ -149,3 +149,13 @@ def test_mtcnn_finds_the_astronaut():
     cx0, cy0, cx1, cy1 = square_crop_box(found[0], image.shape[:2], margin=0.3)
     assert cx1 - cx0 == cy1 - cy0 and cx0 <= x0 and cx1 >= x1 and cy0 <= y0 and cy1 >= y1
     assert FaceDetector()(np.full((64, 64, 3), 128, np.uint8)).shape == (0, 5)
+
+
+def test_an_image_smaller_than_the_smallest_face_has_none():
+    """MTCNN's image pyramid starts at 12 / min_face_size: below min_face_size pixels it would be empty."""
+    from hdm.faces.detect import FaceDetector
+
+    detector = FaceDetector()
+    for shape in ((16, 20, 3), (19, 64, 3), (12, 12, 3)):
+        boxes, points = detector.detect(np.zeros(shape, np.uint8))
+        assert boxes.shape == (0, 5) and points.shape == (0, 5, 2)

@@ -4,7 +4,7 @@ their shared summary.
 For every photo of a folder (sorted, :func:`~hdm.io.images.list_photos`): read it
 (:func:`~hdm.io.images.read_image`; an unreadable file is skipped with a warning naming it and listed
 in ``records.skipped``), ``hr = mod_crop(image, crop_multiple)``, ``lr`` = antialiased bicubic x1/s of
-``hr`` rounded to 8 bits (as an LR image file is); every method upscales ``lr`` and is timed; its
+``hr`` rounded to 8 bits (as an LR image file is), or the real-world chain of :mod:`hdm.data.degrade`; every method upscales ``lr`` and is timed; its
 output is quantised to 8 bits (as when saved) and scored: PSNR and SSIM on Y with an ``s``-pixel
 border (:func:`~hdm.ops.metrics.psnr_ssim_y`), then each benchmark's own scorers.
 """
@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..data.degrade import make_lr
 from ..errors import ImageError
 from ..io.images import list_photos, read_image, to_uint8
 from ..ops.metrics import psnr_ssim_y
-from ..ops.resize import bicubic_downsample, bicubic_upsample, mod_crop
+from ..ops.resize import bicubic_upsample, mod_crop
 from .stats import paired_bootstrap
 
 __all__ = ["Sample", "Records", "evaluate", "bicubic", "method_means", "paired_differences", "summarize_records",
@@ -78,11 +79,10 @@ def _as_uint8(image) -> np.ndarray:
     return to_uint8(image)
 
 
-def _load(path: Path, scale: int, crop_multiple: int) -> Sample:
+def _load(path: Path, scale: int, crop_multiple: int, lr_kind: str = "clean") -> Sample:
     hr = mod_crop(read_image(path).rgb, crop_multiple)
     hr_t = torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None]
-    lr_t = (bicubic_downsample(hr_t, scale) * 255).round() / 255  # LR images are 8-bit
-    return Sample(path, scale, hr, hr_t, lr_t)
+    return Sample(path, scale, hr, hr_t, make_lr(hr_t, scale, lr_kind, path.name))  # LR images are 8-bit
 
 
 def _sync() -> None:
@@ -96,7 +96,7 @@ def evaluate(folder, methods: Mapping[str, Callable[[Sample], object]],
              scorers: Sequence[Callable[[np.ndarray, Sample], dict]] = (), scale: int = 4,
              crop_multiple: int | None = None, prepare: Callable[[Sample], None] | None = None,
              reuses: Mapping[str, Sequence[str]] | None = None, limit: int | None = None, progress: bool = True,
-             desc: str = "evaluate") -> Records:
+             desc: str = "evaluate", lr_kind: str = "clean") -> Records:
     """Per-image records ``{"name", "size", **sample.info, "values": {method: {key: float}},
     "seconds": {method: s}}`` for the first ``limit`` photos of ``folder``.
 
@@ -105,12 +105,13 @@ def evaluate(folder, methods: Mapping[str, Callable[[Sample], object]],
     ``scorer(sr_u8, sample) -> {key: float}``, after ``psnr`` and ``ssim``. ``crop_multiple`` (default
     ``scale``): HR sides are cropped to its multiples. ``prepare(sample)`` runs once per photo before the
     methods. ``reuses[name]``: the methods (or ``"prepare"``) whose work ``name`` reuses; their seconds
-    count in its time. Raises :class:`ImageError` when no photo could be read."""
+    count in its time. ``lr_kind``: the LR image, ``"clean"`` or ``"real-world"``
+    (:func:`hdm.data.degrade.make_lr`). Raises :class:`ImageError` when no photo could be read."""
     reuses = reuses or {}
     records, skipped = [], []
     for path in tqdm(list_photos(folder)[:limit], desc=f"{desc} {Path(folder).name}", disable=not progress):
         try:
-            sample = _load(path, scale, crop_multiple or scale)
+            sample = _load(path, scale, crop_multiple or scale, lr_kind)
         except ImageError as e:
             skipped.append({"name": path.name, "reason": str(e)})
             tqdm.write(f"skipped {path.name}: {e}", file=sys.stderr)

@@ -19,10 +19,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from ..faces.chips import extract_chip
 from ..faces.embedder import face_distance
 from ..io.images import to_image, to_tensor
+from ..losses.haarpsi import haarpsi
 from ..ops.metrics import region_psnr_ssim_y
 from ..ops.tiling import tiled_forward
 from ..sr.fusion import FaceFusionSR
@@ -32,7 +34,7 @@ from .stats import ci_text
 __all__ = ["METHODS", "KEYS", "IDENTITY_KEYS", "evaluate_folder", "summarize", "markdown"]
 
 METHODS = ("bicubic", "general", "face", "fusion")
-KEYS = ("psnr", "ssim", "face_psnr", "face_ssim", "out_psnr", "out_ssim")
+KEYS = ("psnr", "ssim", "face_psnr", "face_ssim", "out_psnr", "out_ssim", "haarpsi")
 #: per image, the mean over its faces of the output-HR descriptor cosine and distance (with an embedder)
 IDENTITY_KEYS = ("id_cos", "id_dist")
 #: the paired comparisons ``(a, b)`` of the summary: ``a - b`` (and ``face - other`` for each other face model)
@@ -66,9 +68,16 @@ def _identity(embedder):
     return score
 
 
+def _haarpsi(sr_u8: np.ndarray, sample: Sample) -> dict:
+    """HaarPSI of the whole output against HR (higher is better): hdm's offline perceptual measure."""
+    sr = torch.from_numpy(np.ascontiguousarray(sr_u8)).permute(2, 0, 1)[None].float() / 255
+    return {"haarpsi": float(haarpsi(sr, sample.hr_t.float())[0])}
+
+
 def evaluate_folder(folder, general, face, detector, scale: int = 4, tile: int | None = None,
                     tile_pad: int | None = None, limit: int | None = None, progress: bool = True,
-                    embedder=None, others: dict | None = None) -> list[dict]:
+                    embedder=None, others: dict | None = None, models: dict | None = None,
+                    lr_kind: str = "clean") -> list[dict]:
     """Per-image records ``{"name", "size", "faces", "values": {method: {key: float}}, "seconds": {method: s}}``
     (a :class:`~hdm.bench.evaluate.Records`: ``.skipped`` lists the unreadable files); with ``embedder`` also
     ``"hr_faces"`` (faces found on HR) and the :data:`IDENTITY_KEYS`.
@@ -76,7 +85,9 @@ def evaluate_folder(folder, general, face, detector, scale: int = 4, tile: int |
     ``general``/``face``: x``scale`` generators (``nn.Module``); ``detector``: ``uint8 image -> (n, 5)``;
     ``embedder``: a :class:`~hdm.faces.FaceEmbedder` (``None``: no identity figures); ``others``:
     ``{name: generator}``, more face models run on the whole image (e.g. one trained without the identity
-    loss). The fusion's time is its own work plus the general model's run and the detection it reuses."""
+    loss); ``models``: ``{name: generator}``, other SR models run alone (e.g. Real-ESRGAN), compared with
+    bicubic and the general model; ``lr_kind``: ``"clean"`` or ``"real-world"`` (:mod:`hdm.data.degrade`).
+    The fusion's time is its own work plus the general model's run and the detection it reuses."""
     device = next(general.parameters()).device
 
     def detect_faces(sample: Sample) -> None:
@@ -102,19 +113,23 @@ def evaluate_folder(folder, general, face, detector, scale: int = 4, tile: int |
 
     methods = {"bicubic": bicubic, "general": model(general), "face": model(face), "fusion": fusion}
     methods.update({name: model(net) for name, net in (others or {}).items()})
-    scorers = [_inside_outside] + ([_identity(embedder)] if embedder is not None else [])
+    methods.update({name: model(net) for name, net in (models or {}).items()})
+    scorers = [_inside_outside, _haarpsi] + ([_identity(embedder)] if embedder is not None else [])
     return evaluate(folder, methods, scorers, scale=scale, prepare=detect_faces,
-                    reuses={"fusion": ("general", "prepare")}, limit=limit, progress=progress, desc="eval-sr")
+                    reuses={"fusion": ("general", "prepare")}, limit=limit, progress=progress,
+                    desc=f"eval-sr ({lr_kind})", lr_kind=lr_kind)
 
 
-def summarize(datasets: dict[str, list[dict]], n_boot: int = 2000) -> dict:
+def summarize(datasets: dict[str, list[dict]], n_boot: int = 2000, models=()) -> dict:
     """Means per dataset, method and key; bootstrap CIs of general - bicubic, fusion - general,
-    face - general and face - each other face model; the files skipped as unreadable."""
+    face - general, face - each other face model, and each of ``models`` (run alone) - bicubic and - general;
+    the files skipped as unreadable."""
     out = {}
     for ds, records in datasets.items():
         methods = list(records[0]["values"])
         keys = KEYS + (IDENTITY_KEYS if "id_cos" in records[0]["values"]["bicubic"] else ())
-        pairs = PAIRS + tuple(("face", m) for m in methods if m not in METHODS)
+        pairs = PAIRS + tuple(("face", m) for m in methods if m not in METHODS and m not in models)
+        pairs += tuple(p for m in models for p in ((m, "bicubic"), (m, "general")))
         common = summarize_records(records, methods, keys, pairs, n_boot=n_boot)
         entry = {"n": common.pop("n"), "faces": sum(r["faces"] for r in records),
                  "images_with_faces": sum(r["faces"] > 0 for r in records), **common}
@@ -149,6 +164,10 @@ def markdown(summary: dict, header: list[str], notes: list[str]) -> str:
                       f"{_f(v['out_psnr'], 2)} / {_f(v['out_ssim'], 4)}"]
         secs = np.mean([summary[d]["methods"][m]["seconds_per_image"] for d in names])
         lines.append(f"| {m} | " + " | ".join(cells) + f" | {secs:.2f} |")
+    lines += ["", "## HaarPSI, whole image (higher is better; hdm's offline perceptual measure)", "",
+              "| method | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(_f(summary[d]["methods"][m].get("haarpsi"), 4) for d in names) + " |")
     lines += ["", "Images (faces found on the LR input, in how many images): " + "; ".join(
         f"{d}: {summary[d]['n']} images, {summary[d]['faces']} faces in {summary[d]['images_with_faces']}"
         for d in names)]
@@ -167,13 +186,15 @@ def markdown(summary: dict, header: list[str], notes: list[str]) -> str:
                      for d in names]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines += ["", "Faces found on HR: " + "; ".join(f"{d}: {summary[d].get('hr_faces', 0)}" for d in names), ""]
-    keys = ("psnr", "face_psnr", "out_psnr", "face_ssim") + (("id_cos", "id_dist") if identity else ())
-    titles = ("PSNR whole", "PSNR faces", "PSNR outside", "SSIM faces", "identity cos", "identity distance")
+    keys = ("psnr", "face_psnr", "out_psnr", "face_ssim", "haarpsi") + (("id_cos", "id_dist") if identity else ())
+    titles = ("PSNR whole", "PSNR faces", "PSNR outside", "SSIM faces", "HaarPSI", "identity cos",
+              "identity distance")
     lines += ["## Paired differences (mean, 95 % bootstrap CI over images; `*` excludes zero)", "",
               "| dataset | comparison | " + " | ".join(titles[:len(keys)]) + " |", "|---" * (len(keys) + 2) + "|"]
     for d in names:
         for c, comp in summary[d]["comparisons"].items():
-            cells = [ci_text(comp[k], 4 if k.startswith("id_") else 3, star=True) if k in comp else "-" for k in keys]
+            cells = [ci_text(comp[k], 4 if k.startswith("id_") or k == "haarpsi" else 3, star=True) if k in comp else "-"
+                     for k in keys]
             lines.append(f"| {d} | {c} | " + " | ".join(cells) + " |")
     lines += ["", "## Goals", "", "| goal | measured | met |", "|---|---|---|"]
     for d in names:

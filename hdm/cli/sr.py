@@ -8,11 +8,12 @@ from pathlib import Path
 
 from ..bench import report
 from ..bench.sr import METHODS, evaluate_folder, markdown, summarize
+from ..data.degrade import LR_KINDS, REAL_WORLD
 from ..errors import BadArgument, MissingFile
 from ..faces.detect import FaceDetector
 from ..faces.embedder import FaceEmbedder
 from ..io.images import MAX_PIXELS, MIN_SIDE, read_image
-from ..io.registry import DEFAULTS
+from ..io.registry import DEFAULTS, names
 from ..io.weights import resolve_weights
 from ..ops.tiling import DEFAULT_TILE
 from ..sr.loading import load_generator
@@ -78,6 +79,19 @@ def _cmd_upscale(args) -> int:
     return run.exit_code
 
 
+#: What each LR kind is, for the results file (hdm.data.degrade).
+LR_NOTES = {"clean": "LR = antialiased bicubic x1/4 on 8-bit levels (hdm.data.degrade.clean_lr)",
+            "real-world": "LR = the real-world chain of hdm.data.degrade: Gaussian blur sigma {blur_sigma} HR px, "
+                          "antialiased bicubic x1/4, Gaussian noise sigma {noise:.1f}/255 (seeded by file name), "
+                          "8 bits, JPEG quality {jpeg_quality} (4:2:0)".format(noise=REAL_WORLD["noise_sigma"] * 255,
+                                                                             **REAL_WORLD)}
+#: Said beside a table with models trained with GAN and perceptual losses.
+GAN_NOTE = ("models trained with GAN and perceptual losses (Real-ESRGAN) give up PSNR and SSIM by design: they "
+            "draw plausible detail where an L1-trained model averages; HaarPSI, a perceptual measure, is the fairer "
+            "column for them")
+MODELS_BY_NAME = set(names("sr_general") + names("sr_face"))
+
+
 def _cmd_eval_sr(args) -> int:
     if args.cards and not args.json:
         raise BadArgument("--cards needs --json (the cards quote that file)")
@@ -92,18 +106,29 @@ def _cmd_eval_sr(args) -> int:
         if not sep or not label or not weights or label in METHODS:
             raise BadArgument(f"--compare-face takes LABEL=WEIGHTS with a new label, got {entry!r}")
         others[label] = load_generator(weights, args.device)
+    models = {}
+    for spec in args.models or []:
+        label = spec if spec in MODELS_BY_NAME else Path(spec).stem
+        if label in METHODS or label in others or label in models:
+            raise BadArgument(f"--models: {label!r} is already a method of the table; give each model once")
+        models[label] = load_generator(spec, args.device)
     detector = FaceDetector(device=args.device)
     embedder = None if args.no_identity else FaceEmbedder.from_pretrained(device=args.device, detector=detector)
     records = {name: evaluate_folder(folder, general, face, detector, scale=general.scale, tile=args.tile,
-                                     limit=args.limit, embedder=embedder, others=others)
+                                     limit=args.limit, embedder=embedder, others=others, models=models,
+                                     lr_kind=args.lr_kind)
                for name, folder in sources.items()}
-    summary = summarize(records, n_boot=args.bootstrap)
+    summary = summarize(records, n_boot=args.bootstrap, models=tuple(models))
     notes = [f"general model: {args.general_weights}", f"face model: {args.face_weights}",
              *(f"{label}: {entry.partition('=')[2]}" for label, entry in zip(others, args.compare_face or [])),
-             "HR = the image cropped to a multiple of 4; LR = antialiased bicubic x1/4 (hdm.ops.resize); "
-             "outputs quantised to 8 bits; faces: MTCNN on the LR input, tight boxes x4 (hdm.bench.sr)"]
+             *(f"run alone: {label} ({spec})" for label, spec in zip(models, args.models or [])),
+             "HR = the image cropped to a multiple of 4; " + LR_NOTES[args.lr_kind]
+             + "; outputs quantised to 8 bits; faces: MTCNN on the LR input, tight boxes x4 (hdm.bench.sr)",
+             *([GAN_NOTE] if models else [])]
     data = "; ".join(f"{name} = {folder}" for name, folder in sources.items())
-    text = markdown(summary, report.header("Super-resolution x4: bicubic, general, face and fusion", data), notes)
+    title = "Super-resolution x4: bicubic, general, face and fusion" + (", and other models" if models else "")
+    title += "" if args.lr_kind == "clean" else f" ({args.lr_kind} LR)"
+    text = markdown(summary, report.header(title, data), notes)
     print(text)
     if args.out:
         print(f"wrote {report.write(args.out, text)}")
@@ -180,16 +205,18 @@ def add_parsers(sub) -> None:
                     "Exit code: 0 all done, 1 some files failed, 2 nothing could be done.")
     p.add_argument("input", help="image file or folder")
     p.add_argument("output", help="output file (e.g. out.png) or folder")
-    p.add_argument("--model", default="fusion", choices=MODES,
-                   help="diffusion: the one-step student; diffusion-teacher: the multi-step teacher")
+    p.add_argument("--model", default="fusion", metavar="MODE_OR_MODEL",
+                   help=f"a mode ({', '.join(MODES)}; diffusion: the one-step student), or one model to run alone: a "
+                        "registry generator (`hdm models --kind sr_general`) or a model file "
+                        "(.pth/.safetensors of any architecture hdm or spandrel knows, ncnn .param, .onnx)")
     p.add_argument("--diffusion-weights", default=None,
                    help="diffusion modes: a model file or shipped name (default: the shipped one for the mode)")
     p.add_argument("--seed", type=int, default=None, help="diffusion modes: the noise seed (default 0; a seed gives "
                                                           "the same result)")
     p.add_argument("--general-weights", default=None,
-                   help="general and fusion: 'general' (shipped, the default), a shipped name or an RRDBNet checkpoint")
+                   help="general and fusion: 'general' (shipped, the default), a registry name or a model file")
     p.add_argument("--face-weights", default=None,
-                   help="face and fusion: 'face' (shipped, the default), a shipped name or an RRDBNet checkpoint")
+                   help="face and fusion: 'face' (shipped, the default), a registry name or a model file")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE,
                    help=f"tile side in input pixels (default {DEFAULT_TILE}; smaller: less memory)")
     p.add_argument("--tile-pad", type=int, default=None,
@@ -214,6 +241,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--compare-face", action="append", metavar="LABEL=WEIGHTS",
                    help="another face model to run on the whole image and compare with the face model "
                         "(repeatable; e.g. 'face w/o identity=runs/x.safetensors')")
+    p.add_argument("--models", nargs="+", metavar="MODEL",
+                   help="other SR models to run alone and compare with bicubic and the general model: registry "
+                        "generators (`hdm models --kind sr_general`) or model files")
+    p.add_argument("--lr-kind", default="clean", choices=LR_KINDS,
+                   help="clean: bicubic x1/4; real-world: blur, x1/4, noise and JPEG first (hdm.data.degrade)")
     p.add_argument("--no-identity", action="store_true",
                    help="skip the identity columns (dlib descriptors of HR-aligned face chips)")
     p.add_argument("--tile", type=int, default=None, help="tile side in LR pixels (default: whole image)")

@@ -31,7 +31,7 @@ class FaceDetector:
     def __init__(self, min_prob: float = 0.9, min_face_size: int = 20, device="cpu"):
         from facenet_pytorch import MTCNN  # lazy: imported only when a face detector is built
 
-        self.min_prob = float(min_prob)
+        self.min_prob, self.min_face_size = float(min_prob), int(min_face_size)
         self.mtcnn = MTCNN(keep_all=True, min_face_size=int(min_face_size), device=device)
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
@@ -43,7 +43,7 @@ class FaceDetector:
         :meth:`__call__` gives them, and each face's 5 MTCNN landmarks in the same order."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise BadArgument(f"face detection needs an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
-        if min(image.shape[:2]) < 12:  # below MTCNN's smallest window there is nothing to find
+        if min(image.shape[:2]) < max(12, self.min_face_size):  # no face this small: MTCNN's pyramid is empty
             return np.zeros((0, 5)), np.zeros((0, 5, 2))
         boxes, probs, points = self.mtcnn.detect(Image.fromarray(image), landmarks=True)
         if boxes is None:

@@ -35,8 +35,9 @@ from ..formats.ncnn import Graph, Layer, read_ncnn
 from ..io.weights import load_state_dict_file
 from .archs.rrdbnet import UNSHUFFLE, RRDBNet
 from .archs.srvgg import SRVGGNetCompact
+from .spandrel_model import load_spandrel
 
-__all__ = ["convert_state_dict", "infer_config", "load_rrdbnet", "srvgg_config", "load_srvgg", "is_srvgg",
+__all__ = ["convert_state_dict", "infer_config", "load_rrdbnet", "srvgg_config", "load_srvgg", "is_rrdb", "is_srvgg",
            "load_sr_checkpoint", "load_ncnn"]
 
 _P = r"\.(weight|bias)$"  # a conv's parameter name: the last group of every pattern
@@ -239,14 +240,22 @@ def load_srvgg(state: Mapping[str, torch.Tensor], source: str = "state dict") ->
     return model.eval()
 
 
+def is_rrdb(state: Mapping[str, torch.Tensor]) -> bool:
+    """Whether a state dict is an RRDB generator's in one of the layouts :func:`convert_state_dict` reads (its
+    first RRDB's first convolution under any of their names)."""
+    return any(re.match(r"(module\.)?(body\.0\.rdb1\.conv1|RRDB_trunk\.0\.RDB1\.conv1|model\.1\.sub\.0\.RDB1\.conv1)\.", k)
+               for k in state)
+
+
 def is_srvgg(state: Mapping[str, torch.Tensor]) -> bool:
     """Whether a state dict is a compact generator's: ``body.0`` a convolution, ``body.1`` a PReLU."""
     return "body.0.weight" in state and "body.1.weight" in state and state["body.1.weight"].ndim == 1
 
 
 def load_sr_checkpoint(path_or_state: str | Path | Mapping) -> nn.Module:
-    """An hdm generator in eval mode from a checkpoint of any layout this module knows: RRDB generators
-    (:func:`load_rrdbnet`) and compact ones (:func:`load_srvgg`), told apart by their keys."""
+    """An SR model in eval mode from a checkpoint: RRDB generators (:func:`load_rrdbnet`) and compact ones
+    (:func:`load_srvgg`), told apart by their keys, and any other architecture spandrel knows
+    (:func:`hdm.sr.spandrel_model.load_spandrel`)."""
     if isinstance(path_or_state, Mapping):
         state, source = path_or_state, "state dict"
     else:
@@ -256,7 +265,9 @@ def load_sr_checkpoint(path_or_state: str | Path | Mapping) -> nn.Module:
         state, source = load_state_dict_file(path), str(path)
     if is_srvgg(state):
         return load_srvgg(state, source)
-    return load_rrdbnet(state)
+    if is_rrdb(state):
+        return load_rrdbnet(state)
+    return load_spandrel(state, source)
 
 
 # ------------------------------------------------------------------------------------------------- ncnn

@@ -23,14 +23,14 @@ from ..diffusion.sampler import DiffusionSR
 from ..errors import BadArgument, ImageError
 from ..faces.detect import FaceDetector
 from ..io.images import MIN_SIDE, DecodedImage, read_image, to_image, to_tensor
-from ..io.registry import DEFAULTS
+from ..io.registry import DEFAULTS, names
 from ..ops.resize import bicubic_upsample
 from ..ops.tiling import DEFAULT_TILE, check_tile, default_pad, tile_grid, tiled_forward
 from ..sr.fusion import FaceFusionSR, FusionResult
 from ..sr.loading import load_generator
 from ..sr.model import check_sr_model
 
-__all__ = ["MODES", "USES", "Upscaler", "UpscaleResult", "upscale", "as_decoded", "clear_cache"]
+__all__ = ["MODES", "USES", "one_model", "Upscaler", "UpscaleResult", "upscale", "as_decoded", "clear_cache"]
 
 #: ``diffusion``: the one-step student; ``diffusion-teacher``: the multi-step teacher (hdm.diffusion).
 MODES = ("general", "face", "fusion", "diffusion", "diffusion-teacher")
@@ -75,6 +75,19 @@ def as_decoded(image) -> DecodedImage:
     return DecodedImage(np.ascontiguousarray(arr[..., :3]), alpha, 8, "RGBA" if alpha is not None else "RGB")
 
 
+def one_model(mode: str, general=None) -> tuple[str, object]:
+    """``(mode, general)``: a mode as it is; a registry generator's name or a model file in place of a mode
+    means the ``general`` mode with that model. :class:`BadArgument` for anything else."""
+    if mode in MODES:
+        return mode, general
+    if isinstance(mode, (str, Path)) and (str(mode) in names("sr_general") + names("sr_face") or Path(mode).is_file()):
+        if general is not None:
+            raise BadArgument(f"give the model once: as the mode ({mode}) or as general= ({general}), not both")
+        return "general", str(mode)
+    raise BadArgument(f"mode must be one of {', '.join(MODES)}, a registry generator "
+                      f"({', '.join(names('sr_general') + names('sr_face'))}) or a model file; got {mode!r}")
+
+
 def _not_used(name: str, mode: str) -> str:
     """The message for an argument ``name`` given to a ``mode`` that does not use it (:data:`USES`)."""
     modes = USES[name]
@@ -93,7 +106,8 @@ class Upscaler:
     """``Upscaler(mode)(image) -> UpscaleResult``; the models are loaded once, here.
 
     Args:
-        mode: one of :data:`MODES`.
+        mode: one of :data:`MODES`, or one model to run alone (a registry generator such as
+            ``"realesrgan_x4plus"``, or a model file): the ``general`` mode with that model.
         general, face: modes ``general``/``fusion`` and ``face``/``fusion``: weights (``"general"``/``"face"``,
             a registry name, a checkpoint or ``.onnx`` path) or a loaded :class:`~hdm.sr.model.SRModel`
             (default: the shipped ones).
@@ -113,8 +127,7 @@ class Upscaler:
     def __init__(self, mode: str = "fusion", general=None, face=None, tile: int | None = DEFAULT_TILE,
                  tile_pad: int | None = None, device="cpu", detector=None, diffusion=None, seed: int | None = None,
                  progress: bool = False):
-        if mode not in MODES:
-            raise BadArgument(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        mode, general = one_model(mode, general)
         given = {"general": general, "face": face, "detector": detector, "diffusion": diffusion, "seed": seed}
         unused = [name for name, value in given.items() if value is not None and mode not in USES[name]]
         if unused:
@@ -241,7 +254,8 @@ def _give_back(result: UpscaleResult, kind: tuple):
 def upscale(image, mode: str = "fusion", *, seed: int | None = None, tile: int | None = DEFAULT_TILE,
             tile_pad: int | None = None, device="cpu", intermediates: bool = False, general=None, face=None,
             diffusion=None):
-    """Upscale ``image`` x4 (the shipped models' scale) with ``mode`` (one of :data:`MODES`).
+    """Upscale ``image`` x4 (the shipped models' scale) with ``mode`` (one of :data:`MODES`, or one model to run
+    alone: a registry generator such as ``"realesrgan_x4plus"`` or a model file, see :func:`one_model`).
 
     ``image``: a path (read by :func:`hdm.io.images.read_image`: EXIF orientation, alpha, 16 bits), a PIL image,
     or an array ``(H, W, 3)`` / ``(H, W, 4)``, uint8 or float in [0, 1]. Returns the upscaled image as the
@@ -261,8 +275,7 @@ def upscale(image, mode: str = "fusion", *, seed: int | None = None, tile: int |
     """
     decoded, kind = _read(image)
     device = torch.device(device)
-    if mode not in MODES:
-        raise BadArgument(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    mode, general = one_model(mode, general)
     models, generators = {}, {"general": general, "face": face}
     for role, given in generators.items():
         if mode in USES[role]:
