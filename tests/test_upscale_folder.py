@@ -102,3 +102,17 @@ def test_a_crash_keeps_every_finished_file_whole(photos, tmp_path):
     report = upscale_folder(Upscaler("general"), jobs, log=lambda line: None)
     assert (len(report.done), report.skipped, report.failed, report.total) == (3, 2, [], (3, 0, 2))
     assert report.exit_code == 0
+
+
+def test_bench_upscale_measures_each_case_in_its_own_process(tmp_path, capsys):
+    """Time and peak memory per case; a tile as large as the image is the whole-image case, left out."""
+    from hdm.cli import main
+
+    assert main(["bench-upscale", "--model", "realesr_animevideov3", "--sizes", "48", "--tiles", "none", "32", "64",
+                 "--out", str(tmp_path / "cost.md")]) == 0
+    text = (tmp_path / "cost.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| 48x48")]
+    assert [row.split(" | ")[1] for row in rows] == ["whole", "32"]
+    for row in rows:
+        seconds, peak = float(row.split(" | ")[2]), float(row.split(" | ")[3])
+        assert 0 < seconds < 60 and 100 < peak < 20_000 and row.endswith("| 192x192 |")

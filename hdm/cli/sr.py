@@ -2,11 +2,12 @@
 the library; hdm's errors end as one line (:func:`hdm.cli.main`)."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
-from ..bench import report
+from ..bench import report, upscale_cost
 from ..bench.sr import METHODS, evaluate_folder, markdown, summarize
 from ..data.degrade import LR_KINDS, REAL_WORLD
 from ..errors import BadArgument, MissingFile
@@ -145,6 +146,27 @@ def _cmd_eval_sr(args) -> int:
     return 0
 
 
+def _tile(text: str):
+    """argparse type: a tile side in pixels, or ``none`` (whole images)."""
+    if text == "none":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a tile side in pixels or 'none'") from None
+
+
+def _cmd_bench_upscale(args) -> int:
+    cases = [(side, tile) for side in args.sizes for tile in args.tiles if tile is None or tile < side]
+    rows = upscale_cost.measure(args.model, cases, args.device)
+    text = upscale_cost.markdown(args.model, rows, report.header(f"What hdm upscale costs: {args.model}",
+                                                                 f"random images of {', '.join(map(str, args.sizes))} px"))
+    print(text)
+    if args.out:
+        print(f"wrote {report.write(args.out, text)}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     """Register the SR commands on ``sub`` (the ``hdm`` subparsers object)."""
     p = sub.add_parser(
@@ -257,3 +279,14 @@ def add_parsers(sub) -> None:
     p.add_argument("--cards", action="store_true",
                    help="rewrite the model cards of the evaluated .safetensors generators with these figures (needs --json)")
     p.set_defaults(func=_cmd_eval_sr)
+
+    p = sub.add_parser("bench-upscale", help="time and peak memory of hdm upscale for one model, whole and tiled",
+                       description="Upscale random square images with one model, each case in a fresh process: "
+                                   "the time of the upscaling and the process's peak memory. Cases with a tile at "
+                                   "least as large as the image are left out (they are the whole-image case).")
+    p.add_argument("--model", default="general", help="a mode or a model (registry name or file), as hdm upscale")
+    p.add_argument("--sizes", type=int, nargs="+", default=[256], help="input sides (px)")
+    p.add_argument("--tiles", type=_tile, nargs="+", default=[None, 128], help="tile sides (px) or none")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", help="write the table here (e.g. docs/results/upscale_cost.md)")
+    p.set_defaults(func=_cmd_bench_upscale)
