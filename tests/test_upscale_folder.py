@@ -115,4 +115,4 @@ def test_bench_upscale_measures_each_case_in_its_own_process(tmp_path, capsys):
     assert [row.split(" | ")[1] for row in rows] == ["whole", "32"]
     for row in rows:
         seconds, peak = float(row.split(" | ")[2]), float(row.split(" | ")[3])
-        assert 0 < seconds < 60 and 100 < peak < 20_000 and row.endswith("| 192x192 |")
+        assert 0 <= seconds < 60 and 100 < peak < 20_000 and row.endswith("| 192x192 |")  # 0.1-s resolution
