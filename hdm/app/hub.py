@@ -195,7 +195,7 @@ class ModelHub:
             raise BadArgument(f"unknown diffusion variant {variant!r}; choose from {list(DIFFUSION)}")
         path = self.weights_dir / DIFFUSION[variant].file
         one_step = DIFFUSION[variant].arch_args.get("stage") == "student"
-        table = {variant: lambda: (DiffusionSR.from_pretrained(path, self.device, one_step=one_step, tile=256),
+        table = {variant: lambda: (DiffusionSR.from_pretrained(path, self.device, one_step=one_step),
                                    f"hdm's diffusion model ({variant})", [*_file_lines(path), *_notes(path)])}
         return self.get(table, variant)
 

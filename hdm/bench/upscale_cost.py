@@ -22,7 +22,7 @@ from ..upscaling.pipeline import Upscaler
 
 __all__ = ["Case", "run_case", "measure", "markdown"]
 
-Case = tuple[int, "int | None"]  # (input side, tile side or None)
+Case = tuple[int, int | None]  # (input side, tile side or None)
 
 
 def run_case(model: str, side: int, tile: int | None, device: str = "cpu") -> dict:

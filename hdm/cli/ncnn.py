@@ -4,10 +4,7 @@ cards."""
 from __future__ import annotations
 
 import importlib.metadata
-import json
 from pathlib import Path
-
-from safetensors.torch import save_file
 
 from ..bench import report
 from ..bench.ncnn import ncnn_card, ncnn_parity
@@ -15,6 +12,7 @@ from ..errors import BadArgument
 from ..io.registry import MODELS, models_of
 from ..io.weights import package_paths
 from ..sr.convert import load_ncnn
+from ..training.sr import export_generator
 
 __all__ = ["add_parsers"]
 
@@ -40,10 +38,7 @@ def _cmd_convert(args) -> int:
         parity = ncnn_parity(model, param, weights)
         print(f"parity: max |hdm - ncnn| = {parity:.1e} (ncnn runtime, CPU, float32)")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"arch": type(model).__name__, "config": json.dumps(model.config), "source": f"{param.name} / {weights.name}"}
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out), metadata=meta)
+        out = export_generator(model, args.out, {"source": f"{param.name} / {weights.name}"})
         print(f"wrote {out}")
     if args.card:
         if entry is None:

@@ -14,7 +14,7 @@ from ..errors import BadArgument, MissingFile
 from ..faces.detect import FaceDetector
 from ..faces.embedder import FaceEmbedder
 from ..io.images import MAX_PIXELS, MIN_SIDE, read_image
-from ..io.registry import DEFAULTS, names
+from ..io.registry import DEFAULTS, generator_names
 from ..io.weights import resolve_weights
 from ..ops.tiling import DEFAULT_TILE
 from ..sr.loading import load_generator
@@ -90,7 +90,6 @@ LR_NOTES = {"clean": "LR = antialiased bicubic x1/4 on 8-bit levels (hdm.data.de
 GAN_NOTE = ("models trained with GAN and perceptual losses (Real-ESRGAN) give up PSNR and SSIM by design: they "
             "draw plausible detail where an L1-trained model averages; HaarPSI, a perceptual measure, is the fairer "
             "column for them")
-MODELS_BY_NAME = set(names("sr_general") + names("sr_face"))
 
 
 def _cmd_eval_sr(args) -> int:
@@ -109,7 +108,7 @@ def _cmd_eval_sr(args) -> int:
         others[label] = load_generator(weights, args.device)
     models = {}
     for spec in args.models or []:
-        label = spec if spec in MODELS_BY_NAME else Path(spec).stem
+        label = spec if spec in generator_names() else Path(spec).stem
         if label in METHODS or label in others or label in models:
             raise BadArgument(f"--models: {label!r} is already a method of the table; give each model once")
         models[label] = load_generator(spec, args.device)

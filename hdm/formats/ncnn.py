@@ -199,7 +199,7 @@ def write_ncnn(graph: Graph, param, weights) -> tuple[Path, Path]:
     """Write ``graph`` as ``param`` (text) and ``weights`` (float32 kernels, tag 0): the inverse of
     :func:`read_ncnn` up to the precision of the kernels."""
     param, weights = Path(param), Path(weights)
-    lines = [str(MAGIC), f"{len(graph.layers)} {len({b for layer in graph.layers for b in layer.outputs})}"]
+    lines = [str(MAGIC), f"{len(graph.layers)} {len(graph.blobs)}"]
     chunks = []
     for layer in graph.layers:
         if layer.type not in LAYER_TYPES:

@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 
 from ..errors import BadArgument
 
-__all__ = ["ModelCfg", "KINDS", "MODELS", "DEFAULTS", "get_cfg", "names", "models_of", "default",
+__all__ = ["ModelCfg", "KINDS", "GENERATOR_KINDS", "MODELS", "DEFAULTS", "get_cfg", "names", "generator_names",
+           "models_of", "default",
            "exported_file", "weights_readme"]
 
 #: What a model is for: ``sr_general`` (any photo), ``sr_face`` (the face specialist), ``diffusion_sr``
 #: (diffusion SR), ``classifier`` (what CAMs explain), ``face_embedder`` (face descriptors).
 KINDS = ("sr_general", "sr_face", "diffusion_sr", "classifier", "face_embedder")
+#: The kinds whose models are SR generators (what ``load_generator`` and ``hdm upscale --model`` take).
+GENERATOR_KINDS = ("sr_general", "sr_face")
 
 #: The licence of the weights hdm trains itself (those of the code, see LICENSE).
 HDM_LICENCE = "MIT"
@@ -191,6 +194,11 @@ def get_cfg(name: str) -> ModelCfg:
 def names(kind: str | None = None, shipped: bool | None = None) -> list[str]:
     """The model names (of one ``kind``; only shipped or only downloaded ones when ``shipped`` is given)."""
     return [c.name for c in models_of(kind, shipped)]
+
+
+def generator_names() -> list[str]:
+    """The names of the SR generators (:data:`GENERATOR_KINDS`), general ones first."""
+    return [name for kind in GENERATOR_KINDS for name in names(kind)]
 
 
 def models_of(kind: str | None = None, shipped: bool | None = None) -> list[ModelCfg]:

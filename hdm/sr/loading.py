@@ -8,15 +8,12 @@ from pathlib import Path
 import torch
 
 from ..errors import BadArgument, MissingFile
-from ..io.registry import DEFAULTS, MODELS, names
+from ..io.registry import DEFAULTS, GENERATOR_KINDS, MODELS, generator_names
 from ..io.weights import package_paths, resolve_weights
 from .convert import load_ncnn, load_sr_checkpoint
 from .onnx_runtime import OnnxSR
 
 __all__ = ["load_generator"]
-
-_GENERATOR_KINDS = ("sr_general", "sr_face")
-
 
 def load_generator(weights: str | Path, device="cpu"):
     """A generator in eval mode on ``device``: a role (``"general"`` / ``"face"``), a registry name
@@ -28,9 +25,9 @@ def load_generator(weights: str | Path, device="cpu"):
     Raises :class:`~hdm.errors.WeightsUnavailable` (a registry file that cannot be had), :class:`MissingFile`
     and :class:`~hdm.errors.BadArgument` (a file that is not a generator, a registry model of another kind)."""
     name = DEFAULTS.get(str(weights), str(weights)) if str(weights) in ("general", "face") else str(weights)
-    if name in MODELS and MODELS[name].kind not in _GENERATOR_KINDS:
+    if name in MODELS and MODELS[name].kind not in GENERATOR_KINDS:
         raise BadArgument(f"{name} is a {MODELS[name].kind} model, not a generator; the generators are "
-                          f"{', '.join(names('sr_general') + names('sr_face'))}")
+                          f"{', '.join(generator_names())}")
     if name in MODELS and MODELS[name].package is not None:
         return load_ncnn(*package_paths(name)).to(torch.device(device)).eval()
     try:
@@ -38,7 +35,7 @@ def load_generator(weights: str | Path, device="cpu"):
     except MissingFile as e:
         raise MissingFile(f"no generator weights at {weights}: give a checkpoint (RRDBNet or SRVGGNetCompact: hdm, "
                           "Real-ESRGAN or ESRGAN), ncnn files (.param), an exported .onnx file, general / face (the shipped ones) or a registry name "
-                          f"({', '.join(names('sr_general') + names('sr_face'))})") from e
+                          f"({', '.join(generator_names())})") from e
     if path.suffix == ".onnx":
         return OnnxSR(path, tile=None).as_generator()
     if path.suffix == ".param":

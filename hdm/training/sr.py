@@ -318,11 +318,12 @@ def _arch(model: RRDBNet) -> dict:
     return c
 
 
-def export_generator(model: RRDBNet, path, record: dict) -> Path:
-    """float32 safetensors of the generator; metadata: ``config`` (the architecture) and ``record``."""
+def export_generator(model: nn.Module, path, record: dict) -> Path:
+    """float32 safetensors of a generator (RRDBNet, SRVGGNetCompact); metadata: ``arch`` (its class),
+    ``config`` (its arguments) and ``record``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"arch": "RRDBNet", "config": json.dumps(model.config),
+    save_file(state, str(path), metadata={"arch": type(model).__name__, "config": json.dumps(model.config),
                                           "record": json.dumps(record)})
     return path

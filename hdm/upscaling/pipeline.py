@@ -23,7 +23,7 @@ from ..diffusion.sampler import DiffusionSR
 from ..errors import BadArgument, ImageError
 from ..faces.detect import FaceDetector
 from ..io.images import MIN_SIDE, DecodedImage, read_image, to_image, to_tensor
-from ..io.registry import DEFAULTS, names
+from ..io.registry import DEFAULTS, generator_names
 from ..ops.resize import bicubic_upsample
 from ..ops.tiling import DEFAULT_TILE, check_tile, default_pad, tile_grid, tiled_forward
 from ..sr.fusion import FaceFusionSR, FusionResult
@@ -80,12 +80,12 @@ def one_model(mode: str, general=None) -> tuple[str, object]:
     means the ``general`` mode with that model. :class:`BadArgument` for anything else."""
     if mode in MODES:
         return mode, general
-    if isinstance(mode, (str, Path)) and (str(mode) in names("sr_general") + names("sr_face") or Path(mode).is_file()):
+    if isinstance(mode, (str, Path)) and (str(mode) in generator_names() or Path(mode).is_file()):
         if general is not None:
             raise BadArgument(f"give the model once: as the mode ({mode}) or as general= ({general}), not both")
         return "general", str(mode)
     raise BadArgument(f"mode must be one of {', '.join(MODES)}, a registry generator "
-                      f"({', '.join(names('sr_general') + names('sr_face'))}) or a model file; got {mode!r}")
+                      f"({', '.join(generator_names())}) or a model file; got {mode!r}")
 
 
 def _not_used(name: str, mode: str) -> str:
